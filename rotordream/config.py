@@ -1,0 +1,299 @@
+"""The daemon's configuration: TOML file and command line into frozen dataclasses.
+
+Every key has a type and a default here; ``conf/rotordream.toml`` documents
+them all. An unknown section or key, a wrong type or a bad value raises
+:class:`ConfigError` whose message is one line naming the key and the value.
+Camera settings (resolution, brightness, ...) are not configuration: they
+live in ``rotordream/state.py``.
+"""
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+
+DEFAULT_CONFIG_PATH = "/etc/rotordream/rotordream.toml"
+
+
+class ConfigError(Exception):
+    """A configuration problem, described in one line."""
+
+
+@dataclass(frozen=True)
+class Server:
+    """Listeners, where state lives, and the video source and motor controller."""
+
+    http: str = "tcp:80"
+    https: str = ""          # off unless set, e.g. "ssl:443"
+    rtsp: str = "tcp:554"
+    rtsps: str = ""          # off unless set, e.g. "ssl:322"
+    state_dir: str = "/var/lib/rotordream"
+    source: str = "testsrc"  # testsrc | v4l2:/dev/videoN | file:PATH
+    motor: str = "sim"       # sim | serial:/dev/ttyX[:baud] | none
+
+
+@dataclass(frozen=True)
+class TLS:
+    """Certificate for HTTPS and RTSPS; empty paths mean a self-signed one in the state dir."""
+
+    certificate: str = ""
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class Video:
+    """Encoder settings that are not camera state."""
+
+    profile: str = "baseline"  # baseline (Constrained Baseline) | main | high
+    threads: int = 1           # libx264 threads per encoder
+    snapshot_threads: int = 2  # thread pool size for JPEG encoding
+
+
+@dataclass(frozen=True)
+class Auth:
+    """Users, anonymous access, tokens and login limits."""
+
+    anonymous: str = "viewer"          # role of clients without credentials
+    initial_admin_password: str = ""   # used once, on first start
+    token_lifetime: int = 86400        # seconds a bearer token lives
+    nonce_lifetime: int = 300          # seconds a Digest nonce lives
+    login_failures: int = 5            # failed logins allowed per window ...
+    login_window: int = 300            # ... of this many seconds
+
+
+@dataclass(frozen=True)
+class HTTP:
+    """REST limits and CORS."""
+
+    rate_limit: int = 100              # requests per client per period; 0 disables
+    rate_period: int = 60              # seconds
+    max_body: int = 1048576            # bytes
+    cors_origins: tuple = ()           # allowed origins; empty disables CORS
+
+
+@dataclass(frozen=True)
+class WebSocket:
+    """Limits of the control WebSocket."""
+
+    rate_limit: int = 100              # messages per second per connection; 0 disables
+    max_message: int = 65536           # bytes
+    send_buffer: int = 1048576         # bytes queued for a client before it is dropped
+    ping_interval: int = 20            # seconds
+
+
+@dataclass(frozen=True)
+class RTSP:
+    """RTSP/RTP server limits."""
+
+    max_sessions: int = 10
+    mtu: int = 1400                    # RTP payload bytes
+    rtp_port_min: int = 50000
+    rtp_port_max: int = 50999
+    session_timeout: int = 60
+    client_queue: int = 4194304        # bytes queued per TCP client before dropping to a keyframe
+
+
+@dataclass(frozen=True)
+class Recording:
+    """Where recordings go and how much room they may take."""
+
+    directory: str = ""                # default <state_dir>/recordings
+    segment_seconds: int = 300
+    max_total_mb: int = 0              # 0: no limit but free space
+    min_free_mb: int = 256
+
+
+@dataclass(frozen=True)
+class Motor:
+    """Serial motor controller link."""
+
+    baud: int = 115200
+    command_timeout: float = 1.0
+    retries: int = 2
+
+
+@dataclass(frozen=True)
+class ONVIF:
+    """ONVIF service options."""
+
+    password_text: bool = False        # accept WS-Security PasswordText
+    created_window: int = 300          # seconds of clock skew allowed on Created
+    max_subscriptions: int = 16
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """WS-Discovery. Off by default so a test or developer daemon never multicasts."""
+
+    enabled: bool = False
+    interfaces: tuple = ()             # interface names; empty: every interface
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration."""
+
+    server: Server = field(default_factory=Server)
+    tls: TLS = field(default_factory=TLS)
+    video: Video = field(default_factory=Video)
+    auth: Auth = field(default_factory=Auth)
+    http: HTTP = field(default_factory=HTTP)
+    websocket: WebSocket = field(default_factory=WebSocket)
+    rtsp: RTSP = field(default_factory=RTSP)
+    recording: Recording = field(default_factory=Recording)
+    motor: Motor = field(default_factory=Motor)
+    onvif: ONVIF = field(default_factory=ONVIF)
+    discovery: Discovery = field(default_factory=Discovery)
+
+    @property
+    def recording_dir(self):
+        """The recordings directory, defaulting under the state dir."""
+        return self.recording.directory or os.path.join(self.server.state_dir, "recordings")
+
+
+_CHOICES = {
+    ("server", "source"): None,  # checked by parse_source
+    ("auth", "anonymous"): ("admin", "operator", "viewer", "guest"),
+    ("video", "profile"): ("baseline", "main", "high"),
+}
+_POSITIVE = {("rtsp", "max_sessions"), ("rtsp", "mtu"), ("rtsp", "session_timeout"),
+             ("motor", "baud"), ("video", "threads"), ("video", "snapshot_threads"),
+             ("http", "max_body"), ("websocket", "max_message"), ("auth", "token_lifetime"),
+             ("recording", "segment_seconds"), ("onvif", "max_subscriptions")}
+_ENDPOINT_KEYS = {("server", "http"), ("server", "https"), ("server", "rtsp"), ("server", "rtsps")}
+
+
+def _coerce(section, key, ftype, value):
+    where = "[%s] %s = %r" % (section, key, value)
+    if ftype == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError("%s: expected true or false" % where)
+    elif ftype == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError("%s: expected an integer" % where)
+        if (section, key) in _POSITIVE and value <= 0:
+            raise ConfigError("%s: must be positive" % where)
+        if value < 0:
+            raise ConfigError("%s: must not be negative" % where)
+    elif ftype == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError("%s: expected a number" % where)
+        if value <= 0:
+            raise ConfigError("%s: must be positive" % where)
+        value = float(value)
+    elif ftype == "str":
+        if not isinstance(value, str):
+            raise ConfigError("%s: expected a string" % where)
+        choices = _CHOICES.get((section, key))
+        if choices and value not in choices:
+            raise ConfigError("%s: expected one of %s" % (where, ", ".join(choices)))
+        if (section, key) in _ENDPOINT_KEYS and value:
+            check_endpoint(section, key, value)
+        if (section, key) == ("server", "source"):
+            parse_source(value)
+        if (section, key) == ("server", "motor"):
+            parse_motor(value)
+    elif ftype == "tuple":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError("%s: expected a list of strings" % where)
+        value = tuple(value)
+    return value
+
+
+def check_endpoint(section, key, value):
+    """Raise ConfigError unless ``value`` parses as a Twisted server endpoint string."""
+    from twisted.internet.endpoints import _parseServer  # noqa: the parser serverFromString uses
+    try:
+        kind, args, kwargs = _parseServer(value, None)
+    except Exception as e:
+        raise ConfigError("[%s] %s = %r: not a valid endpoint (%s)" % (section, key, value, e))
+    if kind.lower() not in ("tcp", "tcp6", "ssl", "unix", "systemd"):
+        raise ConfigError("[%s] %s = %r: unknown endpoint type %r (use tcp:PORT or ssl:PORT)"
+                          % (section, key, value, kind))
+    if kind.lower() in ("tcp", "tcp6", "ssl"):
+        port = args[0] if args else kwargs.get("port")
+        try:
+            port = int(port)
+            if not 0 <= port <= 65535:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ConfigError("[%s] %s = %r: port must be a number 0-65535"
+                              % (section, key, value)) from None
+
+
+def parse_source(spec):
+    """Split a source spec into (kind, argument); raise ConfigError when malformed."""
+    if spec == "testsrc":
+        return ("testsrc", None)
+    kind, _, arg = spec.partition(":")
+    if kind in ("v4l2", "file") and arg:
+        return (kind, arg)
+    raise ConfigError("[server] source = %r: expected testsrc, v4l2:/dev/videoN or file:PATH"
+                      % (spec,))
+
+
+def parse_motor(spec):
+    """Split a motor spec into (kind, device, baud or None); raise ConfigError when malformed."""
+    if spec in ("sim", "none"):
+        return (spec, None, None)
+    kind, _, rest = spec.partition(":")
+    if kind == "serial" and rest:
+        device, _, baud = rest.partition(":")
+        if baud:
+            if not baud.isdigit() or int(baud) <= 0:
+                raise ConfigError("[server] motor = %r: baud must be a positive number" % spec)
+            return ("serial", device, int(baud))
+        return ("serial", device, None)
+    raise ConfigError("[server] motor = %r: expected sim, none or serial:/dev/ttyX[:baud]"
+                      % (spec,))
+
+
+def _field_type(f):
+    t = f.type if isinstance(f.type, str) else f.type.__name__
+    return t
+
+
+def from_dict(data, overrides=None):
+    """Build a :class:`Config` from parsed TOML ``data`` plus ``{(section, key): value}`` overrides."""
+    if not isinstance(data, dict):
+        raise ConfigError("configuration must be a table")
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    merged = {}
+    for name, table in data.items():
+        if name not in sections:
+            raise ConfigError("unknown section [%s] (known: %s)" % (name, ", ".join(sections)))
+        if not isinstance(table, dict):
+            raise ConfigError("[%s] must be a table" % name)
+        merged[name] = dict(table)
+    for (section, key), value in (overrides or {}).items():
+        merged.setdefault(section, {})[key] = value
+    built = {}
+    for name, sf in sections.items():
+        cls = sf.default_factory
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values = {}
+        for key, value in merged.get(name, {}).items():
+            if key not in fields:
+                raise ConfigError("[%s] %s: unknown key (known: %s)"
+                                  % (name, key, ", ".join(fields)))
+            values[key] = _coerce(name, key, _field_type(fields[key]), value)
+        built[name] = cls(**values)
+    return Config(**built)
+
+
+def load(path=None, overrides=None):
+    """Read the TOML file at ``path`` (None: the default path if it exists) and apply overrides."""
+    data = {}
+    if path is None and os.path.exists(DEFAULT_CONFIG_PATH):
+        path = DEFAULT_CONFIG_PATH
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError("config file %s does not exist" % path) from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError("config file %s: %s" % (path, e)) from None
+        except OSError as e:
+            raise ConfigError("config file %s: %s" % (path, e.strerror)) from None
+    return from_dict(data, overrides)

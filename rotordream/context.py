@@ -1,0 +1,42 @@
+"""The shared parts every service is built from, assembled once by makeService."""
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Context:
+    """What the daemon's services share: config, reactor, state and the parts on top.
+
+    ``makeService`` fills it in order (state, auth, pipeline, motor, recorder,
+    web, rtsp, onvif, discovery); each part's factory takes the context and
+    reads what it needs. Tests build one with fakes.
+    """
+
+    config: object                 # rotordream.config.Config
+    reactor: object                # the running reactor (IReactorTime, IReactorTCP, ...)
+    state: object                  # rotordream.state.CameraState
+    auth: object = None            # rotordream.auth.service.AuthService
+    pipeline: object = None        # IVideoPipeline
+    motor: object = None           # IMotorController (None when --motor none)
+    recorder: object = None        # IRecorder
+    threadpool: object = None      # twisted.python.threadpool.ThreadPool for blocking work
+    rtsp: object = None            # the RTSP server (stream URLs, session counts)
+    events: object = None          # the ONVIF event broker
+    started: float = 0.0           # wall-clock start time, for uptime
+
+    def stream_urls(self, host="localhost"):
+        """RTSP URLs of the live streams for ``host`` (used by /api/info, ONVIF)."""
+        port = self.rtsp_port()
+        suffix = "" if port == 554 else ":%d" % port
+        return {name: "rtsp://%s%s/%s" % (host, suffix, name) for name in ("stream1", "stream2")}
+
+    def rtsp_port(self):
+        """The RTSP port actually listened on (the configured one before start)."""
+        if self.rtsp is not None and getattr(self.rtsp, "port", None):
+            return self.rtsp.port
+        from rotordream.config import check_endpoint  # noqa: validated already
+        desc = self.config.server.rtsp
+        try:
+            return int(desc.split(":")[1])
+        except (IndexError, ValueError):
+            return 554
