@@ -27,3 +27,146 @@ def require_module(name):
         if REQUIRE_ALL:
             pytest.fail("python module %s missing: %s" % (name, e))
         pytest.skip("python module %s missing" % name)
+
+
+# -- a running daemon ---------------------------------------------------------
+
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+ADMIN_PASSWORD = "test-admin-" + secrets.token_hex(4)
+VENV_BIN = os.path.dirname(sys.executable)
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    """A port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Daemon:
+    """A ``twistd -n rotordream`` subprocess on loopback ports with its own state dir."""
+
+    state_dir: str
+    http_port: int
+    rtsp_port: int
+    extra: list = field(default_factory=list)
+    env: dict = field(default_factory=dict)
+    admin_password: str = ADMIN_PASSWORD
+    proc: subprocess.Popen = None
+    output: list = field(default_factory=list)
+
+    @property
+    def http(self):
+        """Base URL of the HTTP server, e.g. http://127.0.0.1:PORT"""
+        return "http://127.0.0.1:%d" % self.http_port
+
+    @property
+    def ws(self):
+        """URL of the control WebSocket."""
+        return "ws://127.0.0.1:%d/api/v1" % self.http_port
+
+    def rtsp(self, path="stream1"):
+        """RTSP URL of ``path``."""
+        return "rtsp://127.0.0.1:%d/%s" % (self.rtsp_port, path)
+
+    def command(self):
+        """The command line that starts this daemon."""
+        return [os.path.join(VENV_BIN, "twistd"), "-n", "--pidfile=", "rotordream",
+                "--http", "tcp:%d:interface=127.0.0.1" % self.http_port,
+                "--rtsp", "tcp:%d:interface=127.0.0.1" % self.rtsp_port,
+                "--state-dir", self.state_dir] + list(self.extra)
+
+    def start(self, timeout=60):
+        """Start the process and wait for its ready banner (or fail with its output)."""
+        env = dict(os.environ, ROTORDREAM_ADMIN_PASSWORD=self.admin_password, **self.env)
+        self.output = []
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, env=env, text=True, bufsize=1)
+        ready = threading.Event()
+
+        def pump():
+            for line in self.proc.stdout:
+                self.output.append(line)
+                if "is running" in line:
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        ready.wait(timeout)
+        if self.proc.poll() is not None or not any("is running" in l for l in self.output):
+            self.stop()
+            raise RuntimeError("daemon did not start:\n" + "".join(self.output[-60:]))
+        return self
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        """Stop the process; return its exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def log(self):
+        """Everything the daemon printed so far."""
+        return "".join(self.output)
+
+
+SHARED_SETTINGS = {"resolution": "1280x720", "fps": 30}
+
+
+def seed_state(state_dir, values):
+    """Write camera settings into a state dir before the daemon starts."""
+    import json
+    with open(os.path.join(state_dir, "state.json"), "w") as f:
+        json.dump({"version": 1, "values": values}, f)
+
+
+def make_daemon(tmp_path_factory, extra=(), env=None, state_dir=None, settings=None):
+    """A started :class:`Daemon` on fresh ports (callers stop it).
+
+    ``settings`` seeds camera state (e.g. a smaller resolution to save CPU).
+    """
+    state_dir = state_dir or str(tmp_path_factory.mktemp("state"))
+    if settings:
+        seed_state(state_dir, settings)
+    return Daemon(state_dir, free_port(), free_port(), list(extra), dict(env or {})).start()
+
+
+@pytest.fixture(scope="session")
+def daemon(tmp_path_factory):
+    """One daemon shared by the whole session: testsrc at 1280x720@30, simulated motors.
+
+    Tests that change settings must put them back or use ``fresh_daemon``.
+    """
+    d = make_daemon(tmp_path_factory, settings=SHARED_SETTINGS)
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def fresh_daemon(tmp_path_factory):
+    """A factory of daemons private to one test, stopped afterwards: fresh_daemon(extra=[...])."""
+    started = []
+
+    def factory(extra=(), env=None, state_dir=None, settings=None):
+        d = make_daemon(tmp_path_factory, extra, env, state_dir, settings)
+        started.append(d)
+        return d
+
+    yield factory
+    for d in started:
+        d.stop()

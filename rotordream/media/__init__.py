@@ -1,0 +1,1 @@
+"""Capture, processing, encoding and the stream hub (fan-out)."""

@@ -1,0 +1,93 @@
+"""H.264 encoding with libx264 through PyAV, tuned for live streaming.
+
+ultrafast/zerolatency (no lookahead, no B-frames: Constrained Baseline by
+default), fixed keyframe interval, SPS/PPS repeated before every IDR so any
+consumer can start at any keyframe, average bitrate control.
+"""
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+from av.video.frame import PictureType
+
+from rotordream.media.hub import NAL_PPS, NAL_SPS, split_annexb
+
+TIME_BASE = Fraction(1, 90000)
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """What an encoder is opened with; a change of any field re-opens it."""
+
+    width: int
+    height: int
+    fps: int
+    bitrate: int        # kbit/s
+    gop: int            # frames between keyframes
+    profile: str = "baseline"
+    threads: int = 1
+
+
+@dataclass
+class EncodedUnit:
+    """One encoded picture: NAL units, whether it is an IDR, and its 90 kHz pts."""
+
+    nals: list
+    keyframe: bool
+    pts: int
+
+
+class H264Encoder:
+    """One libx264 encoder; ``encode(frame, pts)`` returns the units it produced."""
+
+    def __init__(self, settings):
+        self.settings = s = settings
+        ctx = av.CodecContext.create("libx264", "w")
+        ctx.width, ctx.height = s.width, s.height
+        ctx.pix_fmt = "yuv420p"
+        ctx.time_base = TIME_BASE
+        ctx.framerate = Fraction(s.fps, 1)
+        ctx.bit_rate = s.bitrate * 1000
+        ctx.gop_size = s.gop
+        ctx.options = {
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            "profile": s.profile,
+            "threads": str(s.threads),
+            # repeat-headers: SPS/PPS in-band before every IDR; scenecut off
+            # keeps keyframes on a fixed grid that consumers can rely on.
+            "x264-params": "repeat-headers=1:keyint=%d:min-keyint=%d:scenecut=0:"
+                           "vbv-maxrate=%d:vbv-bufsize=%d"
+                           % (s.gop, s.gop, s.bitrate * 2, s.bitrate * 2),
+        }
+        ctx.open()
+        self._ctx = ctx
+        self.sps = b""
+        self.pps = b""
+        self._last_pts = -1
+
+    def encode(self, frame, pts):
+        """Encode ``frame`` at ``pts`` (90 kHz); return a list of :class:`EncodedUnit`."""
+        if pts <= self._last_pts:
+            pts = self._last_pts + 1
+        self._last_pts = pts
+        frame.pts = pts
+        frame.time_base = TIME_BASE
+        # Frames from decoders or reformat() may say I, which would force an IDR.
+        frame.pict_type = PictureType.NONE
+        out = []
+        for packet in self._ctx.encode(frame):
+            nals = split_annexb(bytes(packet))
+            for nal in nals:
+                t = nal[0] & 0x1F
+                if t == NAL_SPS:
+                    self.sps = nal
+                elif t == NAL_PPS:
+                    self.pps = nal
+            out.append(EncodedUnit(nals, bool(packet.is_keyframe), packet.pts))
+        return out
+
+    def close(self):
+        """Release the encoder."""
+        self._ctx = None
