@@ -47,12 +47,15 @@ def text_mask(text, scale):
 def draw_text(plane, text, x, y, scale, value, background=None):
     """Draw ``text`` into a luma plane (2-D uint8 view) at (x, y), clipped to the plane."""
     mask = text_mask(text, scale)
-    h, w = mask.shape
     ph, pw = plane.shape
-    if x >= pw or y >= ph:
+    # Clip on every side so any size of text fits any size of picture.
+    mx, my = max(0, -x), max(0, -y)
+    x, y = max(0, x), max(0, y)
+    mask = mask[my:my + ph - y, mx:mx + pw - x]
+    h, w = mask.shape
+    if h <= 0 or w <= 0:
         return
-    h, w = min(h, ph - y), min(w, pw - x)
     region = plane[y:y + h, x:x + w]
     if background is not None:
         region[:] = background
-    region[mask[:h, :w]] = value
+    region[mask] = value

@@ -113,7 +113,7 @@ class NoSignalSource(TestPatternSource):
         y[:] = 40
         u[:] = 128
         v[:] = 128
-        s = max(2, self.height // 40)
+        s = max(1, min(self.height // 40, self.width // 60))
         draw_text(y, "NO SIGNAL", self.width // 2 - 27 * s, self.height // 2 - 4 * s, s, 235)
         stamp = time.strftime("%H:%M:%S", time.localtime(wall_time))
         draw_text(y, stamp, self.width // 2 - 24 * s // 2, self.height // 2 + 6 * s, s // 2 or 1,
