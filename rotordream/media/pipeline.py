@@ -71,6 +71,7 @@ class VideoPipeline(service.Service):
     """
 
     name = "pipeline"
+    MAX_SNAPS = 10
 
     def __init__(self, reactor, state, source, threadpool, profile="baseline", threads=1):
         self.reactor = reactor
@@ -88,6 +89,8 @@ class VideoPipeline(service.Service):
         self._frame_waiters = []
         self._frame_observers = []
         self._settings_changed = True
+        self._snaps = {}
+        self._snap_count = 0
         self.captured = 0
         self.dropped = 0
         self.source_failures = 0
@@ -105,6 +108,7 @@ class VideoPipeline(service.Service):
         service.Service.startService(self)
         self.started = time.time()
         self._unsubscribe = self.state.subscribe(self._state_changed)
+        self.state.set_action("snap", self._snap_action)
         self._stop.clear()
         self._stopped = defer.Deferred()
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
@@ -146,6 +150,32 @@ class VideoPipeline(service.Service):
         if self._latest is None:
             return self.next_frame().addCallback(lambda _: self.snapshots.get(quality))
         return self.snapshots.get(quality)
+
+    def _snap_action(self, value, old):
+        if not value:
+            return None
+        snap_id = self.take_snap()
+        return {"id": snap_id, "url": "/api/snapshot?snap=%s" % snap_id}
+
+    def take_snap(self):
+        """Keep a JPEG of the current frame under a new id (the ``snap`` key); return the id.
+
+        The last ``MAX_SNAPS`` stay fetchable with :meth:`snap`.
+        """
+        self._snap_count += 1
+        snap_id = "%d-%d" % (int(time.time()), self._snap_count)
+        self._snaps[snap_id] = self.snapshot()
+        self._snaps[snap_id].addErrback(lambda f: None)
+        while len(self._snaps) > self.MAX_SNAPS:
+            self._snaps.pop(next(iter(self._snaps)))
+        return snap_id
+
+    def snap(self, snap_id):
+        """Deferred firing with the JPEG taken as ``snap_id``; KeyError if unknown or expired."""
+        d = self._snaps[snap_id]
+        out = defer.Deferred()
+        d.addCallback(lambda jpeg: (out.callback(jpeg), jpeg)[1])
+        return out
 
     def observe_frames(self, fn):
         """Call ``fn(luma, capture_time)`` in the capture thread for every stream2 frame."""

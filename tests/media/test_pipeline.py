@@ -195,3 +195,21 @@ def test_file_source_loops(tmp_path):
         yield pipeline.stopService()
     assert state.get("cam1-exists") is True
     assert len(decode(units)) == 15  # more frames than the file has: it looped
+
+
+@pytest_twisted.inlineCallbacks
+def test_snap_key_keeps_a_jpeg_to_fetch_later():
+    state, pipeline = make_pipeline()
+    pipeline.startService()
+    try:
+        yield Collector(pipeline.hubs["stream1"], 2).wait()
+        result = state.set({"snap": True}, OPERATOR)
+        info = result.info["snap"]
+        assert info["url"] == "/api/snapshot?snap=" + info["id"]
+        jpeg = yield pipeline.snap(info["id"])
+        again = yield pipeline.snap(info["id"])
+    finally:
+        yield pipeline.stopService()
+    assert jpeg[:2] == b"\xff\xd8" and again == jpeg
+    with pytest.raises(KeyError):
+        pipeline.snap("0-0")
