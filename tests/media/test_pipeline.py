@@ -213,3 +213,30 @@ def test_snap_key_keeps_a_jpeg_to_fetch_later():
     assert jpeg[:2] == b"\xff\xd8" and again == jpeg
     with pytest.raises(KeyError):
         pipeline.snap("0-0")
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_source_that_appears_later_is_picked_up(tmp_path):
+    path = tmp_path / "late.mp4"
+    state, pipeline = make_pipeline(FileSource(str(path)))
+    back = defer.Deferred()
+    state.subscribe(lambda changes, origin: changes.get("cam1-exists") and not back.called
+                    and back.callback(True))
+    pipeline.startService()
+    try:
+        yield Collector(pipeline.hubs["stream1"], 3).wait()
+        assert state.get("cam1-exists") is False
+        with av.open(str(tmp_path / "tmp.mp4"), "w") as out:
+            s = out.add_stream("mpeg4", rate=10)
+            s.width, s.height, s.pix_fmt = 160, 120, "yuv420p"
+            for i in range(3):
+                f = av.VideoFrame.from_ndarray(np.full((120, 160, 3), 200, np.uint8), "rgb24")
+                for p in s.encode(f):
+                    out.mux(p)
+            for p in s.encode(None):
+                out.mux(p)
+        (tmp_path / "tmp.mp4").rename(path)
+        yield back.addTimeout(15, reactor)  # retried with backoff, starting at 1 s
+    finally:
+        yield pipeline.stopService()
+    assert pipeline.stats()["signal"] is True
