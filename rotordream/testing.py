@@ -1,0 +1,45 @@
+"""Test doubles shared by every test, checked against the interfaces they stand for."""
+
+from twisted.internet import defer
+from zope.interface import implementer
+
+from rotordream.interfaces import IVideoPipeline
+from rotordream.media.hub import StreamHub
+
+# A minimal valid JPEG (1x1 grey), so snapshot consumers can be tested without encoding.
+TINY_JPEG = bytes.fromhex(
+    "ffd8ffe000104a46494600010100000100010000ffdb004300080606070605080707070909080a0c140d0c0b"
+    "0b0c1912130f141d1a1f1e1d1a1c1c20242e2720222c231c1c2837292c30313434341f27393d38323c2e3334"
+    "32ffc0000b080001000101011100ffc4001f0000010501010101010100000000000000000102030405060708"
+    "090a0bffc400b5100002010303020403050504040000017d01020300041105122131410613516107227114"
+    "328191a1082342b1c11552d1f02433627282090a161718191a25262728292a3435363738393a434445464748"
+    "494a535455565758595a636465666768696a737475767778797a838485868788898a92939495969798999a"
+    "a2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae1e2e3e4e5e6e7"
+    "e8e9eaf1f2f3f4f5f6f7f8f9faffda0008010100003f00fbd3ffd9")
+
+
+@implementer(IVideoPipeline)
+class FakePipeline:
+    """Hubs you publish into yourself, a fixed snapshot, counters you can set."""
+
+    def __init__(self, jpeg=TINY_JPEG):
+        self.hubs = {"stream1": StreamHub("stream1"), "stream2": StreamHub("stream2")}
+        self.jpeg = jpeg
+        self.frame_observers = []
+        self.snapshots_taken = 0
+
+    def snapshot(self, quality=None):
+        """The fixed JPEG."""
+        self.snapshots_taken += 1
+        return defer.succeed(self.jpeg)
+
+    def stats(self):
+        """Counters shaped like the real pipeline's."""
+        return {"source": "fake", "signal": True, "captured": 0, "dropped": 0,
+                "source_failures": 0, "uptime": 0, "latency_ms_p50": None,
+                "latency_ms_p99": None,
+                "streams": {n: h.stats() for n, h in self.hubs.items()}}
+
+    def observe_frames(self, fn):
+        """Remember ``fn``; tests call it with frames they make."""
+        self.frame_observers.append(fn)
