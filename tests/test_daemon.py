@@ -82,3 +82,18 @@ def test_unwritable_state_dir_is_a_clear_error(tmp_path):
     result = run_twistd(["--state-dir", str(blocker / "sub")])
     assert result.returncode != 0
     assert "state directory %s/sub is not writable" % blocker in result.stderr
+
+
+def test_privileged_port_message():
+    # We run as root here, so bind errors for low ports are shown through the message builder.
+    import errno as errno_mod
+
+    from twisted.internet.error import CannotListenError
+
+    from rotordream.service import listen_error_message
+    err = CannotListenError("", 80, OSError(errno_mod.EACCES, "Permission denied"))
+    assert listen_error_message("http", "tcp:80", err) == (
+        "cannot listen on tcp:80 (--http): ports below 1024 need root; pick another port with "
+        "--http tcp:8080 or in the config file")
+    err = CannotListenError("", 554, OSError(errno_mod.EADDRINUSE, "in use"))
+    assert "--rtsp tcp:8554" in listen_error_message("rtsp", "tcp:554", err)
