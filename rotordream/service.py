@@ -171,6 +171,7 @@ def makeService(options):
     """Build the daemon: one MultiService holding every part."""
     from twisted.internet import reactor
 
+    from rotordream.auth.service import AuthService
     from rotordream.context import Context
     from rotordream.media.pipeline import VideoPipeline
     from rotordream.media.sources import make_source
@@ -189,7 +190,7 @@ def makeService(options):
     ctx = Context(config=cfg, reactor=reactor, state=state, threadpool=pool,
                   started=time.time())
 
-    ctx.auth = _part("rotordream.auth.service", "AuthService")(cfg, state_dir, reactor)
+    ctx.auth = AuthService(cfg, state_dir, reactor)
 
     source = make_source(*configmod.parse_source(cfg.server.source))
     ctx.pipeline = VideoPipeline(reactor, state, source, pool, profile=cfg.video.profile,

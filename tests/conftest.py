@@ -151,13 +151,28 @@ def make_daemon(tmp_path_factory, extra=(), env=None, state_dir=None, settings=N
     return Daemon(state_dir, free_port(), free_port(), list(extra), dict(env or {})).start()
 
 
+# The shared daemon must not lock 127.0.0.1 out when one test sends wrong passwords
+# or many requests: limits are tested on daemons of their own.
+SHARED_CONFIG = """
+[http]
+rate_limit = 0
+[auth]
+login_failures = 100000
+[websocket]
+rate_limit = 0
+"""
+
+
 @pytest.fixture(scope="session")
 def daemon(tmp_path_factory):
-    """One daemon shared by the whole session: testsrc at 1280x720@30, simulated motors.
+    """One daemon shared by the whole session: testsrc at 1280x720@30, simulated motors,
+    HTTP/WebSocket rate limits and login lockout off.
 
     Tests that change settings must put them back or use ``fresh_daemon``.
     """
-    d = make_daemon(tmp_path_factory, settings=SHARED_SETTINGS)
+    conf = tmp_path_factory.mktemp("conf") / "shared.toml"
+    conf.write_text(SHARED_CONFIG)
+    d = make_daemon(tmp_path_factory, extra=["--config", str(conf)], settings=SHARED_SETTINGS)
     yield d
     d.stop()
 

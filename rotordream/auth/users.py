@@ -1,0 +1,198 @@
+"""The user store: names, roles, password hashes, persisted atomically in the state dir."""
+
+import json
+import os
+import re
+import secrets
+
+from twisted.logger import Logger
+
+from rotordream.auth import roles
+from rotordream.auth.passwords import digest_ha1, hash_password, verify_password
+from rotordream.fsutil import atomic_write, keep_corrupt_copy
+
+log = Logger()
+
+USERS_FILE = "users.json"
+INITIAL_PASSWORD_FILE = "initial-admin-password"
+_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,32}$")
+
+
+class UserError(Exception):
+    """A refused user operation; ``code`` is the API error code."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def check_name(name):
+    """Raise UserError unless ``name`` is a safe user name (no ':', spaces or control chars)."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise UserError("BAD_REQUEST", "user names are 1-32 letters, digits, '_', '.', '@' "
+                                       "or '-'")
+
+
+def check_password(password):
+    """Raise UserError unless ``password`` is acceptable."""
+    if not isinstance(password, str) or not 8 <= len(password) <= 128 or \
+            any(ord(c) < 32 for c in password):
+        raise UserError("BAD_REQUEST", "passwords are 8-128 printable characters")
+
+
+def check_role(role):
+    """Raise UserError unless ``role`` names a role."""
+    if role not in roles.ROLES:
+        raise UserError("BAD_REQUEST", "role must be one of %s" % ", ".join(roles.ROLES))
+
+
+class UserStore:
+    """Users persisted in ``<state_dir>/users.json`` (mode 0600).
+
+    Each record keeps the scrypt hash and the Digest HA1 values (MD5 and
+    SHA-256), never the password. On first start with no users, ``admin`` is
+    created as contract.md says.
+    """
+
+    def __init__(self, state_dir, initial_password="", environ=os.environ):
+        self.path = os.path.join(state_dir, USERS_FILE)
+        self.state_dir = state_dir
+        self._users = {}
+        self._observers = []
+        self.initial_password_file = None
+        self._load()
+        if not self._users:
+            self._create_first_admin(initial_password, environ)
+
+    # -- persistence ----------------------------------------------------
+
+    def _load(self):
+        try:
+            with open(self.path, "rb") as f:
+                data = json.loads(f.read().decode("utf-8"))
+            users = data["users"]
+            assert isinstance(users, dict)
+            for name, rec in users.items():
+                assert rec["role"] in roles.ROLES and rec["hash"]
+            self._users = users
+        except FileNotFoundError:
+            return
+        except Exception as e:
+            log.error("users file {path} is unreadable ({e}); starting with a new admin",
+                      path=self.path, e=e)
+            keep_corrupt_copy(self.path, log)
+            self._users = {}
+
+    def _save(self):
+        atomic_write(self.path, json.dumps({"version": 1, "users": self._users},
+                                           indent=1).encode("utf-8"), mode=0o600)
+
+    def _create_first_admin(self, initial_password, environ):
+        password = environ.get("ROTORDREAM_ADMIN_PASSWORD") or initial_password
+        if not password:
+            password = secrets.token_urlsafe(12)
+            self.initial_password_file = os.path.join(self.state_dir, INITIAL_PASSWORD_FILE)
+            atomic_write(self.initial_password_file, (password + "\n").encode(), mode=0o600)
+            log.warn("created user admin with a random password, stored in {path}",
+                     path=self.initial_password_file)
+        self._users["admin"] = self._record("admin", password, "admin")
+        self._save()
+
+    @staticmethod
+    def _record(name, password, role):
+        return {"role": role, "hash": hash_password(password),
+                "ha1_md5": digest_ha1(name, password, "MD5"),
+                "ha1_sha256": digest_ha1(name, password, "SHA-256")}
+
+    # -- queries --------------------------------------------------------
+
+    def get(self, name):
+        """The public record of ``name`` ({"username", "role"}) or None."""
+        rec = self._users.get(name)
+        return None if rec is None else {"username": name, "role": rec["role"]}
+
+    def names(self):
+        """All user names, sorted."""
+        return sorted(self._users)
+
+    def role(self, name):
+        """The role of ``name`` or None."""
+        rec = self._users.get(name)
+        return rec["role"] if rec else None
+
+    def verify(self, name, password):
+        """True when ``password`` is ``name``'s password."""
+        rec = self._users.get(name)
+        if rec is None:
+            # Spend the same time as a real check so names cannot be probed by timing.
+            verify_password(password, _DUMMY_HASH)
+            return False
+        return verify_password(password, rec["hash"])
+
+    def ha1(self, name, algorithm):
+        """The Digest HA1 of ``name`` for ``algorithm`` (MD5 or SHA-256), or None."""
+        rec = self._users.get(name)
+        if rec is None:
+            return None
+        return rec["ha1_sha256" if "256" in algorithm else "ha1_md5"]
+
+    # -- changes --------------------------------------------------------
+
+    def add(self, name, password, role):
+        """Create a user; UserError CONFLICT if it exists."""
+        check_name(name)
+        check_password(password)
+        check_role(role)
+        if name in self._users:
+            raise UserError("CONFLICT", "user %s already exists" % name)
+        self._users[name] = self._record(name, password, role)
+        self._save()
+        self._changed(name, "added", password)
+
+    def set_role(self, name, role):
+        """Change a user's role; the last admin cannot be demoted."""
+        check_role(role)
+        rec = self._require(name)
+        if rec["role"] == "admin" and role != "admin" and self._admins() == 1:
+            raise UserError("CONFLICT", "cannot demote the last admin")
+        rec["role"] = role
+        self._save()
+        self._changed(name, "changed", None)
+
+    def set_password(self, name, password):
+        """Change a user's password."""
+        check_password(password)
+        rec = self._require(name)
+        rec.update(self._record(name, password, rec["role"]))
+        self._save()
+        self._changed(name, "password", password)
+
+    def delete(self, name):
+        """Delete a user; the last admin cannot be deleted."""
+        rec = self._require(name)
+        if rec["role"] == "admin" and self._admins() == 1:
+            raise UserError("CONFLICT", "cannot delete the last admin")
+        del self._users[name]
+        self._save()
+        self._changed(name, "deleted", None)
+
+    def observe(self, fn):
+        """Call ``fn(name, what, password_or_None)`` after every change (e.g. ONVIF credentials)."""
+        self._observers.append(fn)
+
+    def _changed(self, name, what, password):
+        for fn in list(self._observers):
+            fn(name, what, password)
+
+    def _require(self, name):
+        rec = self._users.get(name)
+        if rec is None:
+            raise UserError("NOT_FOUND", "no user %s" % name)
+        return rec
+
+    def _admins(self):
+        return sum(1 for r in self._users.values() if r["role"] == "admin")
+
+
+_DUMMY_HASH = hash_password("not a real password")

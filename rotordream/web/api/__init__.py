@@ -1,0 +1,1 @@
+"""REST resources under /api, one module per noun."""

@@ -1,0 +1,288 @@
+"""The REST building block: JSON envelope, errors, auth, permissions, limits.
+
+Subclass :class:`ApiResource`, declare ``methods = {"GET": (handler_name,
+permission)}`` (permission None = public) and write handlers
+``handler(request, principal)`` returning data for the envelope, a
+Deferred of it, or a :class:`Raw` response. Raise :class:`ApiError` for
+errors. The recording and WebRTC resources reuse this base.
+"""
+
+import json
+import time
+import traceback
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.web import resource, server
+
+from rotordream import API_VERSION
+from rotordream.auth.service import SESSION_COOKIE, AuthError
+from rotordream.state import StateError
+
+log = Logger()
+
+STATE_CHANGING = (b"POST", b"PUT", b"DELETE", b"PATCH")
+
+_STATUS_CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
+                 405: "METHOD_NOT_ALLOWED", 409: "CONFLICT", 413: "PAYLOAD_TOO_LARGE",
+                 429: "RATE_LIMITED", 500: "INTERNAL", 503: "CAMERA_NOT_CONNECTED",
+                 507: "INSUFFICIENT_STORAGE"}
+
+
+class ApiError(Exception):
+    """An error answered with the error envelope."""
+
+    def __init__(self, status, message, code=None, headers=None, **extra):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code or _STATUS_CODES.get(status, "BAD_REQUEST")
+        self.headers = headers or {}
+        self.extra = extra
+
+    @classmethod
+    def from_state(cls, e):
+        """The ApiError for a StateError (bad key, range, permission)."""
+        extra = {"key": e.key}
+        if e.allowed is not None:
+            extra["allowed"] = e.allowed
+        code = "BAD_REQUEST" if e.code == "UNKNOWN_KEY" else e.code
+        return cls(e.http_status, e.message, code, **extra)
+
+
+class Raw:
+    """A non-JSON response (an image, a file)."""
+
+    def __init__(self, body, content_type, headers=None):
+        self.body = body
+        self.content_type = content_type
+        self.headers = headers or {}
+
+
+def now_ms():
+    """The envelope timestamp: milliseconds since the epoch."""
+    return int(time.time() * 1000)
+
+
+def envelope(data, **top):
+    """The success envelope around ``data``."""
+    out = {"status": "success", "version": API_VERSION, "data": data, "timestamp": now_ms()}
+    out.update(top)
+    return out
+
+
+def error_body(status, message, code, **extra):
+    """The error envelope."""
+    out = {"status": "error", "version": API_VERSION, "error": message, "code": code,
+           "timestamp": now_ms()}
+    out.update(extra)
+    return out
+
+
+def write_json(request, status, body, headers=None):
+    """Finish ``request`` with a JSON body."""
+    payload = json.dumps(body).encode("utf-8")
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json; charset=utf-8")
+    request.setHeader(b"cache-control", b"no-store")
+    for name, value in (headers or {}).items():
+        if isinstance(value, (list, tuple)):
+            for v in value:
+                request.responseHeaders.addRawHeader(name, v)
+        else:
+            request.setHeader(name, value)
+    request.setHeader(b"content-length", str(len(payload)).encode())
+    if request.method == b"HEAD":
+        return b""
+    return payload
+
+
+def client_key(request):
+    """The key rate limits and lockouts count per client: its IP address."""
+    addr = request.getClientAddress()
+    return getattr(addr, "host", None) or "local"
+
+
+def read_json(request, allow_bare=False):
+    """Parse the request body as JSON; ApiError 400 when it is not."""
+    raw = request.content.read() if request.content is not None else b""
+    if not raw.strip():
+        raise ApiError(400, "a JSON body is required")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "the body is not valid JSON") from None
+
+
+def require_object(body, *fields):
+    """Check ``body`` is a JSON object with string ``fields``; return their values."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    values = []
+    for f in fields:
+        v = body.get(f)
+        if not isinstance(v, str):
+            raise ApiError(400, "%s must be a string" % f, key=f)
+        values.append(v)
+    return values
+
+
+class ApiContext:
+    """What REST resources share: the daemon context and the HTTP rate limiter."""
+
+    def __init__(self, ctx, limiter, secure=False):
+        self.ctx = ctx
+        self.limiter = limiter
+        self.secure = secure
+
+
+class ApiResource(resource.Resource):
+    """A JSON REST resource; see the module docstring."""
+
+    methods = {}
+    isLeaf = False
+
+    def __init__(self, api):
+        super().__init__()
+        self.api = api
+        self.ctx = api.ctx
+
+    def getChild(self, name, request):
+        """Unknown children are JSON 404s."""
+        return NotFound(self.api)
+
+    # -- request handling -----------------------------------------------
+
+    def render(self, request):
+        """Run the checks every API call shares, then the handler."""
+        try:
+            principal, handler = self._prepare(request)
+            result = handler(request, principal)
+        except Exception as e:
+            return self._fail(request, e)
+        if isinstance(result, defer.Deferred):
+            result.addCallbacks(lambda r: self._finish(request, r),
+                                lambda f: self._finish_failure(request, f))
+            request.notifyFinish().addErrback(lambda _: result.cancel())
+            return server.NOT_DONE_YET
+        return self._respond(request, result)
+
+    def _prepare(self, request):
+        api = self.api
+        wait = api.limiter.hit(client_key(request))
+        if wait:
+            raise ApiError(429, "Rate limit exceeded", limit=api.limiter.limit,
+                           period=_period_name(api.limiter.period), retry_after=wait,
+                           headers={b"retry-after": str(wait).encode()})
+        method = request.method.decode("ascii", "replace")
+        if method == "HEAD" and "GET" in self.methods:
+            method = "GET"
+        if method not in self.methods:
+            allow = ", ".join(sorted(self.methods))
+            raise ApiError(405, "%s is not allowed here" % method,
+                           headers={b"allow": allow.encode()}, allowed=sorted(self.methods))
+        length = request.getHeader(b"content-length")
+        max_body = self.ctx.config.http.max_body
+        if length and length.isdigit() and int(length) > max_body:
+            raise ApiError(413, "the body is larger than %d bytes" % max_body,
+                           limit=max_body)
+        name, permission = self.methods[method]
+        principal = self.authenticate(request)
+        if permission is not None and not principal.can(permission):
+            if not principal.authenticated:
+                raise ApiError(401, "authentication required")
+            raise ApiError(403, "%s may not do this" % principal.role)
+        return principal, getattr(self, name)
+
+    def authenticate(self, request):
+        """The Principal of this request (checking CSRF for cookie sessions)."""
+        auth = self.ctx.auth
+        header = request.getHeader(b"authorization")
+        cookie = request.getCookie(SESSION_COOKIE.encode())
+        token = request.args.get(b"token", [None])[0]
+        try:
+            principal = auth.authenticate(
+                request.method.decode("ascii", "replace"), request.uri.decode("latin-1"),
+                authorization=header.decode("latin-1") if header else None,
+                token=token.decode("latin-1") if token else None,
+                cookie=cookie.decode("latin-1") if cookie and not header else None,
+                client=client_key(request))
+        except AuthError as e:
+            if e.code == "RATE_LIMITED":
+                raise ApiError(429, e.message, limit=self.ctx.config.auth.login_failures,
+                               period=_period_name(self.ctx.config.auth.login_window),
+                               retry_after=e.retry_after,
+                               headers={b"retry-after": str(e.retry_after).encode()})
+            raise ApiError(401, e.message, stale=e.stale or None)
+        if cookie and not header and not token and request.method in STATE_CHANGING:
+            sent = request.getHeader(b"x-csrf-token")
+            if not sent or sent.decode("latin-1") != auth.csrf_for(cookie.decode("latin-1")):
+                raise ApiError(403, "cookie sessions must send the X-CSRF-Token from login")
+        return principal
+
+    def _respond(self, request, result):
+        if isinstance(result, Raw):
+            request.setResponseCode(200)
+            request.setHeader(b"content-type", result.content_type)
+            request.setHeader(b"content-length", str(len(result.body)).encode())
+            for k, v in result.headers.items():
+                request.setHeader(k, v)
+            return b"" if request.method == b"HEAD" else result.body
+        if isinstance(result, dict) and result.get("status") == "success":
+            return write_json(request, 200, result)
+        return write_json(request, 200, envelope(result))
+
+    def _finish(self, request, result):
+        if request.finished or request._disconnected:
+            return
+        body = self._respond(request, result)
+        request.write(body)
+        request.finish()
+
+    def _finish_failure(self, request, failure):
+        if request.finished or request._disconnected:
+            return
+        body = self._fail(request, failure.value, failure)
+        request.write(body)
+        request.finish()
+
+    def _fail(self, request, exc, failure=None):
+        if isinstance(exc, StateError):
+            exc = ApiError.from_state(exc)
+        if not isinstance(exc, ApiError):
+            if failure is not None:
+                log.failure("internal error in {uri}", failure, uri=request.uri)
+            else:
+                log.error("internal error in {uri}: {tb}", uri=request.uri,
+                          tb=traceback.format_exc())
+            exc = ApiError(500, "internal error", "INTERNAL")
+        headers = dict(exc.headers)
+        if exc.status == 401:
+            headers[b"www-authenticate"] = [c.encode() for c in
+                                            self.ctx.auth.challenges(stale=bool(
+                                                exc.extra.get("stale")))]
+        extra = {k: v for k, v in exc.extra.items() if v is not None}
+        return write_json(request, exc.status, error_body(exc.status, exc.message, exc.code,
+                                                          **extra), headers)
+
+
+def _period_name(seconds):
+    return {1: "second", 60: "minute", 3600: "hour"}.get(seconds, "%d seconds" % seconds)
+
+
+class NotFound(ApiResource):
+    """The JSON 404 for any unknown path under /api."""
+
+    isLeaf = True
+
+    def render(self, request):
+        """Always 404 (after the rate limit)."""
+        try:
+            wait = self.api.limiter.hit(client_key(request))
+            if wait:
+                raise ApiError(429, "Rate limit exceeded", limit=self.api.limiter.limit,
+                               period=_period_name(self.api.limiter.period),
+                               retry_after=wait, headers={b"retry-after": str(wait).encode()})
+            raise ApiError(404, "no such endpoint")
+        except ApiError as e:
+            return self._fail(request, e)

@@ -1,0 +1,63 @@
+"""/api/settings and /api/settings/<key>: camera state over REST, through rotordream/state.py."""
+
+from rotordream.auth import roles
+from rotordream.state import StateError
+from rotordream.web.api.base import ApiError, ApiResource, read_json
+
+
+class Settings(ApiResource):
+    """GET every readable key; POST a JSON object of keys (all or nothing)."""
+
+    methods = {"GET": ("get", roles.STATE_READ), "POST": ("post", None)}
+
+    def getChild(self, name, request):
+        """/api/settings/<key>."""
+        try:
+            key = name.decode("utf-8")
+            self.ctx.state.spec(key)
+        except (UnicodeDecodeError, StateError):
+            return super().getChild(name, request)
+        return Setting(self.api, key)
+
+    def get(self, request, principal):
+        return self.ctx.state.read("*", principal)
+
+    def post(self, request, principal):
+        body = read_json(request)
+        if not isinstance(body, dict):
+            raise ApiError(400, "the body must be a JSON object of keys and values")
+        result = self.ctx.state.set(body, principal, origin="rest")
+        return _confirmation(self.ctx.state, body, result)
+
+
+def _confirmation(state, sent, result):
+    names = [state.spec(k).name for k in sent]
+    data = {name: (state.get(name) if state.spec(name).kind != "trigger" else True)
+            for name in names}
+    if result.info:
+        data["info"] = result.info
+    return data
+
+
+class Setting(ApiResource):
+    """GET one key; POST its new value (a bare JSON value such as 75, or {"value": 75})."""
+
+    methods = {"GET": ("get", roles.STATE_READ), "POST": ("post", None),
+               "PUT": ("post", None)}
+    isLeaf = True
+
+    def __init__(self, api, key):
+        super().__init__(api)
+        self.key = key
+
+    def get(self, request, principal):
+        return self.ctx.state.read([self.key], principal)
+
+    def post(self, request, principal):
+        body = read_json(request)
+        if isinstance(body, dict) and set(body) == {"value"}:
+            body = body["value"]
+        elif isinstance(body, dict) and set(body) == {self.key}:
+            body = body[self.key]
+        result = self.ctx.state.set({self.key: body}, principal, origin="rest")
+        return _confirmation(self.ctx.state, {self.key: body}, result)

@@ -1,0 +1,77 @@
+"""The resource tree: one Site for REST (/api), WebSocket (/api/v1), ONVIF (/onvif), page (/)."""
+
+import importlib
+
+from twisted.logger import Logger
+from twisted.web import resource, server, static
+
+from rotordream.auth.ratelimit import RateLimiter
+from rotordream.web.api import openapi, settings, system, users
+from rotordream.web.api.base import ApiContext, ApiResource, NotFound
+
+log = Logger()
+
+_PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>RotorDream</title></head>
+<body><h1>RotorDream</h1><p><a href="/api/info">/api/info</a> &middot;
+<a href="/api/openapi.json">/api/openapi.json</a> &middot; <img src="/api/snapshot"
+alt="latest snapshot" style="max-width:100%"></p></body></html>"""
+
+
+class ApiRoot(ApiResource):
+    """/api itself: a JSON 404; its children are the nouns."""
+
+    methods = {}
+
+    def render(self, request):
+        return NotFound(self.api).render(request)
+
+
+def _optional(module, name):
+    """A factory from a part that may be absent in this build (ModuleNotFoundError)."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as e:
+        if not module.startswith(e.name or "\0"):
+            raise
+        return None
+
+
+def build_api(ctx, secure=False):
+    """The /api resource with every REST noun."""
+    limiter = RateLimiter(ctx.config.http.rate_limit, ctx.config.http.rate_period, ctx.reactor)
+    api = ApiContext(ctx, limiter, secure)
+    root = ApiRoot(api)
+    root.putChild(b"info", system.Info(api))
+    root.putChild(b"health", system.Health(api))
+    root.putChild(b"status", system.Status(api))
+    camera = ApiRoot(api)
+    camera.putChild(b"status", system.CameraStatus(api))
+    root.putChild(b"camera", camera)
+    root.putChild(b"streams", system.Streams(api))
+    root.putChild(b"snapshot", system.Snapshot(api))
+    root.putChild(b"settings", settings.Settings(api))
+    root.putChild(b"login", users.Login(api))
+    root.putChild(b"logout", users.Logout(api))
+    root.putChild(b"users", users.Users(api))
+    root.putChild(b"openapi.json", openapi.OpenAPI(api))
+    recording = _optional("rotordream.recording.resource", "make_recording_resources")
+    if recording is not None:
+        for name, res in recording(ctx, api).items():
+            root.putChild(name, res)
+    websocket = _optional("rotordream.web.websocket", "make_websocket_resource")
+    if websocket is not None:
+        root.putChild(b"v1", websocket(ctx))
+    return root
+
+
+def make_site(ctx, secure=False):
+    """The twisted.web Site serving everything on the HTTP port."""
+    root = resource.Resource()
+    root.putChild(b"", static.Data(_PAGE, "text/html; charset=utf-8"))
+    root.putChild(b"api", build_api(ctx, secure))
+    onvif = _optional("rotordream.onvif.resource", "make_onvif_resource")
+    if onvif is not None:
+        root.putChild(b"onvif", onvif(ctx))
+    site = server.Site(root)
+    site.displayTracebacks = False
+    return site
