@@ -73,7 +73,7 @@ def test_taken_port_fails_with_a_message_that_says_how_to_pick_another(tmp_path)
                              "--state-dir", str(tmp_path)], timeout=60)
     assert result.returncode != 0
     assert ("cannot listen on tcp:%d:interface=127.0.0.1 (--http): the port is already in use; "
-            "pick another port with --http tcp:8080" % port) in result.stderr
+            "pick another port with --http tcp:8080" % port) in result.stdout + result.stderr
 
 
 def test_unwritable_state_dir_is_a_clear_error(tmp_path):

@@ -14,7 +14,7 @@ import struct
 from rotordream.auth.passwords import REALM
 
 ALGORITHMS = ("SHA-256", "MD5")
-_PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
+_PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))\s*,?')
 
 
 class DigestError(Exception):

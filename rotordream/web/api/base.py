@@ -141,6 +141,7 @@ class ApiResource(resource.Resource):
 
     methods = {}
     isLeaf = False
+    public_write = False  # True only where anonymous clients may POST (login)
 
     def __init__(self, api):
         super().__init__()
@@ -188,6 +189,11 @@ class ApiResource(resource.Resource):
                            limit=max_body)
         name, permission = self.methods[method]
         principal = self.authenticate(request)
+        if permission is None and method in ("POST", "PUT", "DELETE", "PATCH") and \
+                not self.public_write and not principal.authenticated:
+            # Writes always need credentials; say so before looking at the body
+            # (curl --digest sends its first request with none).
+            raise ApiError(401, "authentication required")
         if permission is not None and not principal.can(permission):
             if not principal.authenticated:
                 raise ApiError(401, "authentication required")
@@ -228,9 +234,11 @@ class ApiResource(resource.Resource):
             for k, v in result.headers.items():
                 request.setHeader(k, v)
             return b"" if request.method == b"HEAD" else result.body
+        # A handler may have chosen another success code (201 Created).
+        code = request.code if 200 <= request.code < 300 else 200
         if isinstance(result, dict) and result.get("status") == "success":
-            return write_json(request, 200, result)
-        return write_json(request, 200, envelope(result))
+            return write_json(request, code, result)
+        return write_json(request, code, envelope(result))
 
     def _finish(self, request, result):
         if request.finished or request._disconnected:

@@ -16,6 +16,7 @@ class Login(ApiResource):
     """POST {"username", "password"} -> bearer token (also at the top level) and a cookie."""
 
     methods = {"POST": ("post", None)}
+    public_write = True
 
     def authenticate(self, request):
         # Login takes credentials from the body only; a stale cookie must not interfere.

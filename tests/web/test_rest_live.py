@@ -1,0 +1,222 @@
+"""The REST API against a running daemon with real clients: requests and curl."""
+
+import io
+import json
+import subprocess
+
+import av
+import pytest
+import requests
+
+from tests.conftest import require_tool
+
+ADMIN = ("admin", None)
+
+
+def admin(daemon):
+    return ("admin", daemon.admin_password)
+
+
+def curl(*args):
+    exe = require_tool("curl")
+    out = subprocess.run([exe, "-s", "-S", "-w", "\n%{http_code}"] + list(args),
+                         capture_output=True, text=True, timeout=30)
+    body, _, code = out.stdout.rpartition("\n")
+    return int(code), body
+
+
+def test_reference_test_http_api(daemon):
+    # The reference's own example, pointed at the test daemon.
+    response = requests.get(daemon.http + '/api/info')
+    assert response.status_code == 200
+    assert 'version' in response.json()
+
+
+def test_info_envelope_and_stream_urls(daemon):
+    body = requests.get(daemon.http + "/api/info").json()
+    assert body["status"] == "success" and isinstance(body["timestamp"], int)
+    assert body["data"]["product"] == "RotorDream"
+    assert body["data"]["streams"]["stream1"]["url"] == \
+        "rtsp://127.0.0.1:%d/stream1" % daemon.rtsp_port
+
+
+def test_curl_basic_digest_bearer_and_cookie_jar(daemon, tmp_path):
+    user, password = admin(daemon)
+    code, body = curl("-u", "%s:%s" % (user, password), daemon.http + "/api/settings")
+    assert code == 200 and json.loads(body)["data"]["brightness"] in range(101)
+    code, body = curl("--digest", "-u", "%s:%s" % (user, password), "-X", "POST",
+                      "-d", "55", daemon.http + "/api/settings/contrast")
+    assert code == 200, body
+    assert json.loads(body)["data"] == {"contrast": 55}
+    code, body = curl("--digest", "-u", "%s:wrong-password" % user, daemon.http + "/api/users")
+    assert code == 401
+    # Token, the reference's automation pattern: login -> token -> use it.
+    code, body = curl("-X", "POST", daemon.http + "/api/login",
+                      "-d", json.dumps({"username": user, "password": password}))
+    assert code == 200
+    token = json.loads(body)["token"]
+    code, body = curl("-H", "Authorization: Bearer " + token, daemon.http + "/api/users")
+    assert code == 200 and "admin" in body
+    # Cookie jar: the session cookie authenticates; writes need the CSRF token.
+    jar = str(tmp_path / "jar")
+    code, body = curl("-c", jar, "-X", "POST", daemon.http + "/api/login",
+                      "-d", json.dumps({"username": user, "password": password}))
+    csrf = json.loads(body)["data"]["csrf_token"]
+    jar_text = open(jar).read()
+    assert "rotordream_session" in jar_text and "#HttpOnly_" in jar_text
+    code, body = curl("-b", jar, daemon.http + "/api/users/admin/permissions")
+    assert code == 200 and "users.admin" in body
+    code, _ = curl("-b", jar, "-X", "POST", "-d", "60", daemon.http + "/api/settings/contrast")
+    assert code == 403  # no CSRF token
+    code, _ = curl("-b", jar, "-H", "X-CSRF-Token: " + csrf, "-X", "POST", "-d", "50",
+                   daemon.http + "/api/settings/contrast")
+    assert code == 200
+    # Logout revokes the token.
+    code, _ = curl("-X", "POST", "-H", "Authorization: Bearer " + token,
+                   daemon.http + "/api/logout")
+    assert code == 200
+    code, _ = curl("-H", "Authorization: Bearer " + token, daemon.http + "/api/users")
+    assert code == 401
+
+
+def test_401_offers_digest_and_basic(daemon):
+    r = requests.post(daemon.http + "/api/settings", json={"brightness": 10})
+    assert r.status_code == 401
+    offers = r.headers["WWW-Authenticate"]
+    assert "Digest" in offers and "SHA-256" in offers and "MD5" in offers and "Basic" in offers
+    assert r.json()["code"] == "UNAUTHORIZED" and r.json()["status"] == "error"
+
+
+def test_roles_viewer_and_operator(daemon):
+    auth = admin(daemon)
+    for name, role in (("viewer1", "viewer"), ("operator1", "operator")):
+        r = requests.post(daemon.http + "/api/users", auth=auth,
+                          json={"username": name, "password": "password-" + name, "role": role})
+        assert r.status_code in (201, 409), r.text
+    viewer = ("viewer1", "password-viewer1")
+    operator = ("operator1", "password-operator1")
+    r = requests.post(daemon.http + "/api/settings", auth=viewer, json={"brightness": 40})
+    assert r.status_code == 403 and r.json()["code"] == "FORBIDDEN"
+    assert requests.get(daemon.http + "/api/settings", auth=viewer).status_code == 200
+    r = requests.post(daemon.http + "/api/settings", auth=operator,
+                      json={"brightness": 40, "contrast": 50})
+    assert r.status_code == 200 and r.json()["data"] == {"brightness": 40, "contrast": 50}
+    assert requests.get(daemon.http + "/api/users", auth=operator).status_code == 403
+    r = requests.post(daemon.http + "/api/users", auth=operator,
+                      json={"username": "x1", "password": "password-x", "role": "admin"})
+    assert r.status_code == 403
+    # The last admin can be neither deleted nor demoted.
+    r = requests.delete(daemon.http + "/api/users/admin", auth=auth)
+    assert r.status_code == 409 and r.json()["code"] == "CONFLICT"
+    r = requests.put(daemon.http + "/api/users/admin", auth=auth, json={"role": "viewer"})
+    assert r.status_code == 409
+    requests.post(daemon.http + "/api/settings", auth=auth, json={"brightness": 50})
+
+
+def test_settings_errors_name_key_and_range_and_change_nothing(daemon):
+    auth = admin(daemon)
+    before = requests.get(daemon.http + "/api/settings/saturation").json()["data"]
+    r = requests.post(daemon.http + "/api/settings", auth=auth,
+                      json={"saturation": 10, "brightness": 500})
+    assert r.status_code == 400
+    body = r.json()
+    assert body["code"] == "INVALID_VALUE" and body["key"] == "brightness"
+    assert body["allowed"] == {"min": 0, "max": 100}
+    assert requests.get(daemon.http + "/api/settings/saturation").json()["data"] == before
+    for payload, code in ((b"{not json", "BAD_REQUEST"), (b"[1, 2]", "BAD_REQUEST"),
+                          (b'{"nope": 1}', "BAD_REQUEST"), (b'{"brightness": "x"}',
+                                                           "BAD_REQUEST")):
+        r = requests.post(daemon.http + "/api/settings", auth=auth, data=payload)
+        assert r.status_code == 400 and r.json()["code"] == code, (payload, r.text)
+    # A bare value, as in the reference's performance tips.
+    r = requests.post(daemon.http + "/api/settings/brightness", auth=auth, data="75")
+    assert r.status_code == 200 and r.json()["data"] == {"brightness": 75}
+    requests.post(daemon.http + "/api/settings/brightness", auth=auth, data="50")
+
+
+def test_not_found_method_not_allowed_and_too_large(daemon):
+    r = requests.get(daemon.http + "/api/nothing/here")
+    assert r.status_code == 404 and r.json()["code"] == "NOT_FOUND"
+    r = requests.delete(daemon.http + "/api/info")
+    assert r.status_code == 405 and r.headers["Allow"] == "GET"
+    r = requests.post(daemon.http + "/api/settings", auth=admin(daemon),
+                      data=b"x" * (2 * 1024 * 1024))
+    assert r.status_code == 413 and r.json()["code"] == "PAYLOAD_TOO_LARGE"
+
+
+@pytest.mark.parametrize("path", ["/api/users/..%2f..%2fetc%2fpasswd", "/api/users/a%00b",
+                                  "/api/settings/..%2fstate.json", "/api/users/%0d%0aX-Evil:1",
+                                  "/api/" + "a" * 8000])
+def test_hostile_paths_are_clean_4xx(daemon, path):
+    r = requests.get(daemon.http + path, auth=admin(daemon))
+    assert 400 <= r.status_code < 500
+    assert "X-Evil" not in r.headers
+    if r.headers.get("content-type", "").startswith("application/json"):
+        assert r.json()["status"] == "error"
+
+
+def test_header_injection_in_user_names_is_refused(daemon):
+    r = requests.post(daemon.http + "/api/users", auth=admin(daemon),
+                      json={"username": "bad\r\nX-Evil: 1", "password": "password-1",
+                            "role": "viewer"})
+    assert r.status_code == 400
+
+
+def test_snapshot_is_a_full_size_jpeg(daemon):
+    r = requests.get(daemon.http + "/api/snapshot?quality=50")
+    assert r.status_code == 200 and r.headers["Content-Type"] == "image/jpeg"
+    with av.open(io.BytesIO(r.content)) as c:
+        frame = next(c.decode(video=0))
+    assert (frame.width, frame.height) == (1280, 720)
+    r = requests.get(daemon.http + "/api/snapshot?quality=500")
+    assert r.status_code == 400 and r.json()["key"] == "quality"
+
+
+def test_status_streams_camera(daemon):
+    auth = admin(daemon)
+    status = requests.get(daemon.http + "/api/status", auth=auth).json()["data"]
+    assert status["uptime"] > 0 and status["memory"]["rss"] > 0 and status["disk"]["free"] > 0
+    assert status["camera"]["captured"] > 0
+    streams = requests.get(daemon.http + "/api/streams", auth=auth).json()["data"]["streams"]
+    assert [(s["name"], s["width"], s["height"]) for s in streams] == \
+        [("stream1", 1280, 720), ("stream2", 640, 360)]
+    camera = requests.get(daemon.http + "/api/camera/status", auth=auth).json()["data"]
+    assert camera["connected"] is True and camera["cam1-exists"] is True
+
+
+def test_openapi_documents_every_route_and_each_answers(daemon):
+    doc = requests.get(daemon.http + "/api/openapi.json").json()
+    assert doc["openapi"].startswith("3.1")
+    auth = admin(daemon)
+    for path, ops in doc["paths"].items():
+        concrete = path.replace("{key}", "brightness").replace("{name}", "admin")
+        for method in ops:
+            if method == "get":
+                r = requests.get(daemon.http + concrete, auth=auth)
+                assert r.status_code == 200, (path, r.text)
+            else:
+                r = requests.options(daemon.http + concrete, auth=auth)
+                assert r.status_code == 405 and method.upper() in r.headers["Allow"], path
+
+
+def test_rate_limit_429_at_request_101_and_login_lockout(fresh_daemon):
+    d = fresh_daemon(settings={"resolution": "320x240", "stream2-resolution": "320x180"})
+    s = requests.Session()
+    codes = [s.get(d.http + "/api/info").status_code for _ in range(101)]
+    assert codes[:100] == [200] * 100 and codes[100] == 429
+    r = s.get(d.http + "/api/info")
+    body = r.json()
+    assert body["error"] == "Rate limit exceeded" and body["limit"] == 100
+    assert body["period"] == "minute" and 0 < body["retry_after"] <= 60
+    assert int(r.headers["Retry-After"]) == body["retry_after"]
+
+
+def test_login_lockout_after_five_failures(fresh_daemon):
+    d = fresh_daemon(settings={"resolution": "320x240", "stream2-resolution": "320x180"})
+    bad = {"username": "admin", "password": "not-the-password"}
+    codes = [requests.post(d.http + "/api/login", json=bad).status_code for _ in range(6)]
+    assert codes == [401] * 5 + [429]
+    good = {"username": "admin", "password": d.admin_password}
+    r = requests.post(d.http + "/api/login", json=good)
+    assert r.status_code == 429 and r.json()["code"] == "RATE_LIMITED"
+    assert int(r.headers["Retry-After"]) > 0
