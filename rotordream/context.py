@@ -22,6 +22,7 @@ class Context:
     threadpool: object = None      # twisted.python.threadpool.ThreadPool for blocking work
     rtsp: object = None            # the RTSP server (stream URLs, session counts)
     events: object = None          # the ONVIF event broker
+    websocket: object = None       # the control WebSocket factory (client counts)
     started: float = 0.0           # wall-clock start time, for uptime
 
     def stream_urls(self, host="localhost"):

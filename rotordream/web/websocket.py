@@ -1,0 +1,183 @@
+"""The control WebSocket at /api/v1: Autobahn on the REST Site, broadcasting state changes.
+
+One state subscription for the whole factory; each change is serialized once
+per distinct permission set and sent to every client that may read it.
+Limits: messages per second per connection, message size, and a bounded send
+buffer: a client that stops reading is dropped, never slowing the others.
+"""
+
+import itertools
+import json
+import socket
+from http.cookies import SimpleCookie
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
+from twisted.logger import Logger
+
+from rotordream.auth.ratelimit import RateLimiter
+from rotordream.auth.service import SESSION_COOKIE, AuthError
+from rotordream.web.ws_message import ControlSession, error
+
+log = Logger()
+
+CLOSE_POLICY = 1008
+_ids = itertools.count(1)
+
+
+def _buffered(transport):
+    """Bytes a Twisted TCP transport holds that the peer has not read yet."""
+    t = getattr(transport, "transport", transport)  # TLS wraps the TCP transport
+    size = len(getattr(t, "dataBuffer", b"")) - getattr(t, "offset", 0)
+    return size + getattr(t, "_tempDataLen", 0)
+
+
+class ControlProtocol(WebSocketServerProtocol):
+    """One control connection."""
+
+    session = None
+
+    def onConnect(self, request):
+        """Authenticate from the upgrade request: Authorization, cookie or ?token=."""
+        f = self.factory
+        self.conn_id = next(_ids)
+        headers = request.headers
+        token = (request.params.get("token") or [None])[0]
+        cookie = None
+        if "cookie" in headers:
+            morsel = SimpleCookie(headers["cookie"]).get(SESSION_COOKIE)
+            cookie = morsel.value if morsel else None
+        client = request.peer.split(":")[1] if request.peer.count(":") >= 2 else request.peer
+        try:
+            principal = f.auth.authenticate("GET", request.path,
+                                            authorization=headers.get("authorization"),
+                                            token=token, cookie=cookie, client=client)
+        except AuthError as e:
+            raise ConnectionDeny(429 if e.code == "RATE_LIMITED" else 401, e.message)
+        self.session = ControlSession(f.state, f.auth, principal, client,
+                                      origin="websocket:%d" % self.conn_id)
+        self.limiter = RateLimiter(f.rate_limit, 1, f.clock)
+        self.strikes = 0
+        return None
+
+    def onOpen(self):
+        self.factory.clients[self.conn_id] = self
+        # Bound what the kernel buffers for this client too (autotuning would let a
+        # stalled client pin megabytes): past it, our own send-buffer limit applies.
+        handle = getattr(self.transport, "getHandle", lambda: None)()
+        if handle is not None:
+            try:
+                handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                                  min(self.factory.send_buffer, 262144))
+            except OSError:
+                pass
+
+    def onClose(self, wasClean, code, reason):
+        self.factory.clients.pop(getattr(self, "conn_id", None), None)
+
+    def onMessage(self, payload, isBinary):
+        if self.session is None or self.state != self.STATE_OPEN:
+            return  # closing: what is still queued is not answered
+        if self.limiter.hit("m"):
+            self.strikes += 1
+            if self.strikes > self.factory.rate_limit:
+                # sendClose() only takes application codes; 1008 is a protocol one.
+                self.sendCloseFrame(code=CLOSE_POLICY,
+                                    reasonUtf8=b"message rate limit exceeded", isReply=False)
+                return
+            self.send_json(error("rate limit exceeded: %d messages per second"
+                                 % self.factory.rate_limit, None, "RATE_LIMITED"))
+            return
+        self.strikes = 0
+        if isBinary:
+            self.send_json(error("binary frames are not accepted; send JSON text"))
+            return
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            self.send_json(error("message is not UTF-8"))
+            return
+        for reply in self.session.handle(text):
+            self.send_json(reply)
+
+    def send_json(self, obj):
+        """Send one JSON message to this client."""
+        self.sendMessage(json.dumps(obj).encode("utf-8"))
+
+    def send_prepared(self, prepared):
+        """Send a message serialized once for many clients; drop this client if it lags."""
+        if self.state != self.STATE_OPEN:
+            return
+        if _buffered(self.transport) > self.factory.send_buffer:
+            log.info("dropping WebSocket client {id}: it stopped reading", id=self.conn_id)
+            self.factory.dropped += 1
+            self.factory.clients.pop(self.conn_id, None)
+            self.dropConnection(abort=True)
+            return
+        self.sendPreparedMessage(prepared)
+
+
+class ControlFactory(WebSocketServerFactory):
+    """All control connections; fans out state changes and events."""
+
+    protocol = ControlProtocol
+
+    def __init__(self, ctx):
+        super().__init__()
+        cfg = ctx.config.websocket
+        self.state = ctx.state
+        self.auth = ctx.auth
+        self.clock = ctx.reactor
+        self.rate_limit = cfg.rate_limit
+        self.send_buffer = cfg.send_buffer
+        self.clients = {}
+        self.dropped = 0
+        self.setProtocolOptions(maxMessagePayloadSize=cfg.max_message,
+                                maxFramePayloadSize=cfg.max_message,
+                                autoPingInterval=cfg.ping_interval,
+                                autoPingTimeout=cfg.ping_interval)
+        self._unsubscribe = [self.state.subscribe(self.broadcast),
+                             self.state.subscribe_events(self.broadcast_event)]
+
+    def count(self):
+        """Connected clients."""
+        return len(self.clients)
+
+    def broadcast(self, changes, origin):
+        """Send ``changes`` to every client that may read them (the writer got its reply)."""
+        prepared = {}
+        for conn_id, proto in list(self.clients.items()):
+            if origin == proto.session.origin:
+                continue
+            perms = proto.session.principal.permissions
+            if perms not in prepared:
+                visible = proto.session.readable(changes)
+                prepared[perms] = None if visible is None else self.prepareMessage(
+                    json.dumps(visible).encode("utf-8"))
+            if prepared[perms] is not None:
+                proto.send_prepared(prepared[perms])
+
+    def broadcast_event(self, event):
+        """Send a daemon event (e.g. a recorder error) to every client."""
+        if not self.clients:
+            return
+        prepared = self.prepareMessage(json.dumps(event).encode("utf-8"))
+        for proto in list(self.clients.values()):
+            proto.send_prepared(prepared)
+
+    def close_all(self):
+        """Close every connection (daemon stopping) and stop listening to the state."""
+        for fn in self._unsubscribe:
+            fn()
+        for proto in list(self.clients.values()):
+            proto.sendCloseFrame(code=1001, reasonUtf8=b"server shutting down", isReply=False)
+
+
+def make_websocket_resource(ctx):
+    """The /api/v1 resource; ``ctx.websocket`` gets the factory (client counts, close_all)."""
+    factory = ControlFactory(ctx)
+    factory.startFactory()
+    ctx.websocket = factory
+    ctx.reactor.addSystemEventTrigger("before", "shutdown", factory.close_all)
+    return WebSocketResource(factory)
