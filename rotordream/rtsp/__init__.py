@@ -1,0 +1,1 @@
+"""The RTSP server (our own): messages, sessions, SDP, and the Twisted adapter."""

@@ -1,0 +1,183 @@
+"""Encode once, packetize once: one RTP packet stream per video stream, shared by all clients.
+
+A :class:`StreamFanout` subscribes to a StreamHub while it has clients,
+turns each access unit into RTP packets exactly once (one SSRC and one
+sequence space per stream) and hands the same bytes to every target. It
+keeps the packets of the current GOP so a new client starts at a keyframe
+immediately.
+"""
+
+import random
+import socket
+import struct
+
+from rotordream.rtp.clock import ntp_timestamp, rtp_time
+from rotordream.rtp.h264 import payloads
+from rotordream.rtp.packet import Bye, SenderReport, rtp_header, sdes_cname
+
+PAYLOAD_TYPE = 96
+
+
+def buffered(transport):
+    """Bytes a Twisted TCP transport holds that the peer has not taken yet."""
+    t = getattr(transport, "transport", None) or transport
+    size = len(getattr(t, "dataBuffer", b"")) - getattr(t, "offset", 0)
+    return size + getattr(t, "_tempDataLen", 0)
+
+
+class Target:
+    """Where one session's RTP goes; counts what it was sent (for RTCP SR)."""
+
+    def __init__(self):
+        self.packets = 0
+        self.octets = 0
+        self.dropped_units = 0
+        self.last = None  # (capture_time, rtp timestamp) of the last unit sent
+        self.loss = None
+        self.jitter = None
+
+    def deliver(self, au, timestamp, packets):
+        """Send one access unit's packets."""
+        self.send_packets(packets)
+        self.packets += len(packets)
+        self.octets += sum(len(p) - 12 for p in packets)
+        self.last = (au.capture_time, timestamp)
+
+    def sender_report(self, ssrc, cname):
+        """A compound RTCP SR + SDES mapping capture wall time to RTP time, or None yet."""
+        if self.last is None:
+            return None
+        wall, ts = self.last
+        return bytes(SenderReport(ssrc, ntp_timestamp(wall), ts, self.packets, self.octets)) + \
+            sdes_cname(ssrc, cname)
+
+
+class UdpTarget(Target):
+    """RTP/RTCP to a client's UDP port pair from the server's shared sockets."""
+
+    transport_name = "udp"
+
+    def __init__(self, rtp_port, rtcp_port, host, client_rtp, client_rtcp):
+        super().__init__()
+        self.rtp_port = rtp_port
+        self.rtcp_port = rtcp_port
+        self.rtp_addr = (host, client_rtp)
+        self.rtcp_addr = (host, client_rtcp)
+
+    def send_packets(self, packets):
+        write = self.rtp_port.transport.write
+        addr = self.rtp_addr
+        for p in packets:
+            try:
+                write(p, addr)
+            except OSError:
+                pass  # ICMP errors from a closed client port: the reaper ends the session
+
+    def send_rtcp(self, data):
+        try:
+            self.rtcp_port.transport.write(data, self.rtcp_addr)
+        except OSError:
+            pass
+
+
+class TcpTarget(Target):
+    """RTP/RTCP interleaved on the RTSP connection, one write per access unit.
+
+    When the connection's unsent bytes pass ``limit`` the client is too slow:
+    units are skipped until the next keyframe (counted), so it never stalls
+    the others nor grows memory without bound.
+    """
+
+    transport_name = "tcp"
+
+    def __init__(self, transport, rtp_channel, rtcp_channel, limit):
+        super().__init__()
+        self.transport = transport
+        self.rtp_channel = rtp_channel
+        self.rtcp_channel = rtcp_channel
+        self.limit = limit
+        self.waiting_for_keyframe = False
+
+    def deliver(self, au, timestamp, packets):
+        if self.waiting_for_keyframe and not au.keyframe:
+            self.dropped_units += 1
+            return
+        if buffered(self.transport) > self.limit:
+            self.waiting_for_keyframe = True
+            self.dropped_units += 1
+            return
+        self.waiting_for_keyframe = False
+        super().deliver(au, timestamp, packets)
+
+    def send_packets(self, packets):
+        head = struct.Struct("!cBH").pack
+        ch = self.rtp_channel
+        self.transport.write(b"".join(head(b"$", ch, len(p)) + p for p in packets))
+
+    def send_rtcp(self, data):
+        self.transport.write(struct.pack("!cBH", b"$", self.rtcp_channel, len(data)) + data)
+
+
+class StreamFanout:
+    """One stream's RTP: packetized once, sent to every playing target."""
+
+    def __init__(self, name, hub, mtu):
+        self.name = name
+        self.hub = hub
+        self.mtu = mtu
+        self.ssrc = random.getrandbits(32)
+        self.seq = random.getrandbits(16)
+        self.ts_base = random.getrandbits(32)
+        self.cname = "rotordream-%s@%s" % (name, socket.gethostname())
+        self.targets = []
+        self.gop = []  # [(au, timestamp, packets)] since the last keyframe
+        self._sub = None
+        self.units = 0
+
+    def _packetize(self, au):
+        ts = rtp_time(self.ts_base, au.pts)
+        parts = payloads(au.nals, self.mtu)
+        packets = []
+        last = len(parts) - 1
+        for i, payload in enumerate(parts):
+            packets.append(rtp_header(PAYLOAD_TYPE, self.seq, ts, self.ssrc, i == last) + payload)
+            self.seq = (self.seq + 1) & 0xFFFF
+        return ts, packets
+
+    def _on_unit(self, au):
+        ts, packets = self._packetize(au)
+        self.units += 1
+        if au.keyframe:
+            self.gop = [(au, ts, packets)]
+        elif self.gop:
+            self.gop.append((au, ts, packets))
+        for target in list(self.targets):
+            target.deliver(au, ts, packets)
+
+    def start_info(self):
+        """(seq, rtptime) of the first packet a new target will get."""
+        if self.gop:
+            return (struct.unpack("!H", self.gop[0][2][0][2:4])[0], self.gop[0][1])
+        latest = self.hub.latest
+        return (self.seq, rtp_time(self.ts_base, latest.pts if latest else 0))
+
+    def add(self, target):
+        """Start sending to ``target``, from the cached GOP's keyframe."""
+        if self._sub is None:
+            self._sub = self.hub.subscribe(self._on_unit, replay=True)
+        for au, ts, packets in self.gop:
+            target.deliver(au, ts, packets)
+        self.targets.append(target)
+
+    def remove(self, target):
+        """Stop sending to ``target``; unsubscribe from the hub after the last one."""
+        if target in self.targets:
+            self.targets.remove(target)
+        if not self.targets and self._sub is not None:
+            self._sub.cancel()
+            self._sub = None
+            self.gop = []
+
+    def bye(self):
+        """An RTCP BYE for this stream's SSRC."""
+        return bytes(Bye([self.ssrc]))
