@@ -70,6 +70,7 @@ class RTSPConnection(protocol.Protocol):
         self.server = server
         self.parser = RequestParser()
         self.sessions = {}
+        self.pinned = None  # "tcp" or "udp" after a ?tcp / ?udp URL
 
     def connectionMade(self):
         peer = self.transport.getPeer()
@@ -79,6 +80,7 @@ class RTSPConnection(protocol.Protocol):
         try:
             events = self.parser.feed(data)
         except ParseError as e:
+            log.info("bad RTSP request from {peer}: {e}", peer=self.client_host, e=e.message)
             headers = [("CSeq", e.cseq)] if e.cseq else []
             self._send(Response(e.status, headers + [("Server", SERVER_NAME)],
                                 (e.message + "\r\n").encode()))
@@ -239,11 +241,15 @@ class RTSPServer:
         segments = [s for s in path.split("/") if s]
         return parts, segments, query
 
-    def _stream(self, request):
+    def _stream(self, conn, request):
         parts, segments, query = self._url(request)
         if not segments or segments[0] not in self.fanouts:
             raise RtspError(404, "no such stream")
         track = segments[1] if len(segments) > 1 else None
+        if "tcp" in query or "udp" in query:
+            # Clients build SETUP URLs from Content-Base without the query: the pin
+            # given on DESCRIBE holds for the rest of the connection.
+            conn.pinned = "tcp" if "tcp" in query else "udp"
         return segments[0], track, query
 
     def _authorize(self, conn, request, query):
@@ -295,7 +301,7 @@ class RTSPServer:
     do_SET_PARAMETER = do_GET_PARAMETER
 
     def do_DESCRIBE(self, conn, request):
-        stream, track, query = self._stream(request)
+        stream, track, query = self._stream(conn, request)
         self._authorize(conn, request, query)
         fanout = self.fanouts[stream]
         base = request.uri.split("?")[0].rstrip("/") + "/"
@@ -315,7 +321,7 @@ class RTSPServer:
         return d.addCallback(answer)
 
     def do_SETUP(self, conn, request):
-        stream, track, query = self._stream(request)
+        stream, track, query = self._stream(conn, request)
         self._authorize(conn, request, query)
         if track not in (None, "trackID=0"):
             raise RtspError(404, "no such track")
@@ -325,7 +331,7 @@ class RTSPServer:
         offers = parse_transport(request.headers.get("Transport", ""))
         if not offers:
             raise RtspError(461, "Transport header missing")
-        pinned = "tcp" if "tcp" in query else "udp" if "udp" in query else None
+        pinned = conn.pinned
         chosen = None
         for offer in offers:
             proto = offer["protocol"]
