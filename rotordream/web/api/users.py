@@ -35,7 +35,7 @@ class Login(ApiResource):
             raise ApiError(401, e.message)
         who = result["principal"]
         request.addCookie(SESSION_COOKIE.encode(), result["token"].encode(), path=b"/",
-                          httpOnly=True, sameSite="strict", secure=self.api.secure,
+                          httpOnly=True, sameSite="strict", secure=request.isSecure(),
                           max_age=str(self.ctx.config.auth.token_lifetime).encode())
         data = {"token": result["token"], "expires": int(result["expires"]),
                 "csrf_token": result["csrf"], "user": who.name, "role": who.role,
