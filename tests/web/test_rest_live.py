@@ -220,3 +220,19 @@ def test_login_lockout_after_five_failures(fresh_daemon):
     r = requests.post(d.http + "/api/login", json=good)
     assert r.status_code == 429 and r.json()["code"] == "RATE_LIMITED"
     assert int(r.headers["Retry-After"]) > 0
+
+
+def test_cors_is_off_by_default_and_follows_the_config(daemon, fresh_daemon, tmp_path):
+    r = requests.get(daemon.http + "/api/info", headers={"Origin": "https://dash.example"})
+    assert "Access-Control-Allow-Origin" not in r.headers
+    conf = tmp_path / "cors.toml"
+    conf.write_text('[http]\ncors_origins = ["https://dash.example"]\n')
+    d = fresh_daemon(extra=["--config", str(conf)],
+                     settings={"resolution": "320x240", "stream2-resolution": "320x180"})
+    r = requests.get(d.http + "/api/info", headers={"Origin": "https://dash.example"})
+    assert r.headers["Access-Control-Allow-Origin"] == "https://dash.example"
+    r = requests.options(d.http + "/api/settings", headers={
+        "Origin": "https://dash.example", "Access-Control-Request-Method": "POST"})
+    assert r.status_code == 204 and "POST" in r.headers["Access-Control-Allow-Methods"]
+    r = requests.get(d.http + "/api/info", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in r.headers

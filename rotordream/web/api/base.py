@@ -156,6 +156,15 @@ class ApiResource(resource.Resource):
 
     def render(self, request):
         """Run the checks every API call shares, then the handler."""
+        if self._cors(request) and request.method == b"OPTIONS" and \
+                request.getHeader(b"access-control-request-method"):
+            request.setResponseCode(204)  # a CORS preflight from an allowed origin
+            request.setHeader(b"access-control-allow-methods",
+                              ", ".join(sorted(self.methods)).encode())
+            request.setHeader(b"access-control-allow-headers",
+                              b"authorization, content-type, x-csrf-token")
+            request.setHeader(b"access-control-max-age", b"600")
+            return b""
         try:
             principal, handler = self._prepare(request)
             result = handler(request, principal)
@@ -167,6 +176,19 @@ class ApiResource(resource.Resource):
             request.notifyFinish().addErrback(lambda _: result.cancel())
             return server.NOT_DONE_YET
         return self._respond(request, result)
+
+    def _cors(self, request):
+        """Add CORS headers when the request's Origin is configured; True if it is."""
+        origin = request.getHeader(b"origin")
+        allowed = self.ctx.config.http.cors_origins
+        if not origin or not allowed:
+            return False
+        if origin.decode("latin-1") not in allowed and "*" not in allowed:
+            return False
+        request.setHeader(b"access-control-allow-origin", origin)
+        request.setHeader(b"access-control-allow-credentials", b"true")
+        request.setHeader(b"vary", b"Origin")
+        return True
 
     def _prepare(self, request):
         api = self.api
