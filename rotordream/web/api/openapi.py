@@ -1,6 +1,7 @@
 """GET /api/openapi.json: the OpenAPI 3.1 document of the REST API, built from one table."""
 
 from rotordream import API_VERSION, PRODUCT
+from rotordream.state import KEYS
 from rotordream.web.api.base import ApiResource, Raw
 
 import json
@@ -8,32 +9,58 @@ import json
 _ANY = {}
 _OBJ = {"type": "object"}
 _STR = {"type": "string"}
-_SETTINGS_BODY = {"type": "object", "additionalProperties": True,
-                  "description": "keys of rotordream/state.py and their new values"}
+
+
+def value_schema(spec):
+    """The JSON schema of one state key's values (from its declaration in state.py)."""
+    if spec.kind == "int":
+        return {"type": "integer", "minimum": spec.minimum, "maximum": spec.maximum}
+    if spec.kind == "float":
+        return {"type": "number", "minimum": spec.minimum, "maximum": spec.maximum}
+    if spec.kind in ("bool", "trigger"):
+        return {"type": "boolean"}
+    if spec.kind == "choice":
+        return {"enum": list(spec.choices)}
+    if spec.kind == "record":
+        return {"anyOf": [{"type": "boolean"},
+                          {"enum": ["on", "off", "pause", "pause_release"]}]}
+    return {"type": "string", "maxLength": spec.max_length, "pattern": "^[^\\x00-\\x1f]*$"}
+
+
+_SETTINGS_BODY = {
+    "type": "object", "minProperties": 1, "additionalProperties": False,
+    "description": "keys of rotordream/state.py and their new values (all or nothing)",
+    "properties": {spec.name: value_schema(spec) for spec in KEYS if spec.writable},
+}
 _CRED = {"type": "object", "required": ["username", "password"],
          "properties": {"username": _STR, "password": _STR}}
+_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_.@-]{1,32}$"}
+_PASS = {"type": "string", "minLength": 8, "maxLength": 128, "pattern": "^[^\\x00-\\x1f]*$"}
 _NEW_USER = {"type": "object", "required": ["username", "password", "role"],
-             "properties": {"username": _STR, "password": _STR,
+             "properties": {"username": _NAME, "password": _PASS,
                             "role": {"enum": ["admin", "operator", "viewer", "guest"]}}}
 _ROLE = {"type": "object", "required": ["role"],
          "properties": {"role": {"enum": ["admin", "operator", "viewer", "guest"]}}}
 _PASSWORD = {"type": "object", "required": ["password"],
-             "properties": {"password": _STR, "current": _STR}}
+             "properties": {"password": _PASS, "current": _STR}}
 
-# (path, method, summary, public, request body schema or None, success status, media type)
+# (path, method, summary, access, request body schema or None, success status, media type)
+# access: True = public; "viewer" = open to anonymous clients while [auth] anonymous is
+# viewer (the default), so credentials are optional; False = credentials required.
+V = "viewer"
 ROUTES = [
     ("/api/info", "get", "Product, version, capabilities and stream URLs", True, None, 200, None),
     ("/api/health", "get", "Liveness for monitoring", True, None, 200, None),
-    ("/api/status", "get", "Uptime, CPU, memory, disk, encoder counters, clients", False, None,
+    ("/api/status", "get", "Uptime, CPU, memory, disk, encoder counters, clients", V, None,
      200, None),
-    ("/api/camera/status", "get", "Camera heads, signal, size and rate", False, None, 200, None),
-    ("/api/streams", "get", "Each stream: URL, codec, size, fps, bitrate, clients", False, None,
+    ("/api/camera/status", "get", "Camera heads, signal, size and rate", V, None, 200, None),
+    ("/api/streams", "get", "Each stream: URL, codec, size, fps, bitrate, clients", V, None,
      200, None),
-    ("/api/snapshot", "get", "JPEG of the latest frame", False, None, 200, "image/jpeg"),
-    ("/api/settings", "get", "Every camera setting the caller may read", False, None, 200, None),
+    ("/api/snapshot", "get", "JPEG of the latest frame", V, None, 200, "image/jpeg"),
+    ("/api/settings", "get", "Every camera setting the caller may read", V, None, 200, None),
     ("/api/settings", "post", "Change settings, all or nothing", False, _SETTINGS_BODY, 200,
      None),
-    ("/api/settings/{key}", "get", "One setting", False, None, 200, None),
+    ("/api/settings/{key}", "get", "One setting", V, None, 200, None),
     ("/api/settings/{key}", "post", "Set one setting (bare JSON value)", False, _ANY, 200, None),
     ("/api/login", "post", "Log in: bearer token and session cookie", True, _CRED, 200, None),
     ("/api/logout", "post", "Revoke the caller's token or session", False, None, 200, None),
@@ -67,8 +94,9 @@ _ERROR = {
                    "limit": {}, "period": {}, "retry_after": {}},
 }
 _ERRORS = {"400": "Bad request", "401": "Unauthorized", "403": "Forbidden",
-           "404": "Not found", "405": "Method not allowed", "413": "Payload too large",
-           "429": "Rate limited", "500": "Internal error"}
+           "404": "Not found", "405": "Method not allowed", "409": "Conflict",
+           "413": "Payload too large", "429": "Rate limited", "500": "Internal error",
+           "503": "Camera not connected"}
 
 
 def document():
@@ -85,8 +113,11 @@ def document():
         if path == "/api/snapshot":
             op["parameters"] = [{"name": "quality", "in": "query", "required": False,
                                  "schema": {"type": "integer", "minimum": 1, "maximum": 100}}]
-        if public:
+        if public is True:
             op["security"] = []
+        elif public == V:
+            op["security"] = [{}, {"basic": []}, {"digest": []}, {"bearer": []},
+                              {"cookie": []}]
         if body is not None:
             op["requestBody"] = {"required": True,
                                  "content": {"application/json": {"schema": body}}}
