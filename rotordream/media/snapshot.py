@@ -7,6 +7,7 @@ concurrent requests share the in-flight Deferred, later ones the cached bytes.
 from fractions import Fraction
 
 import av
+from av.video.reformatter import VideoReformatter
 from twisted.internet import defer, threads
 from twisted.python.failure import Failure
 
@@ -26,8 +27,10 @@ def encode_jpeg(frame, quality):
     q = str(jpeg_qscale(quality))
     ctx.options = {"qmin": q, "qmax": q}
     ctx.open()
-    # The frame belongs to the pipeline: convert to a private copy for the encoder.
-    src = frame.reformat(format="yuvj420p")
+    # The frame belongs to the capture thread, which is reformatting it for stream2 at the
+    # same time: frame.reformat() would share the frame's cached SwsContext across threads
+    # (seen deadlocked). A private reformatter has its own.
+    src = VideoReformatter().reformat(frame, format="yuvj420p")
     src.pts = None
     packets = list(ctx.encode(src)) + list(ctx.encode(None))
     return b"".join(bytes(p) for p in packets)

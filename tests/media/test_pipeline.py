@@ -240,3 +240,19 @@ def test_a_source_that_appears_later_is_picked_up(tmp_path):
     finally:
         yield pipeline.stopService()
     assert pipeline.stats()["signal"] is True
+
+
+@pytest_twisted.inlineCallbacks
+def test_snapshots_of_every_frame_while_stream2_is_scaled_do_not_deadlock():
+    # Regression: frame.reformat() in the snapshot thread shared the frame's scaler with
+    # the capture thread and deadlocked the daemon under a snapshot load.
+    state, pipeline = make_pipeline(resolution="640x480", fps=30, **{"stream2-fps": 30})
+    pipeline.startService()
+    try:
+        for _ in range(60):
+            yield pipeline.next_frame().addTimeout(5, reactor)
+            jpeg = yield pipeline.snapshot().addTimeout(5, reactor)
+            assert jpeg[:2] == b"\xff\xd8"
+    finally:
+        yield pipeline.stopService().addTimeout(10, reactor)
+    assert pipeline.snapshots.encodes >= 30

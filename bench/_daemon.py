@@ -1,0 +1,66 @@
+"""Start and stop a daemon for a benchmark (loopback ports, temp state dir, limits off)."""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PASSWORD = "bench-admin-password"
+NO_LIMITS = "[http]\nrate_limit = 0\n[auth]\nlogin_failures = 100000\n[websocket]\nrate_limit = 0\n"
+
+
+def free_port():
+    """A free loopback TCP port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BenchDaemon:
+    """``twistd -n rotordream`` on loopback with rate limits off (or ``config`` text)."""
+
+    def __init__(self, config=NO_LIMITS, settings=None):
+        self.dir = tempfile.mkdtemp(prefix="rd-bench-")
+        self.http_port, self.rtsp_port = free_port(), free_port()
+        conf = os.path.join(self.dir, "bench.toml")
+        with open(conf, "w") as f:
+            f.write(config)
+        state = os.path.join(self.dir, "state")
+        os.makedirs(state)
+        if settings:
+            import json
+            with open(os.path.join(state, "state.json"), "w") as f:
+                json.dump({"version": 1, "values": settings}, f)
+        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        self.proc = subprocess.Popen(
+            [twistd, "-n", "--pidfile=", "rotordream", "--config", conf,
+             "--http", "tcp:%d:interface=127.0.0.1" % self.http_port,
+             "--rtsp", "tcp:%d:interface=127.0.0.1" % self.rtsp_port, "--state-dir", state],
+            stdout=open(os.path.join(self.dir, "daemon.log"), "w"), stderr=subprocess.STDOUT,
+            env=dict(os.environ, ROTORDREAM_ADMIN_PASSWORD=PASSWORD))
+        self.http = "http://127.0.0.1:%d" % self.http_port
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(self.http + "/api/health", timeout=1).read()
+                break
+            except OSError:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("daemon did not start")
+                time.sleep(0.2)  # a benchmark's start-up poll, not a test
+        time.sleep(2)  # let the encoders settle before measuring
+
+    def cpu_seconds(self):
+        """User+system CPU seconds the daemon has used."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self):
+        """Stop the daemon."""
+        self.proc.terminate()
+        self.proc.wait(10)
