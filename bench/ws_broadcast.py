@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""WebSocket broadcast: time from one client's change to receipt by all N clients,
+and sustained changes per second with every client receiving.
+
+    .venv/bin/python bench/ws_broadcast.py [--clients 100 500] [--changes 100]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+
+import websockets
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _daemon import PASSWORD, BenchDaemon  # noqa: E402
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
+async def run(url, n, changes):
+    readers = [await websockets.connect(url, max_queue=None) for _ in range(n)]
+    writer = await websockets.connect(url)
+    await writer.send(json.dumps({"username": "admin", "password": PASSWORD}))
+    await writer.recv()
+    latencies = []
+    for i in range(changes):
+        value = i % 100
+        t0 = time.perf_counter()
+        await writer.send(json.dumps({"brightness": value}))
+
+        async def wait(ws):
+            while True:
+                msg = json.loads(await ws.recv())
+                if msg.get("brightness") == value:
+                    return time.perf_counter()
+        done = await asyncio.gather(*(wait(ws) for ws in readers))
+        await writer.recv()
+        latencies.append((max(done) - t0) * 1000)
+    # Sustained: send changes back to back for 3 s, then see that everyone got them all.
+    sent = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < 3:
+        sent += 1
+        await writer.send(json.dumps({"contrast": sent % 100}))
+        await writer.recv()
+    final = sent % 100
+
+    async def until_final(ws):
+        while json.loads(await ws.recv()).get("contrast") != final:
+            pass
+    await asyncio.wait_for(asyncio.gather(*(until_final(ws) for ws in readers)), 60)
+    elapsed = time.perf_counter() - t0
+    for ws in readers + [writer]:
+        await ws.close()
+    return latencies, sent / elapsed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[100, 500])
+    parser.add_argument("--changes", type=int, default=100)
+    args = parser.parse_args()
+    d = BenchDaemon(settings={"resolution": "1280x720", "fps": 30})
+    try:
+        url = "ws://127.0.0.1:%d/api/v1" % d.http_port
+        print("ws broadcast bench: %d cores, %s, daemon encoding 720p30 meanwhile"
+              % (os.cpu_count(), time.strftime("%Y-%m-%d")))
+        for n in args.clients:
+            lat, rate = asyncio.run(run(url, n, args.changes))
+            print("%4d clients: change->all received p50 %.1f ms p99 %.1f ms | sustained %.0f "
+                  "changes/s to all" % (n, pct(lat, 0.5), pct(lat, 0.99), rate), flush=True)
+    finally:
+        d.stop()
+
+
+if __name__ == "__main__":
+    main()
