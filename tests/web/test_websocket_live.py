@@ -248,3 +248,49 @@ def test_a_client_that_stops_reading_is_dropped_and_others_keep_receiving(fresh_
 
     status = run(go())
     assert status["clients"]["websocket_dropped"] == 1
+
+
+def test_oversized_messages_close_1009_and_dead_peers_are_reaped(fresh_daemon, tmp_path):
+    conf = tmp_path / "ping.toml"
+    conf.write_text("[websocket]\nping_interval = 1\nmax_message = 4096\n")
+    d = fresh_daemon(extra=["--config", str(conf)],
+                     settings={"resolution": "320x240", "stream2-resolution": "320x180"})
+
+    async def oversized():
+        async with websockets.connect(d.ws, max_size=None) as ws:
+            await ws.send(json.dumps({"device-name": "x" * 10000}))
+            with pytest.raises(websockets.exceptions.ConnectionClosed) as e:
+                while True:  # broadcasts may come first
+                    await recv_json(ws)
+        # Autobahn fails the connection (1009 when its close frame gets out first).
+        code = e.value.rcvd.code if e.value.rcvd else None
+        async with websockets.connect(d.ws) as ws:  # and goes on serving everyone else
+            await ws.send(json.dumps({"get": ["brightness"]}))
+            answer = await recv_until(ws, lambda m: "brightness" in m)
+        return code, answer
+
+    code, answer = run(oversized())
+    assert code in (1009, None) and answer == {"brightness": 50}
+
+    async def silent_peer():
+        # A client that never answers pings: the server must close it on its own.
+        import socket
+        s = socket.create_connection(("127.0.0.1", d.http_port), timeout=15)
+        s.sendall(b"GET /api/v1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  b"Sec-WebSocket-Version: 13\r\n\r\n")
+        data = b""
+        try:
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        except ConnectionError:
+            pass
+        s.close()
+        return data
+
+    data = run(silent_peer())
+    assert b" 101 " in data.split(b"\r\n")[0]
+    assert b"\x89" in data  # the server pinged before giving up
