@@ -9,7 +9,6 @@ reactor for each configuration and prints one line per configuration:
 
 import argparse
 import os
-import resource
 import sys
 import time
 

@@ -35,7 +35,6 @@ class Context:
         """The RTSP port actually listened on (the configured one before start)."""
         if self.rtsp is not None and getattr(self.rtsp, "port", None):
             return self.rtsp.port
-        from rotordream.config import check_endpoint  # noqa: validated already
         desc = self.config.server.rtsp
         try:
             return int(desc.split(":")[1])

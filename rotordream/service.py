@@ -132,7 +132,6 @@ def listen_error_message(option, description, exc):
         why = "ports below 1024 need root"
     else:
         why = str(socket_error or exc)
-    port = description.split(":")[1] if ":" in description else description
     example = "tcp:8554" if option in ("rtsp", "rtsps") else "tcp:8080"
     return ("cannot listen on %s (--%s): %s; pick another port with --%s %s or in the "
             "config file" % (description, option, why, option, example))

@@ -42,7 +42,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 
 ADMIN_PASSWORD = "test-admin-" + secrets.token_hex(4)

@@ -11,18 +11,12 @@ import random
 import socket
 import struct
 
+from rotordream.netutil import bound_send_buffer, unsent_bytes
 from rotordream.rtp.clock import ntp_timestamp, rtp_time
 from rotordream.rtp.h264 import payloads
 from rotordream.rtp.packet import Bye, SenderReport, rtp_header, sdes_cname
 
 PAYLOAD_TYPE = 96
-
-
-def buffered(transport):
-    """Bytes a Twisted TCP transport holds that the peer has not taken yet."""
-    t = getattr(transport, "transport", None) or transport
-    size = len(getattr(t, "dataBuffer", b"")) - getattr(t, "offset", 0)
-    return size + getattr(t, "_tempDataLen", 0)
 
 
 class Target:
@@ -97,12 +91,13 @@ class TcpTarget(Target):
         self.rtcp_channel = rtcp_channel
         self.limit = limit
         self.waiting_for_keyframe = False
+        bound_send_buffer(transport, min(limit, 1 << 20))
 
     def deliver(self, au, timestamp, packets):
         if self.waiting_for_keyframe and not au.keyframe:
             self.dropped_units += 1
             return
-        if buffered(self.transport) > self.limit:
+        if unsent_bytes(self.transport) > self.limit:
             self.waiting_for_keyframe = True
             self.dropped_units += 1
             return

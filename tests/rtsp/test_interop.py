@@ -140,3 +140,65 @@ def test_many_quick_connections_do_not_disturb_a_running_player(daemon):
     gaps = [b - a for a, b in zip(stamps, stamps[1:])]
     # 15 fps: frames arrive 1/15 s apart; no stall of more than a few frames.
     assert len(stamps) == 45 and max(gaps) < 0.4, max(gaps)
+
+
+def test_resolution_change_mid_stream_and_both_streams_from_one_client(fresh_daemon):
+    import requests
+    d = fresh_daemon(settings={"resolution": "640x360", "stream2-resolution": "320x180"})
+    sizes = []
+    changed = threading.Event()
+
+    def play():
+        with av.open(d.rtsp("stream1"), options={"rtsp_transport": "tcp"}, timeout=15) as c:
+            for frame in c.decode(video=0):
+                sizes.append((frame.width, frame.height))
+                if len(sizes) == 10:
+                    changed.set()
+                if (1280, 720) in sizes and len(sizes) > 10 and sizes[-1] == (1280, 720) \
+                        and sizes.count((1280, 720)) >= 15:
+                    break
+
+    player = threading.Thread(target=play)
+    player.start()
+    assert changed.wait(30)
+    r = requests.post(d.http + "/api/settings/resolution", data='"1280x720"',
+                      auth=("admin", d.admin_password))
+    assert r.status_code == 200
+    # Meanwhile one client reads both streams at once (FFmpeg and GStreamer clients do this).
+    with av.open(d.rtsp("stream2"), options={"rtsp_transport": "udp"}, timeout=15) as c2:
+        small = [f for _, f in zip(range(5), c2.decode(video=0))]
+    player.join(60)
+    assert {(f.width, f.height) for f in small} == {(320, 180)}
+    assert sizes[0] == (640, 360) and sizes[-1] == (1280, 720)
+    assert sizes.count((1280, 720)) >= 15  # kept decoding after the new SPS/PPS
+
+
+def test_a_tcp_client_that_stops_reading_is_skipped_to_keyframes(fresh_daemon, tmp_path):
+    import requests
+    conf = tmp_path / "q.toml"
+    conf.write_text("[rtsp]\nclient_queue = 65536\n")
+    d = fresh_daemon(extra=["--config", str(conf)], settings={"resolution": "1280x720"})
+    s = socket.create_connection(("127.0.0.1", d.rtsp_port), timeout=10)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    url = d.rtsp("stream1")
+
+    def ask(text):
+        s.sendall(text.encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(1)
+        return data.decode()
+
+    reply = ask("SETUP %s/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP/TCP;"
+                "interleaved=0-1\r\n\r\n" % url)
+    session = [l.split(": ")[1].split(";")[0] for l in reply.split("\r\n")
+               if l.startswith("Session")][0]
+    ask("PLAY %s RTSP/1.0\r\nCSeq: 2\r\nSession: %s\r\n\r\n" % (url, session))
+    # Now never read again; a well-behaved player keeps playing meanwhile.
+    with av.open(d.rtsp("stream1"), options={"rtsp_transport": "tcp"}, timeout=15) as c:
+        frames = [f for _, f in zip(range(60), c.decode(video=0))]
+    assert len(frames) == 60
+    stalled = [x for x in requests.get(d.http + "/api/status", auth=("admin", d.admin_password))
+               .json()["data"]["clients"]["rtsp_sessions"] if x["session"] == session][0]
+    assert stalled["dropped_units"] > 0
+    s.close()

@@ -94,7 +94,8 @@ class Status(ApiResource):
             "disk": {"total": disk.total, "used": disk.used, "free": disk.free},
             "camera": ctx.pipeline.stats() if ctx.pipeline else None,
             "recording": recorder,
-            "clients": {"rtsp": len(rtsp), "websocket": ws.count() if ws else 0,
+            "clients": {"rtsp": len(rtsp), "rtsp_sessions": rtsp,
+                        "websocket": ws.count() if ws else 0,
                         "websocket_dropped": ws.dropped if ws else 0},
         }
 
