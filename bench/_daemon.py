@@ -63,4 +63,9 @@ class BenchDaemon:
     def stop(self):
         """Stop the daemon."""
         self.proc.terminate()
-        self.proc.wait(10)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError("daemon did not stop within 10 s of SIGTERM")
