@@ -315,9 +315,11 @@ class RTSPServer:
         latest = fanout.hub.latest
         if latest is not None and latest.sps:
             return answer(latest)
+        def no_video_yet(result, timeout):
+            raise RtspError(503, "no video yet", [("Retry-After", "1")])
+
         d = fanout.hub.keyframe()
-        d.addTimeout(5, self.clock, onTimeoutCancel=lambda *a: (_ for _ in ()).throw(
-            RtspError(503, "no video yet", [("Retry-After", "1")])))
+        d.addTimeout(5, self.clock, onTimeoutCancel=no_video_yet)
         return d.addCallback(answer)
 
     def do_SETUP(self, conn, request):
@@ -390,9 +392,7 @@ class RTSPServer:
 
     def do_PLAY(self, conn, request):
         session, new = self._require_session(conn, request, "PLAY")
-        if request.headers.get("Range", "npt=now-").split("=", 1)[-1].split("-")[0] not in (
-                "", "now", "0", "0.0", "0.000"):
-            pass  # live streams start now whatever the range; the reply says so
+        # A live stream starts now whatever Range asks; the reply's Range says so.
         fanout = self.fanouts[session.stream]
         extra = [self._session_header(session), ("Range", "npt=now-")]
         if session.state != PLAYING:

@@ -198,3 +198,21 @@ def test_auth_required_when_anonymous_is_guest(tmp_path):
     code, _, _ = request(proto, t, "DESCRIBE rtsp://h/stream1?token=%s RTSP/1.0\nCSeq: 4\n"
                          % token)
     assert code == 200
+
+
+def test_describe_before_the_first_keyframe_waits_then_503(tmp_path):
+    clock = Clock()
+    cfg = from_dict({"auth": {"initial_admin_password": "admin-password"}})
+    ctx = Context(cfg, clock, CameraState(), pipeline=FakePipeline())
+    ctx.auth = AuthService(cfg, str(tmp_path), clock)
+    proto = RTSPFactory(RTSPServer(ctx, clock=clock)).buildProtocol(None)
+    t = StringTransport()
+    proto.makeConnection(t)
+    proto.dataReceived(b"DESCRIBE rtsp://h/stream1 RTSP/1.0\r\nCSeq: 2\r\n\r\n")
+    assert t.value() == b""  # waiting for video
+    clock.advance(5)
+    assert t.value().startswith(b"RTSP/1.0 503") and b"Retry-After: 1" in t.value()
+    t.clear()
+    proto.dataReceived(b"DESCRIBE rtsp://h/stream1 RTSP/1.0\r\nCSeq: 3\r\n\r\n")
+    ctx.pipeline.hubs["stream1"].publish(au(0, True))
+    assert t.value().startswith(b"RTSP/1.0 200") and b"sprop-parameter-sets" in t.value()
