@@ -1,0 +1,87 @@
+"""The simulated controller: physics driven by explicit time steps, commands, faults."""
+
+import pytest
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from rotordream.motor.codec import Command, Report, parse_from_controller
+from rotordream.motor.simulator import ControllerModel, SimulatorProtocol
+
+
+def run(model, seconds, dt=0.05):
+    for _ in range(int(round(seconds / dt))):
+        model.step(dt)
+
+
+def ask(model, name, *args):
+    return model.handle(Command(1, name, [str(a) for a in args]))
+
+
+def test_absolute_move_ramps_and_ends_at_the_target():
+    m = ControllerModel()
+    assert ask(m, "MOVE", "ABS", 90, -30).ok
+    run(m, 0.5)
+    assert 0 < m.pan.position < 90 and m.moving
+    assert abs(m.pan.velocity) <= m.pan.max_speed + 1e-9
+    run(m, 4)
+    assert m.pan.position == 90 and m.tilt.position == -30 and not m.moving
+    assert m.status()["state"] == "IDLE"
+
+
+def test_relative_velocity_stop_home_and_limits():
+    m = ControllerModel()
+    ask(m, "MOVE", "REL", 10, 5)
+    run(m, 2)
+    assert (m.pan.position, m.tilt.position) == (10, 5)
+    ask(m, "MOVE", "VEL", 1, 0)
+    run(m, 1)
+    moving_at = m.pan.position
+    assert ask(m, "STOP", "PAN").ok
+    run(m, 1)
+    assert not m.pan.moving and m.pan.position > moving_at
+    refused = ask(m, "MOVE", "ABS", 200, 0)
+    assert not refused.ok and refused.code == "LIMIT" and "170" in refused.message
+    ask(m, "MOVE", "VEL", -1, 0)
+    run(m, 8)
+    assert m.pan.position == -170 and "P-" in m.status()["ends"]
+    ask(m, "HOME")
+    run(m, 8)
+    assert (m.pan.position, m.tilt.position) == (0, 0)
+
+
+def test_rotor_ramps_and_faults_refuse_commands():
+    m = ControllerModel()
+    ask(m, "ROTOR", "SPEED", 3000)
+    ask(m, "ROTOR", "ON")
+    run(m, 0.5)
+    assert 900 < m.rpm < 1100
+    run(m, 2)
+    assert m.rpm == 3000
+    assert not ask(m, "ROTOR", "SPEED", 9000).ok
+    ask(m, "FAULT", "SET")
+    assert ask(m, "MOVE", "ABS", 1, 1).code == "FAULT"
+    run(m, 3)
+    assert m.rpm == 0 and m.status()["state"] == "FAULT"
+    ask(m, "FAULT", "CLEAR")
+    assert ask(m, "ID").fields["proto"] == "1"
+    for bad in (("MOVE", "ABS", "x", 1), ("MOVE", "ABS", "nan", 0), ("BOGUS",),
+                ("ROTOR", "SIDEWAYS")):
+        assert not ask(m, *bad).ok
+
+
+def test_protocol_answers_and_reports_on_a_clock():
+    clock = Clock()
+    proto = SimulatorProtocol(ControllerModel(), clock)
+    t = StringTransport()
+    proto.makeConnection(t)
+    proto.dataReceived(Command(5, "MOVE", ["ABS", "30", "0"]).encode())
+    reply = parse_from_controller(t.value().split(b"\n")[0])
+    assert reply.seq == 5 and reply.ok
+    t.clear()
+    clock.pump([0.05] * 20)  # one second of simulated time
+    lines = [l for l in t.value().split(b"\n") if l]
+    reports = [parse_from_controller(l) for l in lines]
+    assert all(isinstance(r, Report) for r in reports) and len(reports) >= 9  # 10 Hz moving
+    assert 0 < float(reports[-1].fields["pan"]) < 30
+    proto.dataReceived(b"5 MOVE ABS 1 1*00\n\xff garbage\n")
+    assert proto.bad_lines == 2
