@@ -221,7 +221,7 @@ class SimulatorProtocol(LineOnlyReceiver):
         self.tick = tick
         self.bad_lines = 0
         self._since_report = 0  # ticks
-        self._loop = LoopingCall(self._step)
+        self._loop = LoopingCall.withCount(self._step)
         self._loop.clock = clock
 
     def connectionMade(self):
@@ -240,9 +240,10 @@ class SimulatorProtocol(LineOnlyReceiver):
         if not self.model.silent:
             self.transport.write(self.model.handle(cmd).encode())
 
-    def _step(self):
-        self.model.step(self.tick)
-        self._since_report += 1
+    def _step(self, count):
+        # count > 1 when the reactor was late: simulate the time that really passed.
+        self.model.step(self.tick * count)
+        self._since_report += count
         interval = 0.1 if self.model.moving else 1.0
         if self._since_report >= round(interval / self.tick) and not self.model.silent:
             self._since_report = 0

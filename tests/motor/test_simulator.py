@@ -71,17 +71,18 @@ def test_rotor_ramps_and_faults_refuse_commands():
 
 def test_protocol_answers_and_reports_on_a_clock():
     clock = Clock()
-    proto = SimulatorProtocol(ControllerModel(), clock)
+    proto = SimulatorProtocol(ControllerModel(), clock, tick=0.0625)  # exact in binary
     t = StringTransport()
     proto.makeConnection(t)
-    proto.dataReceived(Command(5, "MOVE", ["ABS", "30", "0"]).encode())
+    proto.dataReceived(Command(5, "MOVE", ["ABS", "150", "0"]).encode())
     reply = parse_from_controller(t.value().split(b"\n")[0])
     assert reply.seq == 5 and reply.ok
     t.clear()
-    clock.pump([0.05] * 20)  # one second of simulated time
+    clock.pump([0.0625] * 16)  # one second of simulated time
     lines = [l for l in t.value().split(b"\n") if l]
     reports = [parse_from_controller(l) for l in lines]
-    assert all(isinstance(r, Report) for r in reports) and len(reports) >= 9  # 10 Hz moving
-    assert 0 < float(reports[-1].fields["pan"]) < 30
+    # While moving a report every round(0.1 / tick) = 2 ticks: 8 in the second.
+    assert all(isinstance(r, Report) for r in reports) and len(reports) == 8
+    assert 0 < float(reports[-1].fields["pan"]) < 150
     proto.dataReceived(b"5 MOVE ABS 1 1*00\n\xff garbage\n")
     assert proto.bad_lines == 2
