@@ -294,3 +294,18 @@ def test_oversized_messages_close_1009_and_dead_peers_are_reaped(fresh_daemon, t
     data = run(silent_peer())
     assert b" 101 " in data.split(b"\r\n")[0]
     assert b"\x89" in data  # the server pinged before giving up
+
+
+def test_motor_keys_move_the_simulated_motors_and_positions_are_broadcast(daemon):
+    token, _ = login_token(daemon)
+
+    async def go():
+        async with websockets.connect(daemon.ws + "?token=" + token) as ws, \
+                websockets.connect(daemon.ws) as watcher:
+            await ws.send(json.dumps({"pan": 20.0, "tilt": 5.0, "rotor-enabled": True}))
+            assert (await recv_until(ws, lambda m: "info" in m))["pan"] == 20.0
+            await recv_until(watcher, lambda m: m.get("pan-position") == 20.0, timeout=15)
+            await recv_until(watcher, lambda m: m.get("rotor-rpm", 0) > 0, timeout=15)
+            await ws.send(json.dumps({"pan": 0.0, "tilt": 0.0, "rotor-enabled": False}))
+            await recv_until(watcher, lambda m: m.get("pan-position") == 0.0, timeout=15)
+    run(go())

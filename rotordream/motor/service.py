@@ -1,0 +1,344 @@
+"""The motor service: owns the serial link (or the simulator on a pty) and the motor state.
+
+It turns writes of the motor keys into commands, controller reports into
+state updates (broadcast like every key), implements IMotorController for
+ONVIF PTZ, and survives the controller going away: motor-state ``fault``,
+reconnect with backoff, state re-read and rotor setpoint restored on return.
+"""
+
+import json
+import os
+import secrets
+import tty
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from rotordream.config import parse_motor
+from rotordream.fsutil import atomic_write, keep_corrupt_copy
+from rotordream.interfaces import IMotorController
+from rotordream.motor import MotorError
+from rotordream.motor.protocol import MotorProtocol
+from rotordream.motor.simulator import ControllerModel, SimulatorProtocol
+
+log = Logger()
+
+PRESETS_FILE = "presets.json"
+SILENCE = 3.0          # seconds without any line from the controller = fault
+BACKOFF = (1.0, 30.0)  # reconnect delays, doubling
+
+
+@implementer(IMotorController)
+class MotorService(service.Service):
+    """The motors, as the state keys and IMotorController see them."""
+
+    name = "motor"
+
+    def __init__(self, ctx, kind, device=None, baud=None, sim_clock=None, clock=None):
+        self.ctx = ctx
+        self.state = ctx.state
+        self.reactor = ctx.reactor
+        self.kind = kind
+        self.device = device
+        self.baud = baud or ctx.config.motor.baud
+        self.clock = clock or ctx.reactor          # timeouts, silence, reconnects
+        self.sim_clock = sim_clock or ctx.reactor  # the simulator's physics
+        self.model = ControllerModel() if kind == "sim" else None
+        self.proto = None
+        self.port = None
+        self.identity = None
+        self.connected = False
+        self._sim_io = None
+        self._retry = None
+        self._silence = None
+        self._backoff = BACKOFF[0]
+        self._connected_waiters = []
+        self.presets_path = os.path.join(ctx.config.server.state_dir, PRESETS_FILE)
+        self._presets = self._load_presets()
+        for key in ("rotor-enabled", "rotor-speed", "rotor-direction", "pan", "tilt"):
+            self.state.set_action(key, self._action(key))
+
+    # -- link -----------------------------------------------------------
+
+    def startService(self):
+        service.Service.startService(self)
+        self.connect()
+
+    def stopService(self):
+        service.Service.stopService(self)
+        for call in (self._retry, self._silence):
+            if call is not None and call.active():
+                call.cancel()
+        self._close()
+
+    def connect(self):
+        """Open the link and run the handshake (ID, STATUS, restore the rotor)."""
+        from twisted.internet.serialport import SerialPort
+        self._retry = None
+        cfg = self.ctx.config.motor
+        self.proto = MotorProtocol(self, self.clock, cfg.command_timeout, cfg.retries)
+        try:
+            path = self._open_simulator() if self.kind == "sim" else self.device
+            self.port = SerialPort(self.proto, path, self.reactor, baudrate=self.baud)
+        except Exception as e:
+            log.error("cannot open the motor port {dev}: {e}", dev=self.device, e=e)
+            self._fault("cannot open %s" % self.device)
+            self._schedule_reconnect()
+            return
+        self._watch_silence()
+        d = self.proto.send("ID")
+        d.addCallback(self._identified)
+        d.addErrback(lambda f: f.trap(MotorError) and None)
+
+    def _open_simulator(self):
+        master, slave = os.openpty()
+        tty.setraw(master)
+        tty.setraw(slave)
+        path = os.ttyname(slave)
+        from twisted.internet.stdio import StandardIO
+        self._sim_proto = SimulatorProtocol(self.model, self.sim_clock)
+        self._sim_io = StandardIO(self._sim_proto, stdin=master, stdout=master,
+                                  reactor=self.reactor)
+        self._sim_slave = slave  # kept open so the pty lives while the port reopens
+        return path
+
+    def _identified(self, fields):
+        self.identity = fields
+        self.connected = True
+        self._backoff = BACKOFF[0]
+        log.info("motor controller {model} firmware {fw}", model=fields.get("model"),
+                 fw=fields.get("fw"))
+        d = self.proto.send("STATUS")
+        d.addCallback(self.report)
+        d.addCallback(lambda _: self._restore_rotor())
+        d.addErrback(lambda f: f.trap(MotorError) and None)
+        d.addCallback(lambda _: self._wake_connected())
+        return d
+
+    def when_connected(self):
+        """A Deferred firing once the link is up and the rotor setpoint restored."""
+        if self.connected and self.proto is not None and not self.proto.pending:
+            return defer.succeed(self)
+        d = defer.Deferred()
+        self._connected_waiters.append(d)
+        return d
+
+    def _wake_connected(self):
+        waiters, self._connected_waiters = self._connected_waiters, []
+        for d in waiters:
+            d.callback(self)
+
+    def _restore_rotor(self):
+        s = self.state
+        cmds = [self.proto.send("ROTOR", "SPEED", s.get("rotor-speed")),
+                self.proto.send("ROTOR", "DIR", s.get("rotor-direction").upper()),
+                self.proto.send("ROTOR", "ON" if s.get("rotor-enabled") else "OFF")]
+        return defer.gatherResults(cmds, consumeErrors=True)
+
+    def _close(self):
+        self.connected = False
+        if self.port is not None:
+            port, self.port = self.port, None
+            try:
+                port.loseConnection()
+            except Exception:
+                pass
+        if self._sim_io is not None:
+            io, self._sim_io = self._sim_io, None
+            io.loseConnection()
+            try:
+                os.close(self._sim_slave)
+            except OSError:
+                pass
+
+    def _schedule_reconnect(self):
+        if self.running and (self._retry is None or not self._retry.active()):
+            self._retry = self.clock.callLater(self._backoff, self.connect)
+            self._backoff = min(self._backoff * 2, BACKOFF[1])
+
+    def _fault(self, why):
+        self.connected = False
+        if self.state.get("motor-state") != "fault":
+            self.state.update({"motor-state": "fault"}, origin="motor")
+            self.state.publish_event({"error": "motor controller: %s" % why,
+                                      "key": "motor-state", "code": "MOTOR_FAULT"})
+
+    def _watch_silence(self):
+        if self._silence is not None and self._silence.active():
+            self._silence.reset(SILENCE)
+        else:
+            self._silence = self.clock.callLater(SILENCE, self._silent)
+
+    def _silent(self):
+        log.warn("the motor controller stopped talking")
+        self._fault("no answer")
+        self._close()
+        self._schedule_reconnect()
+
+    # -- MotorProtocol receiver -----------------------------------------
+
+    def line_seen(self):
+        """Any line from the controller: it is alive."""
+        if self.running:
+            self._watch_silence()
+
+    def report(self, fields):
+        """A status report (or STATUS reply): publish positions, rpm and motor state."""
+        try:
+            update = {"pan-position": round(float(fields["pan"]), 1),
+                      "tilt-position": round(float(fields["tilt"]), 1),
+                      "rotor-rpm": int(fields["rpm"]),
+                      "motor-state": fields["state"].lower()}
+        except (KeyError, ValueError):
+            log.info("incomplete motor status {fields}", fields=fields)
+            return
+        if update["motor-state"] not in ("idle", "moving", "fault"):
+            return
+        self.state.update(update, origin="motor")
+        self.last_status = fields
+
+    def timed_out(self):
+        """A command got no answer after its retries."""
+        self._fault("command timed out")
+
+    def link_lost(self, reason):
+        """The port closed under us (USB unplugged, controller gone)."""
+        if self.port is None:
+            return  # we closed it ourselves
+        self.port = None
+        self._fault("link lost")
+        self._schedule_reconnect()
+
+    # -- state actions ----------------------------------------------------
+
+    def _action(self, key):
+        def act(value, old):
+            if key == "rotor-enabled":
+                d = self.set_rotor(enabled=value)
+            elif key == "rotor-speed":
+                d = self.set_rotor(speed=value)
+            elif key == "rotor-direction":
+                d = self.set_rotor(direction=value)
+            else:
+                # Both targets: a batch {"pan", "tilt"} must not undo one with the other.
+                d = self.absolute_move(self.state.get("pan"), self.state.get("tilt"))
+            d.addErrback(self._action_failed, key)
+            return None
+        return act
+
+    def _action_failed(self, failure, key):
+        failure.trap(MotorError)
+        self.state.publish_event({"error": str(failure.value), "key": key,
+                                  "code": failure.value.code})
+
+    # -- IMotorController -------------------------------------------------
+
+    def _send(self, *args):
+        if self.proto is None or not self.connected:
+            return defer.fail(MotorError("DISCONNECTED", "the motor controller is not "
+                                                         "connected"))
+        return self.proto.send(*args)
+
+    def continuous_move(self, pan_velocity, tilt_velocity, timeout=None):
+        d = self._send("MOVE", "VEL", "%.3f" % pan_velocity, "%.3f" % tilt_velocity)
+        if timeout:
+            self.clock.callLater(timeout, lambda: self.stop().addErrback(lambda f: None))
+        return d
+
+    def absolute_move(self, pan=None, tilt=None, speed=None):
+        pan = self.state.get("pan-position") if pan is None else pan
+        tilt = self.state.get("tilt-position") if tilt is None else tilt
+        args = ["MOVE", "ABS", "%.2f" % pan, "%.2f" % tilt] + (["%.1f" % speed] if speed else [])
+        return self._send(*args)
+
+    def relative_move(self, pan=0.0, tilt=0.0, speed=None):
+        args = ["MOVE", "REL", "%.2f" % pan, "%.2f" % tilt] + (["%.1f" % speed] if speed else [])
+        return self._send(*args)
+
+    def stop(self, pan=True, tilt=True):
+        which = "ALL" if pan and tilt else "PAN" if pan else "TILT"
+        return self._send("STOP", which)
+
+    def home(self):
+        home = self._presets.get("home")
+        if home:
+            return self.absolute_move(home["pan"], home["tilt"])
+        return self._send("HOME")
+
+    def set_home(self):
+        self._presets["home"] = {"name": "home", "pan": self.state.get("pan-position"),
+                                 "tilt": self.state.get("tilt-position")}
+        self._save_presets()
+
+    def set_rotor(self, enabled=None, speed=None, direction=None):
+        cmds = []
+        if speed is not None:
+            cmds.append(("ROTOR", "SPEED", int(speed)))
+        if direction is not None:
+            cmds.append(("ROTOR", "DIR", direction.upper()))
+        if enabled is not None:
+            cmds.append(("ROTOR", "ON" if enabled else "OFF"))
+        return defer.gatherResults([self._send(*c) for c in cmds], consumeErrors=True) \
+            .addErrback(lambda f: f.value.subFailure if hasattr(f.value, "subFailure") else f)
+
+    def status(self):
+        s = self.state
+        return {"pan": s.get("pan-position"), "tilt": s.get("tilt-position"),
+                "pan_moving": s.get("motor-state") == "moving",
+                "tilt_moving": s.get("motor-state") == "moving",
+                "state": s.get("motor-state"), "rotor_enabled": s.get("rotor-enabled"),
+                "rotor_rpm": s.get("rotor-rpm"), "connected": self.connected}
+
+    def limits(self):
+        pan, tilt = self.state.spec("pan"), self.state.spec("tilt")
+        return {"pan_min": pan.minimum, "pan_max": pan.maximum, "tilt_min": tilt.minimum,
+                "tilt_max": tilt.maximum, "pan_speed": 60.0, "tilt_speed": 40.0}
+
+    # -- presets ----------------------------------------------------------
+
+    def _load_presets(self):
+        try:
+            with open(self.presets_path, "rb") as f:
+                data = json.loads(f.read().decode())
+            assert isinstance(data, dict)
+            return data
+        except FileNotFoundError:
+            return {}
+        except Exception as e:
+            log.error("presets file unreadable ({e}); starting without presets", e=e)
+            keep_corrupt_copy(self.presets_path, log)
+            return {}
+
+    def _save_presets(self):
+        atomic_write(self.presets_path, json.dumps(self._presets, indent=1).encode())
+
+    def presets(self):
+        return [dict(token=t, **p) for t, p in self._presets.items() if t != "home"]
+
+    def set_preset(self, name, token=None):
+        token = token or "p" + secrets.token_hex(4)
+        self._presets[token] = {"name": name, "pan": self.state.get("pan-position"),
+                                "tilt": self.state.get("tilt-position")}
+        self._save_presets()
+        return token
+
+    def goto_preset(self, token, speed=None):
+        p = self._presets[token]
+        return self.absolute_move(p["pan"], p["tilt"], speed)
+
+    def remove_preset(self, token):
+        if token == "home":
+            raise KeyError(token)
+        del self._presets[token]
+        self._save_presets()
+
+
+def make_motor_service(ctx):
+    """The motor service for ``[server] motor`` (sim or serial); sets ``ctx.motor``."""
+    kind, device, baud = parse_motor(ctx.config.server.motor)
+    if kind == "none":
+        return None
+    ctx.motor = MotorService(ctx, kind, device, baud)
+    return ctx.motor

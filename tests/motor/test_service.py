@@ -1,0 +1,109 @@
+"""The motor service on a real pty pair with the simulator at the other end.
+
+I/O goes through the real reactor (SerialPort on the pty); the simulator's physics and the
+host's timeouts run on Clocks the tests advance, so no test sleeps.
+"""
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor
+from twisted.internet.task import Clock
+from zope.interface.verify import verifyObject
+
+from rotordream.auth.roles import Principal
+from rotordream.config import from_dict
+from rotordream.context import Context
+from rotordream.interfaces import IMotorController
+from rotordream.motor import MotorError
+from rotordream.motor.service import SILENCE, MotorService
+from rotordream.state import CameraState
+
+OPERATOR = Principal("op", "operator")
+
+
+def when(state, predicate, timeout=10):
+    """A Deferred firing once ``predicate(state)`` holds after some change."""
+    d = defer.Deferred()
+
+    def check(changes, origin):
+        if not d.called and predicate(state):
+            d.callback(True)
+    state.subscribe(check)
+    if predicate(state):
+        d.callback(True)
+    return d.addTimeout(timeout, reactor)
+
+
+@pytest.fixture
+def motors(tmp_path):
+    cfg = from_dict({"server": {"state_dir": str(tmp_path)}})
+    state = CameraState()
+    ctx = Context(cfg, reactor, state)
+    sim, host = Clock(), Clock()
+    svc = MotorService(ctx, "sim", sim_clock=sim, clock=host)
+    svc.startService()
+    yield svc, state, sim, host
+    svc.stopService()
+
+
+def advance(clock, seconds, step=0.05):
+    for _ in range(int(round(seconds / step))):
+        clock.advance(step)
+
+
+@pytest_twisted.inlineCallbacks
+def test_identify_move_and_positions_reach_the_state(motors):
+    svc, state, sim, host = motors
+    assert verifyObject(IMotorController, svc)
+    yield svc.when_connected().addTimeout(10, reactor)
+    assert svc.identity["model"] == "RD-SIM-1" and svc.identity["proto"] == "1"
+    state.set({"pan": 45.0, "tilt": -10.0}, OPERATOR)
+    yield svc.proto.send("STATUS")  # replies come in order: the MOVE was handled before
+    assert svc.model.pan.target == 45.0
+    advance(sim, 3)  # simulated time: the move finishes and reports are pushed
+    yield when(state, lambda s: s.get("pan-position") == 45.0 and s.get("tilt-position") == -10.0
+               and s.get("motor-state") == "idle")
+
+
+@pytest_twisted.inlineCallbacks
+def test_stop_mid_move_limits_and_rotor(motors):
+    svc, state, sim, host = motors
+    yield svc.when_connected().addTimeout(10, reactor)
+    yield svc.absolute_move(150, 0)
+    advance(sim, 1)
+    yield svc.stop()
+    advance(sim, 2)
+    stopped_at = svc.model.pan.position
+    assert 10 < stopped_at < 150 and not svc.model.pan.moving
+    with pytest.raises(MotorError) as e:
+        yield svc.absolute_move(200, 0)
+    assert e.value.code == "LIMIT"
+    state.set({"rotor-speed": 1200, "rotor-enabled": True}, OPERATOR)
+    yield svc.proto.send("STATUS")
+    assert svc.model.rotor_on and svc.model.rotor_target == 1200
+    advance(sim, 2)
+    yield when(state, lambda s: s.get("rotor-rpm") == 1200)
+
+
+@pytest_twisted.inlineCallbacks
+def test_garbage_is_counted_and_silence_faults_then_recovers(motors):
+    svc, state, sim, host = motors
+    yield svc.when_connected().addTimeout(10, reactor)
+    svc._sim_io.write(b"garbage\n1 OK*00\n\xff\xfe\n")
+    yield svc.proto.send("STATUS")  # still talking after the damage
+    assert svc.proto.bad_lines == 3
+    state.set({"rotor-enabled": True, "rotor-speed": 2000}, OPERATOR)
+    yield svc.proto.send("STATUS")
+    assert svc.model.rotor_on
+    svc.model.silent = True
+    svc.model.rotor_on = False  # the controller lost its setpoint (e.g. it rebooted)
+    host.advance(SILENCE + 0.1)
+    assert state.get("motor-state") == "fault" and not svc.connected
+    with pytest.raises(MotorError) as e:
+        yield svc.absolute_move(1, 1)
+    assert e.value.code == "DISCONNECTED"
+    svc.model.silent = False
+    host.advance(1.1)  # reconnect after the first backoff
+    yield svc.when_connected().addTimeout(10, reactor)
+    assert state.get("motor-state") != "fault"
+    assert svc.model.rotor_on and svc.model.rotor_target == 2000  # setpoint restored
