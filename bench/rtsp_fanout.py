@@ -11,7 +11,6 @@ p50/p99 (from RTCP SR), time from connect to the first complete keyframe.
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time

@@ -1,6 +1,5 @@
 """The simulated controller: physics driven by explicit time steps, commands, faults."""
 
-import pytest
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
