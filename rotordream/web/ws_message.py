@@ -40,7 +40,9 @@ class ControlSession:
         """Answer one text message; return the list of reply dicts."""
         try:
             msg = json.loads(text)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
+            # RecursionError: nesting deeper than the decoder allows fits in a small
+            # message; left uncaught it would drop the connection.
             return [error("message is not valid JSON")]
         if not isinstance(msg, dict):
             return [error("message must be a JSON object")]

@@ -140,6 +140,7 @@ BAD_INPUTS = [
     ('{"cam1-exists": true}', "FORBIDDEN", "cam1-exists"),
     ('{"get": 5}', "BAD_REQUEST", "get"),
     (b"\x00\x01binary", "BAD_REQUEST", None),
+    ("[" * 5000 + "]" * 5000, "BAD_REQUEST", None),  # nesting deeper than the JSON decoder's
 ]
 
 

@@ -36,6 +36,8 @@ def session(principal=None):
     ("[1, 2]", None),
     ('"brightness"', None),
     ("{}", None),
+    ("[" * 5000 + "]" * 5000, None),
+    ('{"a":' * 3000 + "1" + "}" * 3000, None),
     ('{"no-such-key": 1}', "no-such-key"),
     ('{"get": 5}', "get"),
     ('{"get": ["brightness"], "contrast": 3}', "get"),
