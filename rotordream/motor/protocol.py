@@ -42,6 +42,7 @@ class MotorProtocol(LineOnlyReceiver):
         self.max_pending = max_pending
         self.pending = {}
         self.seq = 0
+        self.sent = 0  # lines written, resends included
         self.bad_lines = 0
 
     def send(self, name, *args):
@@ -58,6 +59,7 @@ class MotorProtocol(LineOnlyReceiver):
 
     def _transmit(self, entry):
         self.transport.write(entry.command.encode())
+        self.sent += 1
         entry.timer = self.clock.callLater(self.timeout, self._expired, entry.command.seq)
 
     def _expired(self, seq):

@@ -77,6 +77,7 @@ class MotorService(service.Service):
         """Open the link and run the handshake (ID, STATUS, restore the rotor)."""
         from twisted.internet.serialport import SerialPort
         self._retry = None
+        self._close()  # a previous link (or simulator pty) is done with
         cfg = self.ctx.config.motor
         self.proto = MotorProtocol(self, self.clock, cfg.command_timeout, cfg.retries)
         try:
@@ -84,8 +85,8 @@ class MotorService(service.Service):
             self.port = SerialPort(self.proto, path, self.reactor, baudrate=self.baud)
         except Exception as e:
             log.error("cannot open the motor port {dev}: {e}", dev=self.device, e=e)
-            self._fault("cannot open %s" % self.device)
             self._schedule_reconnect()
+            self._fault("cannot open %s" % self.device)
             return
         self._watch_silence()
         d = self.proto.send("ID")
@@ -173,9 +174,9 @@ class MotorService(service.Service):
 
     def _silent(self):
         log.warn("the motor controller stopped talking")
-        self._fault("no answer")
         self._close()
         self._schedule_reconnect()
+        self._fault("no answer")
 
     # -- MotorProtocol receiver -----------------------------------------
 
@@ -208,8 +209,14 @@ class MotorService(service.Service):
         if self.port is None:
             return  # we closed it ourselves
         self.port = None
-        self._fault("link lost")
+        # Finish after the port's own teardown: reopening inside it could reuse its fd
+        # number while the old port still unregisters that fd from the reactor.
+        self.reactor.callLater(0, self._after_link_lost)
+
+    def _after_link_lost(self):
+        # Reconnect first: observers of the fault run synchronously and may act on it.
         self._schedule_reconnect()
+        self._fault("link lost")
 
     # -- state actions ----------------------------------------------------
 

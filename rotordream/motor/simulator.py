@@ -220,6 +220,7 @@ class SimulatorProtocol(LineOnlyReceiver):
         self.clock = clock
         self.tick = tick
         self.bad_lines = 0
+        self.commands = 0  # well-formed commands received (answered or not)
         self._since_report = 0  # ticks
         self._loop = LoopingCall.withCount(self._step)
         self._loop.clock = clock
@@ -237,6 +238,7 @@ class SimulatorProtocol(LineOnlyReceiver):
         except CodecError:
             self.bad_lines += 1
             return
+        self.commands += 1
         if not self.model.silent:
             self.transport.write(self.model.handle(cmd).encode())
 

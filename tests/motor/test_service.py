@@ -107,3 +107,56 @@ def test_garbage_is_counted_and_silence_faults_then_recovers(motors):
     yield svc.when_connected().addTimeout(10, reactor)
     assert state.get("motor-state") != "fault"
     assert svc.model.rotor_on and svc.model.rotor_target == 2000  # setpoint restored
+
+
+@pytest_twisted.inlineCallbacks
+def test_commands_time_out_after_bounded_retries(motors):
+    svc, state, sim, host = motors
+    yield svc.when_connected().addTimeout(10, reactor)
+    svc.model.silent = True
+    proto = svc.proto
+    before = proto.sent
+    d = proto.send("STATUS")
+    failures = []
+    d.addErrback(failures.append)
+    for _ in range(3):  # timeout 1 s, 2 retries: three sends in all
+        host.advance(1.0)
+    assert failures and failures[0].value.code == "TIMEOUT"
+    assert proto.sent - before == 3  # sent, then resent twice
+    assert state.get("motor-state") == "fault"
+
+
+@pytest_twisted.inlineCallbacks
+def test_port_closed_and_reopened_restores_the_link(motors):
+    svc, state, sim, host = motors
+    yield svc.when_connected().addTimeout(10, reactor)
+    lost = when(state, lambda s: s.get("motor-state") == "fault")
+    svc.port.loseConnection()  # as if the USB adapter went away
+    yield lost
+    host.advance(1.1)
+    yield svc.when_connected().addTimeout(10, reactor)
+    assert (yield svc.proto.send("ID"))["model"] == "RD-SIM-1"
+
+
+@pytest_twisted.inlineCallbacks
+def test_presets_persist_and_move(motors, tmp_path):
+    svc, state, sim, host = motors
+    yield svc.when_connected().addTimeout(10, reactor)
+    yield svc.absolute_move(30, 10)
+    advance(sim, 2)
+    yield when(state, lambda s: s.get("pan-position") == 30.0)
+    token = svc.set_preset("door")
+    svc.set_home()
+    assert [p["name"] for p in svc.presets()] == ["door"]
+    yield svc.absolute_move(-20, 0)
+    advance(sim, 3)
+    yield when(state, lambda s: s.get("pan-position") == -20.0)
+    yield svc.goto_preset(token)
+    advance(sim, 3)
+    yield when(state, lambda s: s.get("pan-position") == 30.0 and s.get("tilt-position") == 10.0)
+    again = MotorService(svc.ctx, "sim", sim_clock=Clock(), clock=Clock())
+    assert again.presets() == svc.presets()
+    svc.remove_preset(token)
+    assert svc.presets() == []
+    with pytest.raises(KeyError):
+        svc.goto_preset(token)

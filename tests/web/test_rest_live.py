@@ -236,3 +236,9 @@ def test_cors_is_off_by_default_and_follows_the_config(daemon, fresh_daemon, tmp
     assert r.status_code == 204 and "POST" in r.headers["Access-Control-Allow-Methods"]
     r = requests.get(d.http + "/api/info", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_deeply_nested_json_is_a_400_not_a_500(daemon):
+    r = requests.post(daemon.http + "/api/settings", auth=admin(daemon),
+                      data="[" * 50000 + "]" * 50000)
+    assert r.status_code == 400 and r.json()["code"] == "BAD_REQUEST"

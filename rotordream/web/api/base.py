@@ -110,7 +110,8 @@ def read_json(request, allow_bare=False):
         raise ApiError(400, "a JSON body is required")
     try:
         return json.loads(raw.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: a small body nested thousands deep, not a server fault.
         raise ApiError(400, "the body is not valid JSON") from None
 
 
