@@ -85,3 +85,37 @@ def test_protocol_answers_and_reports_on_a_clock():
     assert 0 < float(reports[-1].fields["pan"]) < 150
     proto.dataReceived(b"5 MOVE ABS 1 1*00\n\xff garbage\n")
     assert proto.bad_lines == 2
+
+
+def test_the_simulator_runs_alone_on_a_pty(tmp_path):
+    import os
+    import select
+    import subprocess
+    import sys
+    import tty
+
+    from rotordream.motor.codec import Reply
+
+    master, slave = os.openpty()
+    tty.setraw(master)
+    proc = subprocess.Popen([sys.executable, "-m", "rotordream.motor.simulator",
+                             os.ttyname(slave)], stderr=subprocess.PIPE)
+    try:
+        buf = b""
+        deadline = 20
+        os.write(master, Command(1, "ID").encode())
+        while b"OK" not in buf:
+            ready, _, _ = select.select([master], [], [], deadline)
+            assert ready, "no answer from the simulator"
+            buf += os.read(master, 4096)
+            if b"\n" in buf and b"OK" not in buf.split(b"\n")[0]:
+                buf = buf.split(b"\n", 1)[1]  # a status report came first
+                os.write(master, Command(1, "ID").encode())
+        line = [l for l in buf.split(b"\n") if b" OK " in l or l.startswith(b"1 OK")][0]
+        reply = parse_from_controller(line.rstrip(b"\r"))
+        assert isinstance(reply, Reply) and reply.fields["model"] == "RD-SIM-1"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        os.close(master)
+        os.close(slave)
