@@ -96,7 +96,7 @@ _ERROR = {
 _ERRORS = {"400": "Bad request", "401": "Unauthorized", "403": "Forbidden",
            "404": "Not found", "405": "Method not allowed", "409": "Conflict",
            "413": "Payload too large", "429": "Rate limited", "500": "Internal error",
-           "503": "Camera not connected"}
+           "503": "Camera not connected", "507": "Insufficient storage"}
 
 
 def document():

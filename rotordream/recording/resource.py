@@ -1,0 +1,223 @@
+"""REST for recording: /api/recording/{start,stop,pause,resume,status} and /api/recordings[/<id>].
+
+Downloads are served by twisted.web.static.File, which answers HTTP Range
+with 206 (and 416), so players can seek and downloads resume.
+"""
+
+import calendar
+import os
+import time
+
+from twisted.web import static
+
+from rotordream.auth import roles
+from rotordream.recording import RecorderError
+from rotordream.recording.store import UnknownRecording, valid_id
+from rotordream.web.api import openapi
+from rotordream.web.api.base import ApiError, ApiResource, read_json
+
+MAX_PAGE = 1000
+
+_START_BODY = {"type": "object", "additionalProperties": False,
+               "properties": {"name": {"type": "string", "maxLength": 64},
+                              "duration": {"type": "number", "exclusiveMinimum": 0}}}
+openapi.EXTRA_ROUTES.extend([
+    ("/api/recording/start", "post", "Start recording stream1 (optional name, duration "
+     "limit in seconds)", False, None, 200, None),
+    ("/api/recording/stop", "post", "Stop recording", False, None, 200, None),
+    ("/api/recording/pause", "post", "Pause recording", False, None, 200, None),
+    ("/api/recording/resume", "post", "Resume a paused recording", False, None, 200, None),
+    ("/api/recording/status", "get", "Recording state, id, duration, bytes, free space",
+     "viewer", None, 200, None),
+    ("/api/recordings", "get", "Recordings, newest first (offset, limit, since, until)",
+     "viewer", None, 200, None),
+    ("/api/recordings/{id}", "get", "Download a recording (MP4, HTTP Range supported)",
+     "viewer", None, 200, "video/mp4"),
+    ("/api/recordings/{id}", "delete", "Delete a recording (operator)", False, None, 200, None),
+])
+
+
+def _recorder_call(fn, **kwargs):
+    try:
+        return fn(**kwargs)
+    except RecorderError as e:
+        raise ApiError(e.status, e.message, e.code)
+
+
+class Control(ApiResource):
+    """POST /api/recording/<verb>: start, stop, pause, resume."""
+
+    isLeaf = True
+    methods = {"POST": ("post", roles.RECORDING_CONTROL)}
+
+    def __init__(self, api, verb):
+        super().__init__(api)
+        self.verb = verb
+
+    def post(self, request, principal):
+        recorder = self.ctx.recorder
+        if self.verb != "start":
+            return _recorder_call(getattr(recorder, self.verb), origin="rest")
+        name, duration = None, None
+        length = request.getHeader(b"content-length")
+        if length and length != b"0":
+            body = read_json(request)
+            if not isinstance(body, dict):
+                raise ApiError(400, "the body must be a JSON object")
+            unknown = set(body) - {"name", "duration"}
+            if unknown:
+                raise ApiError(400, "unknown field %s" % sorted(unknown)[0],
+                               key=sorted(unknown)[0])
+            name = body.get("name")
+            if name is not None and (not isinstance(name, str) or len(name) > 64):
+                raise ApiError(400, "name must be a string of at most 64 characters", key="name")
+            duration = body.get("duration")
+            if duration is not None and (isinstance(duration, bool) or
+                                         not isinstance(duration, (int, float)) or
+                                         duration <= 0):
+                raise ApiError(400, "duration must be a positive number of seconds",
+                               key="duration")
+        return _recorder_call(recorder.start, name=name, duration=duration, origin="rest")
+
+
+class Status(ApiResource):
+    """GET /api/recording/status."""
+
+    isLeaf = True
+    methods = {"GET": ("get", roles.RECORDINGS_READ)}
+
+    def get(self, request, principal):
+        return self.ctx.recorder.status()
+
+
+class RecordingRoot(ApiResource):
+    """/api/recording: the control verbs and status."""
+
+    def __init__(self, api):
+        super().__init__(api)
+        for verb in ("start", "stop", "pause", "resume"):
+            self.putChild(verb.encode(), Control(api, verb))
+        self.putChild(b"status", Status(api))
+
+
+def _time_arg(request, name):
+    raw = request.args.get(name.encode(), [None])[0]
+    if raw is None:
+        return None
+    text = raw.decode("latin-1")
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%S",
+                "%Y-%m-%d"):
+        try:
+            return calendar.timegm(time.strptime(text, fmt))
+        except ValueError:
+            continue
+    raise ApiError(400, "%s must be seconds since the epoch or an ISO 8601 UTC time" % name,
+                   key=name)
+
+
+def _int_arg(request, name, default, lo, hi):
+    raw = request.args.get(name.encode(), [None])[0]
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "%s must be an integer" % name, key=name)
+    if not lo <= value <= hi:
+        raise ApiError(400, "%s must be between %d and %d" % (name, lo, hi), key=name)
+    return value
+
+
+class Recordings(ApiResource):
+    """GET /api/recordings: the index, newest first, with paging and time filters."""
+
+    methods = {"GET": ("get", roles.RECORDINGS_READ)}
+
+    def get(self, request, principal):
+        store = self.ctx.recorder.store
+        offset = _int_arg(request, "offset", 0, 0, 10 ** 9)
+        limit = _int_arg(request, "limit", 100, 1, MAX_PAGE)
+        since, until = _time_arg(request, "since"), _time_arg(request, "until")
+        self._refresh_live(store)
+        total, page = store.listing(since, until, offset, limit)
+        return {"total": total, "offset": offset, "limit": limit, "recordings": page}
+
+    def _refresh_live(self, store):
+        recorder = self.ctx.recorder
+        seg = recorder.segment
+        if seg is not None and seg.id in store.entries:
+            store.update(seg.id, save=False, duration=round(seg.duration, 3), frames=seg.frames,
+                         size=recorder._segment_size())
+
+    def getChild(self, name, request):
+        return OneRecording(self.api, name.decode("utf-8", "replace"))
+
+
+class OneRecording(ApiResource):
+    """GET (download, Range) or DELETE /api/recordings/<id>."""
+
+    isLeaf = True
+    methods = {"GET": ("get", roles.RECORDINGS_READ),
+               "DELETE": ("delete", roles.RECORDINGS_DELETE)}
+
+    def __init__(self, api, rid):
+        super().__init__(api)
+        self.rid = rid
+
+    def _entry(self, request):
+        # Ids are [A-Za-z0-9_-]: "..", "/", "%2F" and absolute paths never name a file.
+        if request.postpath or not valid_id(self.rid):
+            raise ApiError(404, "no such recording")
+        try:
+            return self.ctx.recorder.store.get(self.rid)
+        except UnknownRecording:
+            raise ApiError(404, "no such recording")
+
+    def get(self, request, principal):
+        entry = self._entry(request)
+        path = self.ctx.recorder.store.path(entry["id"])
+        if not os.path.exists(path):
+            raise ApiError(404, "no such recording")
+        return _Download(path, entry)
+
+    def delete(self, request, principal):
+        entry = self._entry(request)
+        try:
+            self.ctx.recorder.store.delete(entry["id"])
+        except ValueError as e:
+            raise ApiError(409, str(e))
+        return {"deleted": entry["id"]}
+
+    def _respond(self, request, result):
+        if isinstance(result, _Download):
+            return result.render(request)
+        return super()._respond(request, result)
+
+
+class _Download:
+    """A recording file answered by static.File (Range, 206, 416, HEAD)."""
+
+    def __init__(self, path, entry):
+        self.path = path
+        self.entry = entry
+
+    def render(self, request):
+        f = static.File(self.path, defaultType="video/mp4")
+        f.type, f.encoding = "video/mp4", None
+        request.setHeader(b"content-disposition",
+                          ('attachment; filename="%s.mp4"' % self.entry["id"]).encode())
+        request.setHeader(b"cache-control", b"no-store" if self.entry.get("recording")
+                          else b"private, max-age=3600")
+        return f.render(request)
+
+
+def make_recording_resources(ctx, api):
+    """The children of /api this part adds: recording and recordings."""
+    if ctx.recorder is None:
+        return {}
+    return {b"recording": RecordingRoot(api), b"recordings": Recordings(api)}
+
