@@ -43,3 +43,59 @@ class FakePipeline:
     def observe_frames(self, fn):
         """Remember ``fn``; tests call it with frames they make."""
         self.frame_observers.append(fn)
+
+
+class SyncThreadPool:
+    """A thread pool that runs work at once in the calling thread (for unit tests).
+
+    Pair it with a reactor whose ``callFromThread`` calls at once (see
+    :class:`ImmediateReactor`) so ``deferToThreadPool`` results arrive synchronously.
+    """
+
+    def __init__(self):
+        self.started = False
+        self.calls = 0
+
+    def start(self):
+        """Nothing to start."""
+        self.started = True
+
+    def stop(self):
+        """Nothing to stop."""
+        self.started = False
+
+    def callInThread(self, fn, *args, **kwargs):
+        """Run ``fn`` now."""
+        self.calls += 1
+        fn(*args, **kwargs)
+
+    def callInThreadWithCallback(self, on_result, fn, *args, **kwargs):
+        """Run ``fn`` now and report ``(success, result)`` like twisted's ThreadPool."""
+        self.calls += 1
+        from twisted.python.failure import Failure
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException:
+            on_result(False, Failure())
+        else:
+            on_result(True, result)
+
+
+class ImmediateReactor:
+    """A task.Clock-based reactor stand-in whose callFromThread runs at once."""
+
+    def __init__(self, clock=None):
+        from twisted.internet.task import Clock
+        self.clock = clock or Clock()
+
+    def callFromThread(self, fn, *args, **kwargs):
+        """Call now (the 'thread' is the test itself)."""
+        fn(*args, **kwargs)
+
+    def callLater(self, delay, fn, *args, **kwargs):
+        """Schedule on the clock."""
+        return self.clock.callLater(delay, fn, *args, **kwargs)
+
+    def seconds(self):
+        """The clock's time."""
+        return self.clock.seconds()

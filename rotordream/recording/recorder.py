@@ -22,6 +22,7 @@ from zope.interface import implementer
 
 from rotordream.interfaces import IRecorder
 from rotordream.recording import RecorderError, mp4
+from rotordream.recording.playback import RecordingPlayback
 from rotordream.recording.store import RecordingStore
 
 log = Logger()
@@ -273,6 +274,10 @@ class Recorder(service.Service):
         seg.frames += 1
         self._last_seq = au.seq
         self._queue(self._write, seg, au.annexb, pts, au.keyframe, seg.frame_ticks)
+        entry = self.store.entries.get(seg.id)
+        if entry is not None:  # live figures for listings and RTSP DESCRIBE
+            entry["duration"] = round(seg.duration, 3)
+            entry["frames"] = seg.frames
         backlog = self._queued - self._done
         if backlog > MAX_BACKLOG_SECONDS * (au.fps or 30):
             self._storage_failed(seg, OSError(errno.EIO, "storage too slow (%d frames behind)"
@@ -410,4 +415,5 @@ def make_recorder_service(ctx):
     pool = threadpool.ThreadPool(minthreads=1, maxthreads=1, name="recorder")
     recorder = Recorder(ctx, store, pool, cfg.segment_seconds)
     ctx.recorder = recorder
+    ctx.playback = RecordingPlayback(store, ctx.reactor, ctx.threadpool)
     return recorder

@@ -150,8 +150,7 @@ class Recordings(ApiResource):
         recorder = self.ctx.recorder
         seg = recorder.segment
         if seg is not None and seg.id in store.entries:
-            store.update(seg.id, save=False, duration=round(seg.duration, 3), frames=seg.frames,
-                         size=recorder._segment_size())
+            store.update(seg.id, save=False, size=recorder._segment_size())
 
     def getChild(self, name, request):
         return OneRecording(self.api, name.decode("utf-8", "replace"))

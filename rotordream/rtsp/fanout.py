@@ -113,25 +113,20 @@ class TcpTarget(Target):
         self.transport.write(struct.pack("!cBH", b"$", self.rtcp_channel, len(data)) + data)
 
 
-class StreamFanout:
-    """One stream's RTP: packetized once, sent to every playing target."""
+class RtpSource:
+    """One RTP sender: its SSRC, sequence space and timestamp base, packetizing once."""
 
-    def __init__(self, name, hub, mtu):
+    def __init__(self, name, mtu):
         self.name = name
-        self.hub = hub
         self.mtu = mtu
         self.ssrc = random.getrandbits(32)
         self.seq = random.getrandbits(16)
         self.ts_base = random.getrandbits(32)
         self.cname = "rotordream-%s@%s" % (name, socket.gethostname())
-        self.targets = []
-        self.gop = []  # [(au, timestamp, packets)] since the last keyframe
-        self._sub = None
-        self.units = 0
 
-    def _packetize(self, au):
-        ts = rtp_time(self.ts_base, au.pts)
-        parts = payloads(au.nals, self.mtu)
+    def _packetize(self, nals, pts):
+        ts = rtp_time(self.ts_base, pts)
+        parts = payloads(nals, self.mtu)
         packets = []
         last = len(parts) - 1
         for i, payload in enumerate(parts):
@@ -139,8 +134,29 @@ class StreamFanout:
             self.seq = (self.seq + 1) & 0xFFFF
         return ts, packets
 
+    def bye(self, target=None):
+        """A compound RTCP SR (when ``target`` was sent anything) + BYE for this SSRC.
+
+        A lone BYE is 8 bytes and FFmpeg ignores RTCP shorter than 12, so the
+        report goes first as RFC 3550 asks of every compound packet.
+        """
+        report = target.sender_report(self.ssrc, self.cname) if target is not None else None
+        return (report or b"") + bytes(Bye([self.ssrc]))
+
+
+class StreamFanout(RtpSource):
+    """One live stream's RTP: packetized once, sent to every playing target."""
+
+    def __init__(self, name, hub, mtu):
+        super().__init__(name, mtu)
+        self.hub = hub
+        self.targets = []
+        self.gop = []  # [(au, timestamp, packets)] since the last keyframe
+        self._sub = None
+        self.units = 0
+
     def _on_unit(self, au):
-        ts, packets = self._packetize(au)
+        ts, packets = self._packetize(au.nals, au.pts)
         self.units += 1
         if au.keyframe:
             self.gop = [(au, ts, packets)]
@@ -172,7 +188,3 @@ class StreamFanout:
             self._sub.cancel()
             self._sub = None
             self.gop = []
-
-    def bye(self):
-        """An RTCP BYE for this stream's SSRC."""
-        return bytes(Bye([self.ssrc]))

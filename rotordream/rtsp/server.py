@@ -20,12 +20,13 @@ from rotordream.rtp.packet import PacketError, ReceiverReport, parse_rtcp
 from rotordream.rtsp import sdp
 from rotordream.rtsp.fanout import StreamFanout, TcpTarget, UdpTarget
 from rotordream.rtsp.message import (ParseError, Request, RequestParser, Response, http_date,
-                                     parse_pair, parse_transport)
+                                     parse_pair, parse_range, parse_transport)
 from rotordream.rtsp.session import INIT, METHODS, PLAYING, next_state
 
 log = Logger()
 
 SERVER_NAME = "RotorDream RTSP"
+RECORDING = "recording"   # the playback mount: /recording (latest) and /recording/<id>
 SR_INTERVAL = 5.0
 MAX_SESSIONS_PER_CONNECTION = 8
 
@@ -48,6 +49,7 @@ class Session:
         self.connection = connection
         self.state = INIT
         self.target = None
+        self.source = None   # the StreamFanout (live) or FilePlayer (recording) it plays
         self.last_seen = clock.seconds()
         self.created = time.time()
         self.sr_loop = None
@@ -242,15 +244,29 @@ class RTSPServer:
         return parts, segments, query
 
     def _stream(self, conn, request):
+        """(mount, recording id or None, track, query) of a request URL."""
         parts, segments, query = self._url(request)
-        if not segments or segments[0] not in self.fanouts:
+        if not segments:
             raise RtspError(404, "no such stream")
-        track = segments[1] if len(segments) > 1 else None
+        mount, rest, rid = segments[0], segments[1:], None
+        if mount == RECORDING:
+            if self.playback is None:
+                raise RtspError(404, "recording is not available")
+            if rest and not rest[0].startswith("trackID="):
+                rid, rest = rest[0], rest[1:]
+        elif mount not in self.fanouts:
+            raise RtspError(404, "no such stream")
+        track = rest[0] if rest else None
         if "tcp" in query or "udp" in query:
             # Clients build SETUP URLs from Content-Base without the query: the pin
             # given on DESCRIBE holds for the rest of the connection.
             conn.pinned = "tcp" if "tcp" in query else "udp"
-        return segments[0], track, query
+        return mount, rid, track, query
+
+    @property
+    def playback(self):
+        """The recordings' playback provider, when the recorder runs."""
+        return getattr(self.ctx, "playback", None)
 
     def _authorize(self, conn, request, query):
         token = (query.get("token") or [None])[0]
@@ -301,10 +317,12 @@ class RTSPServer:
     do_SET_PARAMETER = do_GET_PARAMETER
 
     def do_DESCRIBE(self, conn, request):
-        stream, track, query = self._stream(conn, request)
+        stream, rid, track, query = self._stream(conn, request)
         self._authorize(conn, request, query)
-        fanout = self.fanouts[stream]
         base = request.uri.split("?")[0].rstrip("/") + "/"
+        if stream == RECORDING:
+            return self._describe_recording(conn, rid, base)
+        fanout = self.fanouts[stream]
 
         def answer(au):
             host = conn.transport.getHost().host
@@ -322,13 +340,34 @@ class RTSPServer:
         d.addTimeout(5, self.clock, onTimeoutCancel=no_video_yet)
         return d.addCallback(answer)
 
+    def _describe_recording(self, conn, rid, base):
+        try:
+            d = self.playback.describe(rid)
+        except KeyError:
+            raise RtspError(404, "no such recording")
+
+        def answer(info):
+            host = conn.transport.getHost().host
+            body = sdp.describe(random.getrandbits(31), host, "recording " + info["id"],
+                                info["sps"], info["pps"], info["width"], info["height"],
+                                info["fps"], npt_range="0-%.3f" % info["duration"])
+            return [("Content-Type", "application/sdp"), ("Content-Base", base)], body
+
+        def unreadable(f):
+            if f.check(RtspError):
+                return f
+            log.failure("recording {rid} cannot be described", f, rid=rid)
+            raise RtspError(404, "recording unreadable")
+        return d.addCallbacks(answer, unreadable)
+
     def do_SETUP(self, conn, request):
-        stream, track, query = self._stream(conn, request)
+        stream, rid, track, query = self._stream(conn, request)
         self._authorize(conn, request, query)
         if track not in (None, "trackID=0"):
             raise RtspError(404, "no such track")
         session = self._session(conn, request)
-        if session is not None and session.stream != stream:
+        if session is not None and session.stream != stream and \
+                not session.stream.startswith(stream + "/"):
             raise RtspError(459, "one stream per session")
         offers = parse_transport(request.headers.get("Transport", ""))
         if not offers:
@@ -357,11 +396,19 @@ class RTSPServer:
             if len(conn.sessions) >= MAX_SESSIONS_PER_CONNECTION:
                 raise RtspError(503, "too many sessions on this connection")
             session = Session(secrets.token_hex(8), stream, conn, self.clock)
+            if stream == RECORDING:
+                try:
+                    session.source = self.playback.player(rid, self.ctx.config.rtsp.mtu)
+                except KeyError:
+                    raise RtspError(404, "no such recording")
+                session.stream = "%s/%s" % (RECORDING, session.source.id)
+            else:
+                session.source = self.fanouts[stream]
             self.sessions_by_id[session.id] = session
             conn.sessions[session.id] = session
         if session.state == PLAYING:
             raise RtspError(455, "already playing")
-        fanout = self.fanouts[stream]
+        fanout = session.source
         try:
             if chosen["protocol"] == "RTP/AVP/TCP":
                 ch = parse_pair(chosen.get("interleaved", "0-1"))
@@ -392,18 +439,48 @@ class RTSPServer:
 
     def do_PLAY(self, conn, request):
         session, new = self._require_session(conn, request, "PLAY")
+        fanout = session.source
+        if not isinstance(fanout, StreamFanout):
+            return self._play_recording(session, request, new)
         # A live stream starts now whatever Range asks; the reply's Range says so.
-        fanout = self.fanouts[session.stream]
         extra = [self._session_header(session), ("Range", "npt=now-")]
         if session.state != PLAYING:
             seq, rtptime = fanout.start_info()
-            base = request.uri.split("?")[0].rstrip("/")
-            control = base if base.endswith("trackID=0") else base + "/trackID=0"
-            extra.append(("RTP-Info", "url=%s;seq=%d;rtptime=%d" % (control, seq, rtptime)))
+            extra.append(self._rtp_info(request, seq, rtptime))
             # Reply first, then the burst of the cached GOP and an early SR.
             self.clock.callLater(0, self._start_playing, session, fanout)
         session.state = new
         return extra, b""
+
+    @staticmethod
+    def _rtp_info(request, seq, rtptime):
+        base = request.uri.split("?")[0].rstrip("/")
+        control = base if base.endswith("trackID=0") else base + "/trackID=0"
+        return ("RTP-Info", "url=%s;seq=%d;rtptime=%d" % (control, seq, rtptime))
+
+    def _play_recording(self, session, request, new):
+        """PLAY of a recording: seek to the keyframe at or before Range's start, then pace."""
+        player = session.source
+        try:
+            npt = parse_range(request.headers.get("Range"))
+        except ValueError:
+            raise RtspError(457, "Range must be npt=<seconds>-")
+        if session.state == PLAYING:
+            if npt is None:
+                return [self._session_header(session)], b""
+            self._stop_sending(session)  # a seek while playing
+        d = player.prepare(npt)
+
+        def ready(info):
+            start, seq, rtptime = info
+            if session.id not in self.sessions_by_id:
+                raise RtspError(454, "session not found")
+            session.state = new
+            self.clock.callLater(0, self._start_playing, session, player)
+            return [self._session_header(session),
+                    ("Range", "npt=%.3f-%.3f" % (start, player.duration)),
+                    self._rtp_info(request, seq, rtptime)], b""
+        return d.addCallback(ready)
 
     def _start_playing(self, session, fanout):
         if session.id not in self.sessions_by_id or session.state != PLAYING:
@@ -434,8 +511,8 @@ class RTSPServer:
         if session.sr_loop is not None and session.sr_loop.running:
             session.sr_loop.stop()
         session.sr_loop = None
-        if session.target is not None:
-            self.fanouts[session.stream].remove(session.target)
+        if session.target is not None and session.source is not None:
+            session.source.remove(session.target)
 
     def teardown(self, session):
         """End a session: stop sending, say BYE, forget it."""
@@ -444,9 +521,11 @@ class RTSPServer:
         self._stop_sending(session)
         if session.target is not None and session.state == PLAYING:
             try:
-                session.target.send_rtcp(self.fanouts[session.stream].bye())
+                session.target.send_rtcp(session.source.bye(session.target))
             except Exception:
                 pass
+        if hasattr(session.source, "close"):
+            session.source.close()
         session.state = INIT
         del self.sessions_by_id[session.id]
         session.connection.sessions.pop(session.id, None)
