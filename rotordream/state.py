@@ -59,7 +59,8 @@ class StateError(Exception):
 RESOLUTIONS = ("1920x1080", "1280x720", "960x540", "640x360", "640x480", "320x240")
 STREAM2_RESOLUTIONS = ("1280x720", "960x540", "640x360", "480x270", "320x180")
 
-_RECORD_WORDS = {"on": True, "off": False, "pause": "paused", "pause_release": True}
+_RECORD_WORDS = {"on": True, "off": False, "pause": "paused", "pause_release": True,
+                 "paused": "paused"}  # "paused" is what the key reads back
 
 
 @dataclass(frozen=True)
