@@ -91,7 +91,7 @@ def _capabilities(call, category):
     else:
         raise soap.SoapFault("Receiver", ("ter:ActionNotSupported", "ter:NoSuchService"),
                              "no %s service on this device" % category)
-    caps = E("tt:Capabilities", [parts[name]() for name in chosen])
+    caps = E("tds:Capabilities", [parts[name]() for name in chosen])
     if category == "All" and (tables is None or tables.get("deviceio")):
         caps.append(E("tt:Extension", E("tt:DeviceIO", E("tt:XAddr", call.xaddr("deviceio")),
                                         E("tt:VideoSources", 1), E("tt:VideoOutputs", 0),
