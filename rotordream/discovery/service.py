@@ -74,6 +74,7 @@ class DiscoveryService(service.Service):
         self._refresh = None
         self._unsubscribe = None
         self._warned_missing = False
+        self.extra_scopes = ()
 
     # -- lifecycle ------------------------------------------------------
 
@@ -148,6 +149,8 @@ class DiscoveryService(service.Service):
                 continue
             self.interfaces[index] = iface
             if old is None or old.address != iface.address:
+                log.info("WS-Discovery: {endpoint} on {name} ({address})",
+                         endpoint=self.identity.address, name=iface.name, address=iface.address)
                 d = self.transport.joinGroup(message.MULTICAST_GROUP, iface.address)
                 d.addErrback(self._join_failed, iface)
                 if self.discoverable:
@@ -171,7 +174,16 @@ class DiscoveryService(service.Service):
         if mac is None:
             mac = next((i.mac for _, i in sorted(self.interfaces.items()) if i.mac), None)
         return message.device_scopes(self.state.get("device-name"),
-                                     self.state.get("device-location"), mac)
+                                     self.state.get("device-location"), mac) + self.extra_scopes
+
+    def set_extra_scopes(self, scopes):
+        """Announce ``scopes`` too (e.g. ONVIF AddScopes); a new MetadataVersion and a Hello."""
+        scopes = tuple(scopes)
+        if any(not s or any(c.isspace() for c in s) for s in scopes):
+            raise ValueError("a scope is a URI without spaces")
+        if scopes != self.extra_scopes:
+            self.extra_scopes = scopes
+            self._scopes_changed()
 
     def endpoint(self, iface, local_address=None):
         """The :class:`message.Endpoint` as seen from ``iface`` (XAddrs on its address)."""
@@ -294,16 +306,24 @@ class DiscoveryService(service.Service):
     def _state_changed(self, changes, origin):
         if self.transport is None or not self.running:
             return
-        if any(k in changes for k in _SCOPE_KEYS):
-            # New scopes: a new MetadataVersion, announced with a Hello.
-            self.identity = identitymod.Identity(self.identity.address, self.identity.instance_id,
-                                                 self.identity.metadata_version + 1)
-            if self.save_identity is not None:
-                self.save_identity(self.identity)
         if "discovery-mode" in changes:
+            if any(k in changes for k in _SCOPE_KEYS):
+                self._bump_metadata_version()
             self._announce(message.HELLO if self.discoverable else message.BYE)
-        elif any(k in changes for k in _SCOPE_KEYS) and self.discoverable:
+        elif any(k in changes for k in _SCOPE_KEYS):
+            self._scopes_changed()
+
+    def _scopes_changed(self):
+        # New scopes: a new MetadataVersion, announced with a Hello.
+        self._bump_metadata_version()
+        if self.transport is not None and self.running and self.discoverable:
             self._announce(message.HELLO)
+
+    def _bump_metadata_version(self):
+        self.identity = identitymod.Identity(self.identity.address, self.identity.instance_id,
+                                             (self.identity.metadata_version + 1) % 2 ** 32 or 1)
+        if self.save_identity is not None:
+            self.save_identity(self.identity)
 
 
 def configured_port(description, default=80):

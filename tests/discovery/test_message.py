@@ -201,6 +201,7 @@ LAUGHS = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
 
 @pytest.mark.parametrize("data, why", [
     (XXE, "DOCTYPE"),
+    (XXE.decode().replace('<?xml version="1.0"?>', "").encode("utf-16"), "DOCTYPE"),
     (LAUGHS, "DOCTYPE"),
     (b"", "malformed"),
     (b"\x00\xff garbage", "malformed"),

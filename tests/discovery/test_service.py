@@ -293,6 +293,21 @@ def test_new_name_means_new_metadata_version_and_a_hello():
     assert w.sent() == []
 
 
+def test_extra_scopes_are_announced_and_answered():
+    w = World(interfaces=[ETH0]).start()
+    w.sent()
+    w.service.set_extra_scopes(["onvif://www.onvif.org/location/building/7"])
+    hello = w.sent()[0][0].endpoints[0]
+    assert hello.metadata_version == 3 and hello.scopes[-1].endswith("/building/7")
+    w.receive(m.probe(scopes=["onvif://www.onvif.org/location/building"]),
+              info=PacketInfo(2, "192.168.1.20", m.MULTICAST_GROUP))
+    assert [msg.kind for msg, _, _ in w.sent()] == [m.PROBE_MATCHES] * 2
+    with pytest.raises(ValueError):
+        w.service.set_extra_scopes(["two words"])
+    w.service.set_extra_scopes(["onvif://www.onvif.org/location/building/7"])  # no change
+    assert w.sent() == []
+
+
 def test_stop_says_bye_everywhere_and_waits_for_the_repeat():
     w = World().start()
     w.sent()
