@@ -345,6 +345,28 @@ def test_new_interface_is_joined_and_greeted_on_the_next_look():
     assert w.sent() == []
 
 
+def test_cannot_listen_leaves_the_daemon_running_without_discovery():
+    from twisted.internet.error import CannotListenError
+    w = World()
+
+    def refuse(*a, **kw):
+        raise CannotListenError("", m.PORT, OSError(98, "Address already in use"))
+
+    w.reactor.listenMulticast = refuse
+    w.start()
+    assert w.service.transport is None and not w.reactor.getDelayedCalls()
+    w.state.update({"device-name": "Gate"})        # observers were never attached
+    d = w.service.stopService()
+    assert d is None
+
+
+def test_no_matching_interface_warns_once_and_sends_nothing():
+    w = World(names=("eth9",)).start()
+    assert w.transport.groups == set() and w.sent() == []
+    w.reactor.advance(svcmod.REFRESH_INTERVAL)
+    assert w.service._warned_missing
+
+
 def test_a_failed_join_is_logged_and_the_rest_work():
     w = World()
     w.reactor.listenMulticast = (lambda orig: lambda *a, **kw: _refusing(orig(*a, **kw)))(
