@@ -1,6 +1,7 @@
 """The ONVIF Device service (ver10 devicemgmt): identity, capabilities, services, time,
 network, scopes, discovery mode, users, reboot."""
 
+import importlib
 import os
 import sys
 import time
@@ -138,9 +139,12 @@ def service_capabilities(call, service):
                    RemoteDiscovery=False, SystemBackup=False, SystemLogging=False,
                    FirmwareUpgrade=False, HttpFirmwareUpgrade=False, HttpSystemBackup=False,
                    HttpSystemLogging=False, HttpSupportInformation=False))
-    import importlib
-    module = importlib.import_module("rotordream.onvif." + service)
-    return module.service_capabilities(call)
+    try:
+        module = importlib.import_module("rotordream.onvif." + service)
+    except ModuleNotFoundError:
+        return None
+    fn = getattr(module, "service_capabilities", None)
+    return fn(call) if fn is not None else None
 
 
 @OPS.op("GetServiceCapabilities", PRE_AUTH)
@@ -159,8 +163,9 @@ def get_services(call):
         if name in ("events", "deviceio") and tables is not None and not tables.get(name):
             continue
         caps = None
-        if include and name in ("device", "media", "ptz", "imaging"):
-            caps = E("tds:Capabilities", service_capabilities(call, name))
+        if include:
+            inner = service_capabilities(call, name)
+            caps = E("tds:Capabilities", inner) if inner is not None else None
         out.append(E("tds:Service", E("tds:Namespace", ns), E("tds:XAddr", call.xaddr(name)),
                      caps, E("tds:Version", E("tt:Major", major), E("tt:Minor", minor))))
     return E("tds:GetServicesResponse", out)

@@ -17,7 +17,7 @@ from tests.conftest import require_module, require_tool
 from tests.onvif.soapkit import NS, created_now, envelope, fault_codes, security
 
 XS = "http://www.w3.org/2001/XMLSchema"
-SCHEMA_WSDLS = ("devicemgmt", "media", "ptz", "imaging")
+SCHEMA_WSDLS = ("devicemgmt", "media", "ptz", "imaging", "deviceio")
 
 
 # -- recording every response, validating it against the XSDs ------------------------
@@ -403,3 +403,91 @@ def test_hostile_and_broken_requests_get_faults_and_the_server_keeps_working(dae
     got, doc = _post(daemon, envelope(info, security("admin", pw)))
     assert got == 200 and doc.findtext(".//tds:Model", namespaces=NS)
     assert requests.get(daemon.http + "/onvif/device_service").status_code == 405
+
+
+# -- every read operation, raw, against the schemas ------------------------------------------
+
+P = "<tds:ProfileToken>stream1</tds:ProfileToken>"
+READS = {
+    "device_service": [
+        "<tds:GetSystemDateAndTime/>", "<tds:GetCapabilities/>",
+        "<tds:GetCapabilities><tds:Category>Media</tds:Category>"
+        "<tds:Category>Device</tds:Category></tds:GetCapabilities>",
+        "<tds:GetCapabilities><tds:Category>Imaging</tds:Category></tds:GetCapabilities>",
+        "<tds:GetServices><tds:IncludeCapability>true</tds:IncludeCapability></tds:GetServices>",
+        "<tds:GetServiceCapabilities/>", "<tds:GetWsdlUrl/>", "<tds:GetHostname/>",
+        "<tds:GetEndpointReference/>", "<tds:GetDeviceInformation/>",
+        "<tds:GetNetworkInterfaces/>", "<tds:GetDNS/>", "<tds:GetNTP/>",
+        "<tds:GetNetworkDefaultGateway/>", "<tds:GetNetworkProtocols/>", "<tds:GetScopes/>",
+        "<tds:GetDiscoveryMode/>", "<tds:GetUsers/>"],
+    "media_service": [
+        "<trt:GetServiceCapabilities/>", "<trt:GetProfiles/>",
+        "<trt:GetProfile><trt:ProfileToken>stream2</trt:ProfileToken></trt:GetProfile>",
+        "<trt:GetVideoSources/>", "<trt:GetVideoSourceConfigurations/>",
+        "<trt:GetVideoSourceConfiguration><trt:ConfigurationToken>video_source_config"
+        "</trt:ConfigurationToken></trt:GetVideoSourceConfiguration>",
+        "<trt:GetCompatibleVideoSourceConfigurations><trt:ProfileToken>stream1</trt:ProfileToken>"
+        "</trt:GetCompatibleVideoSourceConfigurations>",
+        "<trt:GetVideoSourceConfigurationOptions/>", "<trt:GetVideoEncoderConfigurations/>",
+        "<trt:GetVideoEncoderConfiguration><trt:ConfigurationToken>encoder1"
+        "</trt:ConfigurationToken></trt:GetVideoEncoderConfiguration>",
+        "<trt:GetCompatibleVideoEncoderConfigurations><trt:ProfileToken>stream2"
+        "</trt:ProfileToken></trt:GetCompatibleVideoEncoderConfigurations>",
+        "<trt:GetVideoEncoderConfigurationOptions><trt:ConfigurationToken>encoder2"
+        "</trt:ConfigurationToken></trt:GetVideoEncoderConfigurationOptions>",
+        "<trt:GetGuaranteedNumberOfVideoEncoderInstances><trt:ConfigurationToken>"
+        "video_source_config</trt:ConfigurationToken></trt:GetGuaranteedNumberOfVideoEncoderInstances>",
+        "<trt:GetStreamUri><trt:StreamSetup><tt:Stream>RTP-Unicast</tt:Stream><tt:Transport>"
+        "<tt:Protocol>HTTP</tt:Protocol></tt:Transport></trt:StreamSetup>"
+        "<trt:ProfileToken>stream2</trt:ProfileToken></trt:GetStreamUri>",
+        "<trt:GetSnapshotUri><trt:ProfileToken>stream1</trt:ProfileToken></trt:GetSnapshotUri>",
+        "<trt:GetAudioSources/>", "<trt:GetAudioEncoderConfigurations/>",
+        "<trt:GetMetadataConfigurations/>"],
+    "ptz_service": [
+        "<tptz:GetServiceCapabilities/>", "<tptz:GetNodes/>",
+        "<tptz:GetNode><tptz:NodeToken>ptz_node</tptz:NodeToken></tptz:GetNode>",
+        "<tptz:GetConfigurations/>",
+        "<tptz:GetConfiguration><tptz:PTZConfigurationToken>ptz_config"
+        "</tptz:PTZConfigurationToken></tptz:GetConfiguration>",
+        "<tptz:GetCompatibleConfigurations><tptz:ProfileToken>stream1</tptz:ProfileToken>"
+        "</tptz:GetCompatibleConfigurations>",
+        "<tptz:GetConfigurationOptions><tptz:ConfigurationToken>ptz_config"
+        "</tptz:ConfigurationToken></tptz:GetConfigurationOptions>",
+        "<tptz:GetStatus><tptz:ProfileToken>stream1</tptz:ProfileToken></tptz:GetStatus>",
+        "<tptz:GetPresets><tptz:ProfileToken>stream1</tptz:ProfileToken></tptz:GetPresets>"],
+    "imaging_service": [
+        "<timg:GetServiceCapabilities/>"] + [
+        "<timg:%s><timg:VideoSourceToken>video_source</timg:VideoSourceToken></timg:%s>"
+        % (op, op) for op in ("GetImagingSettings", "GetOptions", "GetMoveOptions", "GetStatus")],
+    "deviceio_service": [
+        '<tmd:GetServiceCapabilities xmlns:tmd="http://www.onvif.org/ver10/deviceIO/wsdl"/>',
+        "<trt:GetVideoSources/>",
+        '<tmd:GetDigitalInputs xmlns:tmd="http://www.onvif.org/ver10/deviceIO/wsdl"/>'],
+}
+
+
+@pytest.mark.parametrize("service", sorted(READS))
+def test_every_read_operation_is_schema_valid(daemon, schema, service):
+    for body in READS[service]:
+        r = requests.post(daemon.http + "/onvif/" + service, timeout=30,
+                          data=envelope(body, security("admin", daemon.admin_password)),
+                          headers={"content-type": "application/soap+xml; charset=utf-8"})
+        assert r.status_code == 200, (body, r.text[:500])
+        assert validate(schema, r.content) != "fault"
+
+
+def test_system_reboot_restarts_the_daemon(fresh_daemon, schema):
+    d = fresh_daemon(settings={"resolution": "640x360", "fps": 10})
+    pid = d.proc.pid
+    r = requests.post(d.http + "/onvif/device_service", timeout=30,
+                      data=envelope("<tds:SystemReboot/>", security("admin", d.admin_password)),
+                      headers={"content-type": "application/soap+xml"})
+    assert r.status_code == 200
+    validate(schema, r.content)
+    assert _wait(lambda: sum("is running" in line for line in d.output) >= 2, timeout=60)
+    assert d.proc.poll() is None and d.proc.pid == pid  # re-executed in place
+    r = requests.post(d.http + "/onvif/device_service", timeout=30,
+                      data=envelope("<tds:GetDeviceInformation/>",
+                                    security("admin", d.admin_password)),
+                      headers={"content-type": "application/soap+xml"})
+    assert r.status_code == 200
