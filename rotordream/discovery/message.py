@@ -117,7 +117,7 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=Fals
 
 
 def parse(data):
-    """Parse one datagram into a :class:`Message`; raise :class:`DiscoveryError` if it is not one."""
+    """Parse one datagram into a :class:`Message`; raise :class:`DiscoveryError` if not one."""
     if not isinstance(data, bytes):
         raise DiscoveryError("expected bytes")
     if len(data) > MAX_MESSAGE:
