@@ -81,15 +81,15 @@ class ServiceResource(resource.Resource):
         d.addErrback(self._crash, request)
         return server.NOT_DONE_YET
 
-    def render_GET(self, request):
-        """Only POST carries SOAP; say so as a fault, not HTML."""
-        fault = soap.sender("ter:WellFormed", "ONVIF services take SOAP requests by POST",
-                            http_status=405)
+    def render(self, request):
+        """POST carries SOAP; any other method gets a fault (not Twisted's HTML page)."""
+        if request.method == b"POST":
+            return self.render_POST(request)
         request.setHeader(b"allow", b"POST")
-        return self._write((fault.http_status, {b"content-type": soap.content_type(soap.SOAP12)},
-                            soap.fault_envelope(fault)), request, finish=False)
+        return _fault_body(request, soap.sender(
+            "ter:WellFormed", "ONVIF services take SOAP requests by POST", http_status=405))
 
-    def _write(self, result, request, finish=True):
+    def _write(self, result, request):
         status, headers, body = result
         if getattr(request, "_disconnected", False) or request.finished:
             return None
@@ -99,8 +99,6 @@ class ServiceResource(resource.Resource):
             for v in values:
                 request.responseHeaders.addRawHeader(name, v)
         request.setHeader(b"cache-control", b"no-store")
-        if not finish:
-            return body
         request.write(body)
         request.finish()
         return None
@@ -125,12 +123,33 @@ class OnvifRoot(resource.Resource):
         """Serve ``table`` for ``service`` (e.g. the events broker's operations)."""
         self.dispatcher.register(service, table)
 
+    def getChild(self, path, request):
+        """Unknown services are SOAP faults too."""
+        return _NoService()
+
     def render(self, request):
         """/onvif itself: a fault pointing at the device service."""
-        fault = soap.sender("ter:WellFormed", "use /onvif/device_service", http_status=404)
-        request.setResponseCode(404)
-        request.setHeader(b"content-type", soap.content_type(soap.SOAP12))
-        return soap.fault_envelope(fault)
+        return _NoService().render(request)
+
+
+class _NoService(resource.Resource):
+    """A path under /onvif that is no service: a SOAP fault, not an HTML 404."""
+
+    isLeaf = True
+
+    def render(self, request):
+        """404 with an ActionNotSupported fault."""
+        return _fault_body(request, soap.receiver(
+            ("ter:ActionNotSupported", "ter:NoSuchService"),
+            "no such ONVIF service; the device service is /onvif/device_service",
+            http_status=404))
+
+
+def _fault_body(request, fault):
+    request.setResponseCode(fault.http_status)
+    request.setHeader(b"content-type", soap.content_type(soap.SOAP12))
+    request.setHeader(b"cache-control", b"no-store")
+    return soap.fault_envelope(fault)
 
 
 def make_onvif_resource(ctx):

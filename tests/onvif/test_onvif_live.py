@@ -334,6 +334,13 @@ def test_ptz_continuous_move_status_stop(cam, daemon):
         ptz.Stop({"ProfileToken": "stream1", "PanTilt": True})
     assert _wait(lambda: ptz.GetStatus({"ProfileToken": "stream1"}).MoveStatus.PanTilt
                  == "IDLE")
+    # A ContinuousMove with a Timeout stops by itself.
+    ptz.ContinuousMove({"ProfileToken": "stream1",
+                        "Velocity": {"PanTilt": {"x": -0.5, "y": 0.2}}, "Timeout": "PT0.5S"})
+    assert _wait(lambda: ptz.GetStatus({"ProfileToken": "stream1"}).MoveStatus.PanTilt
+                 == "MOVING", timeout=5)
+    assert _wait(lambda: ptz.GetStatus({"ProfileToken": "stream1"}).MoveStatus.PanTilt
+                 == "IDLE", timeout=10)
     # Home again for the other tests.
     ptz.AbsoluteMove({"ProfileToken": "stream1",
                       "Position": {"PanTilt": {"x": 0.0, "y": 0.0}}})
@@ -399,10 +406,14 @@ def test_hostile_and_broken_requests_get_faults_and_the_server_keeps_working(dae
     assert _post(daemon, replay)[0] == 200
     got, doc = _post(daemon, replay)
     assert (got, fault_codes(doc)) == (400, ("env:Sender", ["ter:NotAuthorized"]))
+    for method, path in (("GET", "device_service"), ("PUT", "media_service"),
+                         ("POST", "nonexistent_service"), ("GET", "")):
+        r = requests.request(method, daemon.http + "/onvif/" + path, data=b"x", timeout=30)
+        assert r.status_code in (404, 405) and r.content.startswith(b"<?xml"), (method, path)
+        assert etree.fromstring(r.content).find(".//env:Fault", namespaces=NS) is not None
     # Still serving.
     got, doc = _post(daemon, envelope(info, security("admin", pw)))
     assert got == 200 and doc.findtext(".//tds:Model", namespaces=NS)
-    assert requests.get(daemon.http + "/onvif/device_service").status_code == 405
 
 
 # -- every read operation, raw, against the schemas ------------------------------------------

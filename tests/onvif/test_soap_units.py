@@ -393,3 +393,45 @@ def test_dispatcher_registers_extra_tables(onvif):
         '<tev:GetServiceCapabilities xmlns:tev="http://www.onvif.org/ver10/events/wsdl"/>'))
     assert status == 200
     assert isinstance(d, Dispatcher)
+
+
+def test_ws_addressing_headers_with_must_understand_are_tolerated(onvif):
+    d, _, _ = onvif
+    wsa = ('<wsa:Action xmlns:wsa="http://www.w3.org/2005/08/addressing" '
+           'env:mustUnderstand="1">http://www.onvif.org/ver10/device/wsdl/GetDeviceInformation'
+           '</wsa:Action><wsa:MessageID xmlns:wsa="http://www.w3.org/2005/08/addressing">'
+           'urn:uuid:1</wsa:MessageID><wsa:To xmlns:wsa="http://www.w3.org/2005/08/addressing" '
+           'env:mustUnderstand="1">http://192.0.2.10/onvif/device_service</wsa:To>')
+    status, _, _ = run(d, "device", envelope("<tds:GetDeviceInformation/>", wsa + sec()))
+    assert status == 200
+
+
+def test_capabilities_of_a_missing_category_is_no_such_service(onvif):
+    d, _, _ = onvif
+    status, _, doc = run(d, "device", envelope(
+        "<tds:GetCapabilities><tds:Category>Analytics</tds:Category></tds:GetCapabilities>"))
+    assert status == 500
+    assert fault_codes(doc) == ("env:Receiver", ["ter:ActionNotSupported", "ter:NoSuchService"])
+
+
+def test_wsse_failures_count_towards_the_shared_lockout(tmp_path, monkeypatch):
+    monkeypatch.delenv("ROTORDREAM_ADMIN_PASSWORD", raising=False)
+    clock = Clock()
+    clock.advance(NOW)
+    cfg = from_dict({"auth": {"initial_admin_password": PASSWORD, "login_failures": 3},
+                     "server": {"state_dir": str(tmp_path)}})
+    ctx = Context(config=cfg, reactor=clock, state=CameraState(None))
+    ctx.auth = AuthService(cfg, str(tmp_path), clock)
+    d = make_onvif_resource(ctx).dispatcher
+    for _ in range(3):
+        assert run(d, "device", envelope("<tds:GetDeviceInformation/>",
+                                         sec(password="wrong-password")))[0] == 400
+    status, headers, doc = run(d, "device", envelope("<tds:GetDeviceInformation/>", sec()))
+    assert status == 400 and b"retry-after" in headers
+    assert "too many" in doc.findtext(".//env:Text", namespaces=NS)
+    # The REST/RTSP password check is locked for this user too: one limiter for every API.
+    with pytest.raises(Exception, match="too many"):
+        ctx.auth.check_password("admin", PASSWORD, "192.0.2.99")
+    clock.advance(cfg.auth.login_window + 1)
+    fresh = security("admin", PASSWORD, created=created_now(now=clock.seconds()))
+    assert run(d, "device", envelope("<tds:GetDeviceInformation/>", fresh))[0] == 200
