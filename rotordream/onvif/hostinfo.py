@@ -6,6 +6,7 @@ Every reader tolerates a missing file and returns an empty answer.
 
 import ctypes
 import fcntl
+import json
 import os
 import socket
 import struct
@@ -20,7 +21,22 @@ _SIOCGIFNETMASK = 0x891B
 
 
 def endpoint_uuid(state_dir):
-    """The device's stable ``urn:uuid:...`` (created once in ``<state_dir>/endpoint-uuid``)."""
+    """The device's stable ``urn:uuid:...``: WS-Discovery's endpoint address.
+
+    Read from the discovery identity file; created there (once) if discovery
+    has never run, so GetEndpointReference and ProbeMatches always agree.
+    """
+    try:
+        from rotordream.discovery import identity
+    except ImportError:
+        identity = None
+    if identity is not None:
+        try:
+            with open(os.path.join(state_dir, identity.IDENTITY_FILE), "rb") as f:
+                address = json.loads(f.read())["address"]
+            return "urn:uuid:" + str(uuid.UUID(address[len("urn:uuid:"):]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return identity.load(state_dir).address
     path = os.path.join(state_dir, ENDPOINT_FILE)
     try:
         with open(path) as f:

@@ -1,6 +1,9 @@
 """ONVIF scopes: the fixed ones, name/location from the state, and extra configurable ones.
 
-``current(ctx)`` is what GetScopes and WS-Discovery ProbeMatches announce.
+``current(ctx)`` is what GetScopes answers; the fixed, name and location scopes
+come from ``rotordream.discovery.message.device_scopes`` so ProbeMatches say the
+same. Extra scopes (AddScopes/SetScopes) are pushed to ``ctx.discovery``'s
+``set_extra_scopes`` when the discovery service is on the context.
 Name and location scopes map to the ``device-name`` and ``device-location``
 state keys; other configurable scopes persist in ``<state_dir>/onvif-scopes.json``.
 """
@@ -18,11 +21,33 @@ MAX_SCOPES = 32
 HARDWARE = "RotorDream"
 
 
+def _base(ctx):
+    """Fixed scopes plus name and location, as WS-Discovery announces them."""
+    name, location = ctx.state.get("device-name"), ctx.state.get("device-location")
+    mac = hostinfo.primary_mac()
+    try:
+        from rotordream.discovery.message import device_scopes
+    except ImportError:
+        device_scopes = None
+    if device_scopes is not None:
+        # One definition of the scopes: GetScopes and ProbeMatches must agree.
+        return list(device_scopes(name, location, mac))
+    out = [PREFIX + "type/video_encoder", PREFIX + "type/ptz", PREFIX + "Profile/Streaming",
+           PREFIX + "hardware/" + HARDWARE]
+    if name:
+        out.append(PREFIX + "name/" + quote(name, safe=""))
+    if location:
+        out.append(PREFIX + "location/" + quote(location, safe=""))
+    return out + [PREFIX + "MAC/" + quote(mac.lower(), safe=":")]
+
+
+def _configurable(scope):
+    return scope.startswith(PREFIX + "name/") or scope.startswith(PREFIX + "location/")
+
+
 def fixed(ctx):
     """Scopes no client may change."""
-    return [PREFIX + "Profile/Streaming", PREFIX + "type/video_encoder", PREFIX + "type/ptz",
-            PREFIX + "type/Network_Video_Transmitter", PREFIX + "hardware/" + HARDWARE,
-            PREFIX + "MAC/" + hostinfo.primary_mac()]
+    return [s for s in _base(ctx) if not _configurable(s)]
 
 
 def _path(ctx):
@@ -39,18 +64,9 @@ def extra(ctx):
         return []
 
 
-def configurable(ctx):
-    """Name, location (from the state) and extra scopes."""
-    out = [PREFIX + "name/" + quote(ctx.state.get("device-name"), safe="")]
-    location = ctx.state.get("device-location")
-    if location:
-        out.append(PREFIX + "location/" + quote(location, safe=""))
-    return out + extra(ctx)
-
-
 def current(ctx):
     """[(scope URI, is_fixed)] in announcement order."""
-    return [(s, True) for s in fixed(ctx)] + [(s, False) for s in configurable(ctx)]
+    return [(s, not _configurable(s)) for s in _base(ctx)] + [(s, False) for s in extra(ctx)]
 
 
 def split(scope_list):
@@ -67,5 +83,9 @@ def split(scope_list):
 
 
 def save_extra(ctx, scope_list):
-    """Persist the extra configurable scopes."""
-    atomic_write(_path(ctx), json.dumps(list(dict.fromkeys(scope_list))).encode())
+    """Persist the extra configurable scopes and tell WS-Discovery (if it runs) to announce them."""
+    scope_list = list(dict.fromkeys(scope_list))
+    atomic_write(_path(ctx), json.dumps(scope_list).encode())
+    discovery = getattr(ctx, "discovery", None)
+    if discovery is not None and hasattr(discovery, "set_extra_scopes"):
+        discovery.set_extra_scopes(scope_list)

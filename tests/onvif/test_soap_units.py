@@ -435,3 +435,33 @@ def test_wsse_failures_count_towards_the_shared_lockout(tmp_path, monkeypatch):
     clock.advance(cfg.auth.login_window + 1)
     fresh = security("admin", PASSWORD, created=created_now(now=clock.seconds()))
     assert run(d, "device", envelope("<tds:GetDeviceInformation/>", fresh))[0] == 200
+
+
+def test_endpoint_reference_and_scopes_agree_with_discovery(onvif, tmp_path):
+    identity = pytest.importorskip("rotordream.discovery.identity")
+    message = pytest.importorskip("rotordream.discovery.message")
+    d, ctx, _ = onvif
+    status, _, doc = run(d, "device", envelope("<tds:GetEndpointReference/>"))
+    guid = doc.findtext(".//tds:GUID", namespaces=NS)
+    assert guid.startswith("urn:uuid:")
+    assert identity.load(str(tmp_path)).address == guid  # the same file discovery reads
+
+    class FakeDiscovery:
+        extra = None
+
+        def set_extra_scopes(self, scopes):
+            self.extra = list(scopes)
+    ctx.discovery = FakeDiscovery()
+    run(d, "device", envelope("<tds:AddScopes><tds:Scopes>onvif://www.onvif.org/x/y"
+                              "</tds:Scopes></tds:AddScopes>", sec()))
+    assert ctx.discovery.extra == ["onvif://www.onvif.org/x/y"]
+    status, _, doc = run(d, "device", envelope("<tds:GetScopes/>", sec()))
+    items = [e.text for e in doc.iterfind(".//tt:ScopeItem", namespaces=NS)]
+    from rotordream.onvif import hostinfo
+    assert items == list(message.device_scopes(ctx.state.get("device-name"),
+                                               ctx.state.get("device-location"),
+                                               hostinfo.primary_mac())) + \
+        ["onvif://www.onvif.org/x/y"]
+    run(d, "device", envelope("<tds:RemoveScopes><tds:Scopes>onvif://www.onvif.org/x/y"
+                              "</tds:Scopes></tds:RemoveScopes>", sec()))
+    assert ctx.discovery.extra == []
