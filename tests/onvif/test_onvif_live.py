@@ -502,3 +502,51 @@ def test_system_reboot_restarts_the_daemon(fresh_daemon, schema):
                                     security("admin", d.admin_password)),
                       headers={"content-type": "application/soap+xml"})
     assert r.status_code == 200
+
+
+# -- Home Assistant's client, onvif-zeep-async, in a venv of its own --------------------------
+
+ASYNC_VENV = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), ".venv", "onvif-async")
+
+
+def _async_python():
+    """Python of a venv with onvif-zeep-async (both packages install as `onvif`, so it
+    cannot share the test venv); built under .venv/onvif-async on first use."""
+    python = os.environ.get("ROTORDREAM_ONVIF_ASYNC_PYTHON") or \
+        os.path.join(ASYNC_VENV, "bin", "python")
+    ok = os.path.exists(python) and subprocess.run(
+        [python, "-c", "import onvif, zeep, aiohttp; onvif.ONVIFCamera"],
+        capture_output=True).returncode == 0
+    if not ok and not os.environ.get("ROTORDREAM_ONVIF_ASYNC_PYTHON"):
+        import sys
+        subprocess.run([sys.executable, "-m", "venv", "--clear", ASYNC_VENV], check=True)
+        built = subprocess.run([python, "-m", "pip", "install", "-q", "onvif-zeep-async"],
+                               capture_output=True, text=True, timeout=600)
+        ok = built.returncode == 0
+    if not ok:
+        from tests.conftest import REQUIRE_ALL
+        message = "onvif-zeep-async venv unavailable at %s" % python
+        if REQUIRE_ALL:
+            pytest.fail(message)
+        pytest.skip(message)
+    return python
+
+
+def test_home_assistant_setup_sequence(daemon):
+    python = _async_python()
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ha_sequence.py")
+    run = subprocess.run([python, script, "127.0.0.1", str(daemon.http_port), "admin",
+                          daemon.admin_password], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    base = "http://127.0.0.1:%d/onvif/" % daemon.http_port
+    assert out["xaddrs"][NS["trt"]] == base + "media_service"
+    assert out["xaddrs"][NS["tptz"]] == base + "ptz_service"
+    assert out["manufacturer"] == "RotorDream" and out["macs"]
+    assert {"Device", "Media", "PTZ", "Imaging"} <= set(out["capability_keys"])
+    assert out["snapshot_capable"] and out["snapshot_jpeg"]
+    res1, res2 = settings(daemon, "resolution", "stream2-resolution")
+    assert ["%dx%d" % (p["width"], p["height"]) for p in out["profiles"]] == [res1, res2]
+    assert out["profiles"][0]["stream_uri"] == daemon.rtsp("stream1")
+    assert all(p["continuous"] and p["ptz_spaces"] == 1 for p in out["profiles"])
