@@ -408,6 +408,12 @@ def _user_args(call, need_password):
         if need_password and not password:
             raise soap.sender(("ter:OperationProhibited", "ter:PasswordTooWeak"),
                               "a password is required")
+        if password and len(password) > 128:
+            raise soap.sender(("ter:OperationProhibited", "ter:PasswordTooLong"),
+                              "passwords are at most 128 characters")
+        if len(name) > 32:
+            raise soap.sender(("ter:OperationProhibited", "ter:UsernameTooLong"),
+                              "user names are at most 32 characters")
         out.append((name, password, LEVEL_TO_ROLE[level]))
     if not out:
         raise soap.invalid_arg("ter:InvalidArgVal", "no User given")

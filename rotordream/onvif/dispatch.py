@@ -20,6 +20,7 @@ from twisted.logger import Logger
 
 from rotordream.auth import roles
 from rotordream.auth.service import AuthError
+from rotordream.motor import MotorError
 from rotordream.onvif import soap, wsse
 from rotordream.state import StateError
 
@@ -72,6 +73,7 @@ class Call:
     port: int = 80
     client: str = None
     extra: dict = field(default_factory=dict)
+    path: tuple = ()             # path segments after /onvif/<service>_service (subscriptions)
 
     @property
     def request(self):
@@ -120,7 +122,9 @@ class Dispatcher:
     def handle(self, service, body, http):
         """Deferred of (status, headers dict, body bytes) for one POST.
 
-        ``http`` is a dict: method, uri, authorization, scheme, host, port, client.
+        ``http`` is a dict: method, uri, authorization, scheme, host, port, client and
+        path (segments after the service's own path). Cancelling the Deferred (the
+        client went away) cancels the handler's Deferred: long polls end there.
         """
         soap_ns = soap.SOAP12
         try:
@@ -133,7 +137,8 @@ class Dispatcher:
             principal = self._principal(operation, envelope, http)
             call = Call(self.ctx, service, envelope, principal, http.get("scheme", "http"),
                         http.get("host", "127.0.0.1"), http.get("port", 80),
-                        http.get("client"), {"tables": self.tables})
+                        http.get("client"), {"tables": self.tables},
+                        tuple(http.get("path", ())))
             if operation.permission is not PRE_AUTH:
                 call.require(operation.permission)
         except soap.SoapFault as fault:
@@ -205,8 +210,9 @@ class Dispatcher:
             if e.code in ("UNAUTHORIZED", "FORBIDDEN"):
                 return self._fault(soap.not_authorized(e.message), soap_ns)
             return self._fault(soap.invalid_arg("ter:ConfigModify", e.message), soap_ns)
-        code = getattr(e, "code", None)
-        if code is not None and type(e).__name__ == "MotorError":
+        if isinstance(e, MotorError):
             return self._fault(soap.receiver("ter:Action", "motor: %s" % e), soap_ns)
+        if isinstance(e, defer.CancelledError):
+            return self._fault(soap.receiver("ter:Action", "cancelled"), soap_ns)
         log.failure("ONVIF {name} failed", failure, name=name)
         return self._fault(soap.receiver("ter:Action", "internal error in %s" % name), soap_ns)

@@ -75,8 +75,11 @@ class ServiceResource(resource.Resource):
         http = {"method": "POST", "uri": request.uri.decode("latin-1"),
                 "authorization": authorization.decode("latin-1") if authorization else None,
                 "scheme": "https" if request.isSecure() else "http",
-                "host": host, "port": port, "client": getattr(peer, "host", None)}
+                "host": host, "port": port, "client": getattr(peer, "host", None),
+                "path": [p.decode("utf-8", "replace") for p in request.postpath if p]}
         d = self.dispatcher.handle(self.service, body, http)
+        # A client that hangs up cancels its operation (e.g. an events long poll).
+        request.notifyFinish().addErrback(lambda _: d.cancel())
         d.addCallback(self._write, request)
         d.addErrback(self._crash, request)
         return server.NOT_DONE_YET

@@ -465,3 +465,26 @@ def test_endpoint_reference_and_scopes_agree_with_discovery(onvif, tmp_path):
     run(d, "device", envelope("<tds:RemoveScopes><tds:Scopes>onvif://www.onvif.org/x/y"
                               "</tds:Scopes></tds:RemoveScopes>", sec()))
     assert ctx.discovery.extra == []
+
+
+def test_long_operations_are_cancelled_and_see_their_path(onvif):
+    from twisted.internet import defer
+    from rotordream.onvif.dispatch import PRE_AUTH, Table
+    d, ctx, _ = onvif
+    cancelled, paths = [], []
+    table = Table("tev")
+
+    def pull(call):
+        paths.append(call.path)
+        return defer.Deferred(lambda _: cancelled.append(True))
+    table.op("PullMessages", PRE_AUTH)(pull)
+    ctx.onvif.register("events", table)
+    results = []
+    pending = d.handle("events", envelope(
+        '<tev:PullMessages xmlns:tev="http://www.onvif.org/ver10/events/wsdl"/>'),
+        {"host": "192.0.2.10", "port": 80, "path": ["sub", "42"]})
+    pending.addCallback(results.append)
+    assert paths == [("sub", "42")] and not results
+    pending.cancel()  # what the resource does when the client hangs up
+    assert cancelled == [True]
+    assert results[0][0] == 500
