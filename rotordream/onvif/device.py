@@ -181,8 +181,8 @@ def get_wsdl_url(call):
 @OPS.op("GetHostname", PRE_AUTH)
 def get_hostname(call):
     """The host name (not from DHCP as far as we set it)."""
-    return E("tds:GetHostnameResponse", E("tds:HostnameInformation",
-                                          E("tt:FromDHCP", False), E("tt:Name", os.uname().nodename)))
+    return E("tds:GetHostnameResponse", E("tds:HostnameInformation", E("tt:FromDHCP", False),
+                                          E("tt:Name", os.uname().nodename)))
 
 
 @OPS.op("GetEndpointReference", PRE_AUTH)

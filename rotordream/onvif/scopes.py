@@ -83,7 +83,7 @@ def split(scope_list):
 
 
 def save_extra(ctx, scope_list):
-    """Persist the extra configurable scopes and tell WS-Discovery (if it runs) to announce them."""
+    """Persist the extra configurable scopes; tell WS-Discovery (if it runs) to announce them."""
     scope_list = list(dict.fromkeys(scope_list))
     atomic_write(_path(ctx), json.dumps(scope_list).encode())
     discovery = getattr(ctx, "discovery", None)

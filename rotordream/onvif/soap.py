@@ -197,7 +197,7 @@ def text(value):
 
 
 def envelope(soap_ns, body_children, header_children=()):
-    """Serialise an Envelope of ``soap_ns`` around ``body_children``; UTF-8 bytes with declaration."""
+    """Serialise an Envelope of ``soap_ns`` around ``body_children`` (UTF-8, declaration first)."""
     nsmap = dict(NSMAP)
     nsmap["env"] = soap_ns
     env = etree.Element("{%s}Envelope" % soap_ns, nsmap=nsmap)

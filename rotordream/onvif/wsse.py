@@ -17,7 +17,8 @@ from rotordream.onvif import soap
 
 WSSE = soap.NSMAP["wsse"]
 WSU = soap.NSMAP["wsu"]
-_TOKEN_PROFILE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0"
+_TOKEN_PROFILE = ("http://docs.oasis-open.org/wss/2004/01/"
+                  "oasis-200401-wss-username-token-profile-1.0")
 PASSWORD_DIGEST = _TOKEN_PROFILE + "#PasswordDigest"
 PASSWORD_TEXT = _TOKEN_PROFILE + "#PasswordText"
 

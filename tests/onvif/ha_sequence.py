@@ -51,7 +51,8 @@ async def main(host, port, user, password):
             req.StreamSetup = {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}}
             entry["stream_uri"] = (await media.GetStreamUri(req)).Uri
             if p.PTZConfiguration:
-                entry["continuous"] = bool(p.PTZConfiguration.DefaultContinuousPanTiltVelocitySpace)
+                conf = p.PTZConfiguration
+                entry["continuous"] = bool(conf.DefaultContinuousPanTiltVelocitySpace)
                 opts = await ptz.GetConfigurationOptions(
                     {"ConfigurationToken": p.PTZConfiguration.token})
                 entry["ptz_spaces"] = len(opts.Spaces.ContinuousPanTiltVelocitySpace)

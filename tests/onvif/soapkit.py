@@ -12,7 +12,8 @@ WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utilit
 PROFILE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0"
 NS = {"env": SOAP12, "s11": SOAP11, "ter": "http://www.onvif.org/ver10/error",
       "tds": "http://www.onvif.org/ver10/device/wsdl", "tt": "http://www.onvif.org/ver10/schema",
-      "trt": "http://www.onvif.org/ver10/media/wsdl", "tptz": "http://www.onvif.org/ver20/ptz/wsdl",
+      "trt": "http://www.onvif.org/ver10/media/wsdl",
+      "tptz": "http://www.onvif.org/ver20/ptz/wsdl",
       "timg": "http://www.onvif.org/ver20/imaging/wsdl"}
 
 

@@ -447,7 +447,8 @@ READS = {
         "<trt:GetVideoEncoderConfigurationOptions><trt:ConfigurationToken>encoder2"
         "</trt:ConfigurationToken></trt:GetVideoEncoderConfigurationOptions>",
         "<trt:GetGuaranteedNumberOfVideoEncoderInstances><trt:ConfigurationToken>"
-        "video_source_config</trt:ConfigurationToken></trt:GetGuaranteedNumberOfVideoEncoderInstances>",
+        "video_source_config</trt:ConfigurationToken>"
+        "</trt:GetGuaranteedNumberOfVideoEncoderInstances>",
         "<trt:GetStreamUri><trt:StreamSetup><tt:Stream>RTP-Unicast</tt:Stream><tt:Transport>"
         "<tt:Protocol>HTTP</tt:Protocol></tt:Transport></trt:StreamSetup>"
         "<trt:ProfileToken>stream2</trt:ProfileToken></trt:GetStreamUri>",

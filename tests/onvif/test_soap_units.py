@@ -236,7 +236,8 @@ def test_unknown_operation_and_unknown_service(onvif):
 
 def test_bad_bodies_get_faults(onvif):
     d, _, _ = onvif
-    for payload in (XXE, LAUGHS, b"<broken", b'<Envelope xmlns="urn:x"><Body><a/></Body></Envelope>'):
+    for payload in (XXE, LAUGHS, b"<broken",
+                    b'<Envelope xmlns="urn:x"><Body><a/></Body></Envelope>'):
         status, _, doc = run(d, "device", payload)
         assert status == 400
         assert doc.find(".//env:Fault", namespaces=NS) is not None
@@ -387,7 +388,8 @@ def test_dispatcher_registers_extra_tables(onvif):
     from rotordream.onvif.dispatch import PRE_AUTH, Table
     from rotordream.onvif.soap import E
     table = Table("tev")
-    table.op("GetServiceCapabilities", PRE_AUTH)(lambda call: E("tev:GetServiceCapabilitiesResponse"))
+    table.op("GetServiceCapabilities", PRE_AUTH)(
+        lambda call: E("tev:GetServiceCapabilitiesResponse"))
     ctx.onvif.register("events", table)
     status, _, doc = run(d, "events", envelope(
         '<tev:GetServiceCapabilities xmlns:tev="http://www.onvif.org/ver10/events/wsdl"/>'))
