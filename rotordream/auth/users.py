@@ -174,7 +174,8 @@ class UserStore:
             verify_password(password, _DUMMY_HASH)
             return False
         ok = verify_password(password, rec["hash"])
-        if ok and not rec.get("secret"):
+        if ok and self.secret(name) != password:
+            # Missing (record from before ONVIF) or unreadable (key replaced): refill.
             rec["secret"] = self._encrypt(password)
             if rec["secret"]:
                 self._save()

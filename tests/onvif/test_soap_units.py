@@ -490,3 +490,25 @@ def test_long_operations_are_cancelled_and_see_their_path(onvif):
     pending.cancel()  # what the resource does when the client hangs up
     assert cancelled == [True]
     assert results[0][0] == 500
+
+
+def test_records_from_before_the_password_copy_get_it_at_the_next_login(tmp_path, monkeypatch):
+    import json
+    from rotordream.auth.users import UserStore
+    monkeypatch.delenv("ROTORDREAM_ADMIN_PASSWORD", raising=False)
+    store = UserStore(str(tmp_path), PASSWORD)
+    data = json.loads((tmp_path / "users.json").read_text())
+    del data["users"]["admin"]["secret"]  # as written by the store before ONVIF
+    (tmp_path / "users.json").write_text(json.dumps(data))
+    store = UserStore(str(tmp_path), "")
+    assert store.secret("admin") is None
+    assert store.verify("admin", PASSWORD)
+    assert UserStore(str(tmp_path), "").secret("admin") == PASSWORD  # persisted
+    # A replaced key makes the copy useless, never a crash: set the password again.
+    (tmp_path / "onvif-key").write_bytes(__import__("cryptography.fernet").fernet
+                                         .Fernet.generate_key())
+    store = UserStore(str(tmp_path), "")
+    assert store.secret("admin") is None
+    assert store.verify("admin", PASSWORD) and store.secret("admin") == PASSWORD
+    store.set_password("admin", "a-new-password")
+    assert store.secret("admin") == "a-new-password"
