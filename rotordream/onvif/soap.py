@@ -112,6 +112,8 @@ def parse(data):
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         # Refused before parsing: no DTD, so no entity can ever be declared or expanded.
         raise sender("ter:WellFormed", "document type declarations are not allowed")
+    # Some clients send a newline before the declaration, which XML forbids; forgive it.
+    data = data.lstrip(b" \t\r\n")
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as e:

@@ -75,6 +75,14 @@ def test_bad_envelopes(payload, code, sub):
     assert (e.value.subcodes[0] if e.value.subcodes else None) == sub
 
 
+def test_deep_nesting_is_refused_and_leading_whitespace_forgiven():
+    deep = envelope("<tds:GetHostname>" + "<a>" * 5000 + "</a>" * 5000 + "</tds:GetHostname>")
+    with pytest.raises(soap.SoapFault) as e:
+        soap.parse(deep)
+    assert e.value.subcodes == ("ter:WellFormed",)
+    assert soap.parse(b"\r\n  " + envelope("<tds:GetHostname/>")).operation is not None
+
+
 def test_oversized_request():
     with pytest.raises(soap.SoapFault) as e:
         soap.parse(b" " * (soap.MAX_BODY + 1))
