@@ -357,4 +357,23 @@ def make_discovery_service(ctx):
                            interface_names=cfg.interfaces,
                            save_identity=partial(identitymod.save, state_dir))
     svc.http_port = partial(_http_port, ctx, svc)
+    _restore_extra_scopes(ctx, svc)
+    ctx.discovery = svc  # ONVIF AddScopes/SetScopes push their scopes here
     return svc
+
+
+def _restore_extra_scopes(ctx, svc):
+    """Announce the scopes added over ONVIF before this start (kept by rotordream.onvif.scopes).
+
+    Set directly rather than through ``set_extra_scopes``: they are no change
+    since the last run, so the MetadataVersion must not move.
+    """
+    try:
+        from rotordream.onvif import scopes as onvif_scopes
+    except ImportError:
+        return
+    extra = getattr(onvif_scopes, "extra", None)
+    if extra is None:
+        return
+    saved = tuple(s for s in extra(ctx) if s and not any(c.isspace() for c in s))
+    svc.extra_scopes = saved
