@@ -42,13 +42,13 @@ def _wsdl_dir():
 
 @pytest.fixture(scope="module")
 def schema():
-    """The events and device WSDLs' types, WS-BaseNotification and the ONVIF schema."""
+    """The events, device and PTZ WSDLs' types, WS-BaseNotification and the ONVIF schema."""
     wsdl = _wsdl_dir()
     tmp = tempfile.mkdtemp(prefix="onvif-events-xsd-")
     for name in os.listdir(wsdl):
         os.symlink(os.path.join(wsdl, name), os.path.join(tmp, name))
     imports = [(WSNT, "b-2.xsd"), (TT, "onvif.xsd")]
-    for name in ("events", "devicemgmt"):
+    for name in ("events", "devicemgmt", "ptz"):
         inline = etree.parse(os.path.join(wsdl, name + ".wsdl")).find(".//{%s}schema" % XS)
         with open(os.path.join(tmp, name + ".xsd"), "wb") as f:
             f.write(etree.tostring(inline))
@@ -108,7 +108,13 @@ def validated(schema, recorder):
 
 
 @pytest.fixture(scope="module")
-def cam(daemon, recorder):
+def log_start(daemon):
+    """Where the shared daemon's output stood when these tests began."""
+    return len(daemon.output)
+
+
+@pytest.fixture(scope="module")
+def cam(daemon, recorder, log_start):
     """onvif-zeep's ONVIFCamera as admin, its events service and a pull-point factory."""
     onvif = require_module("onvif")
     c = onvif.ONVIFCamera("127.0.0.1", daemon.http_port, "admin", daemon.admin_password,
@@ -265,6 +271,30 @@ def test_motion_event_from_the_moving_test_pattern(cam, recorder):
         assert {n[0] for n in seen} == {MOTION}    # the filter holds the other topics back
     finally:
         manager.Unsubscribe()
+
+
+def test_ptz_move_status_events(cam, recorder):
+    ptz = cam.create_ptz_service()
+    _, pp, manager = pull_point(cam, Filter={"_value_1": [topic_expression(
+        "tns1:PTZController//.")]})
+    move = "tns1:PTZController/MoveStatus"
+    try:
+        assert pull(pp, recorder, "PT1S") == [(move, "Initialized", {"PanTilt": "IDLE"})]
+        ptz.ContinuousMove({"ProfileToken": "stream1",
+                            "Velocity": {"PanTilt": {"x": 0.5, "y": 0.0}}, "Timeout": "PT1S"})
+        seen = pull_until(pp, recorder, lambda n: n[2] == {"PanTilt": "MOVING"}, timeout=10)
+        seen += pull_until(pp, recorder, lambda n: n[2] == {"PanTilt": "IDLE"}, timeout=15)
+        assert (move, "Changed", {"PanTilt": "MOVING"}) in seen
+        assert seen[-1] == (move, "Changed", {"PanTilt": "IDLE"})
+    finally:
+        manager.Unsubscribe()
+        # Home again for the other tests.
+        ptz.AbsoluteMove({"ProfileToken": "stream1",
+                          "Position": {"PanTilt": {"x": 0.0, "y": 0.0}}})
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and ptz.GetStatus(
+                {"ProfileToken": "stream1"}).MoveStatus.PanTilt != "IDLE":
+            time.sleep(0.1)
 
 
 class Consumer:
@@ -498,3 +528,9 @@ def test_home_assistant_pull_point_loop(daemon, tmp_path):
     assert [JOB_STATE, "Idle"] in out["initial"]
     assert any(topic == MOTION for topic, _ in out["initial"])
     assert [JOB_STATE, "Active"] in out["seen"]
+
+
+def test_the_daemon_logged_no_tracebacks_meanwhile(daemon, log_start):
+    text = "".join(daemon.output[log_start:])
+    assert "Traceback" not in text and "Unhandled" not in text, text[-5000:]
+    assert "ONVIF pull point" in text and "ONVIF Notify subscription" in text
