@@ -11,7 +11,9 @@ the subscriptions whose filter selects it. Two kinds of subscription:
   URL as wsnt:Notify, one request in flight per subscription.
 
 Both expire at their termination time unless renewed and are capped at
-``[onvif] max_subscriptions``. Subscription managers live at
+``[onvif] max_subscriptions``. A pull point made with a relative (or no)
+termination time is also kept alive by its PullMessages requests, each moving
+the termination that far ahead again (ONVIF Core, real-time pull point). Subscription managers live at
 ``/onvif/events_service/subscription/<id>``, an absolute address built from
 the Host the client used.
 
@@ -155,6 +157,7 @@ class Subscription:
         self.filter = topic_filter
         self.queue = deque(maxlen=QUEUE_LIMIT)
         self.address = None       # set by the handler: where clients reach this subscription
+        self.keepalive = None     # seconds a PullMessages moves the termination ahead (or None)
         self._expiry = None
         self.closed = False
 
@@ -170,9 +173,10 @@ class Subscription:
         delay = max(0.0, self.termination - self.clock.seconds())
         self._expiry = self.clock.callLater(delay, self._expire)
 
-    def renew(self, termination):
-        """Move the termination time."""
+    def renew(self, termination, keepalive=None):
+        """Move the termination time (``keepalive``: the relative time asked for, if any)."""
         self.termination = termination
+        self.keepalive = keepalive
         self.schedule()
 
     def _expire(self):
@@ -222,6 +226,7 @@ class PullPoint(Subscription):
         if self._waiter is not None:
             # One pull at a time: the newer request wins, the older one gets what there is.
             self._answer()
+        self.touch()
         if self.queue or timeout <= 0 or self.closed:
             return defer.succeed(self.take(limit))
         d = defer.Deferred(self._cancelled)
@@ -244,7 +249,21 @@ class PullPoint(Subscription):
         self._waiter = None
         if timer.active():
             timer.cancel()
+        self.touch()
         d.callback(self.take(limit))
+
+    def touch(self):
+        """A PullMessages is activity: a relative termination starts again from now."""
+        if self.keepalive is not None and not self.closed:
+            self.termination = max(self.termination, self.clock.seconds() + self.keepalive)
+            self.schedule()
+
+    def _expire(self):
+        if self._waiter is not None and self.keepalive is not None:
+            # A pull held open is activity too: not the moment to end the subscription.
+            self.touch()
+            return
+        super()._expire()
 
     def _cancelled(self, d):
         # The client hung up: forget its pull; the events stay queued for the next one.
@@ -462,7 +481,8 @@ def _filter(call):
 
 
 def _termination(call, name, now):
-    raw = soap.value(call.request, name)
+    """(absolute termination, keep-alive seconds or None) from the request's ``name``."""
+    raw = (soap.value(call.request, name) or "").strip()
     try:
         when = topics.termination(raw, now, DEFAULT_TERMINATION)
     except ValueError as e:
@@ -471,17 +491,20 @@ def _termination(call, name, now):
     if when <= now:
         raise soap.sender(("ter:InvalidArgVal", "ter:InvalidTerminationTime"),
                           "%s is in the past" % name)
-    return min(when, now + MAX_TERMINATION)
+    when = min(when, now + MAX_TERMINATION)
+    relative = not raw or raw.startswith("P")
+    return when, (when - now if relative else None)
 
 
 def _create(call, make, filter_):
     broker = broker_for(call.ctx)
     now = broker.clock.seconds()
-    termination = _termination(call, "InitialTerminationTime", now)
+    termination, keepalive = _termination(call, "InitialTerminationTime", now)
     try:
         sub = broker.add(make, termination, filter_)
     except SubscriptionLimit as e:
         raise soap.receiver(("ter:CapabilityViolated", "ter:MaxPullPoints"), str(e)) from None
+    sub.keepalive = keepalive
     sub.address = "%s/%s/%s" % (call.xaddr("events"), SUB_PATH, sub.id)
     return sub, now
 
@@ -575,16 +598,7 @@ def seek(call):
 def _renew(call):
     sub = _subscription(call)
     now = sub.clock.seconds()
-    raw = soap.value(call.request, "TerminationTime")
-    try:
-        when = topics.termination(raw, now, DEFAULT_TERMINATION)
-    except ValueError as e:
-        raise soap.sender(("ter:InvalidArgVal", "ter:InvalidTerminationTime"),
-                          "TerminationTime: %s" % e) from None
-    if when <= now:
-        raise soap.sender(("ter:InvalidArgVal", "ter:InvalidTerminationTime"),
-                          "TerminationTime is in the past")
-    sub.renew(min(when, now + MAX_TERMINATION))
+    sub.renew(*_termination(call, "TerminationTime", now))
     return sub, now
 
 

@@ -472,3 +472,28 @@ def test_events_service_starts_the_broker_and_stops_subscriptions(tmp_path):
     assert broker.properties[(topics.RECORDING_JOB.name, (("RecordingJobToken",
                                                             "record_job"),))].data == \
         {"State": "Idle"}    # detached from the state
+
+
+def test_pulls_keep_a_relative_subscription_alive(make_ev):
+    ev = make_ev()
+    _, path, _ = ev.create("<tev:InitialTerminationTime>PT10S</tev:InitialTerminationTime>")
+    for _ in range(5):
+        ev.clock.advance(8)
+        results = ev.pull(path, timeout="PT0S")
+        assert results[0][0] == 200
+        doc = etree.fromstring(results[0][2])
+        assert doc.findtext(".//tev:TerminationTime", namespaces=N) == \
+            topics.format_time(ev.clock.seconds() + 10)
+    # A pull held open longer than the keep-alive keeps it alive too.
+    waiting = ev.pull(path, timeout="PT30S")
+    ev.clock.advance(30)
+    assert messages(waiting[0]) == [] and path[1] in ev.broker.subscriptions
+    ev.clock.advance(10)
+    assert path[1] not in ev.broker.subscriptions     # 10 s after the last activity
+    # An absolute termination is not moved by pulls.
+    _, path, _ = ev.create("<tev:InitialTerminationTime>%s</tev:InitialTerminationTime>"
+                           % topics.format_time(ev.clock.seconds() + 10))
+    ev.clock.advance(8)
+    ev.pull(path, timeout="PT0S")
+    ev.clock.advance(2)
+    assert path[1] not in ev.broker.subscriptions
