@@ -13,9 +13,9 @@ the subscriptions whose filter selects it. Two kinds of subscription:
 Both expire at their termination time unless renewed and are capped at
 ``[onvif] max_subscriptions``. A pull point made with a relative (or no)
 termination time is also kept alive by its PullMessages requests, each moving
-the termination that far ahead again (ONVIF Core, real-time pull point). Subscription managers live at
-``/onvif/events_service/subscription/<id>``, an absolute address built from
-the Host the client used.
+the termination that far ahead again (ONVIF Core, real-time pull point).
+Subscription managers live at ``/onvif/events_service/subscription/<id>``, an
+absolute address built from the Host the client used.
 
 The broker is made on the first use (``ctx.events``) or when the service from
 :func:`make_events_service` starts; it feeds itself from ``ctx.state`` changes
