@@ -1,4 +1,12 @@
-"""The user store: names, roles, password hashes, persisted atomically in the state dir."""
+"""The user store: names, roles, password hashes, persisted atomically in the state dir.
+
+WS-Security PasswordDigest (ONVIF) hashes the password itself with a client
+nonce, so no one-way hash can check it: each record also keeps the password
+encrypted (Fernet, AES-128-CBC + HMAC) under a key in ``<state_dir>/onvif-key``
+(0600, separate from users.json, so a leaked users file or backup alone
+reveals nothing). Records written before this existed get it on the next
+successful password check.
+"""
 
 import json
 import os
@@ -15,6 +23,7 @@ log = Logger()
 
 USERS_FILE = "users.json"
 INITIAL_PASSWORD_FILE = "initial-admin-password"
+SECRET_KEY_FILE = "onvif-key"
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,32}$")
 
 
@@ -61,6 +70,7 @@ class UserStore:
         self._users = {}
         self._observers = []
         self.initial_password_file = None
+        self._fernet = None
         self._load()
         if not self._users:
             self._create_first_admin(initial_password, environ)
@@ -99,11 +109,46 @@ class UserStore:
         self._users["admin"] = self._record("admin", password, "admin")
         self._save()
 
-    @staticmethod
-    def _record(name, password, role):
+    def _record(self, name, password, role):
         return {"role": role, "hash": hash_password(password),
                 "ha1_md5": digest_ha1(name, password, "MD5"),
-                "ha1_sha256": digest_ha1(name, password, "SHA-256")}
+                "ha1_sha256": digest_ha1(name, password, "SHA-256"),
+                "secret": self._encrypt(password)}
+
+    # -- the reversible copy WS-Security needs ----------------------------
+
+    def _cipher(self):
+        if self._fernet is None:
+            from cryptography.fernet import Fernet
+            path = os.path.join(self.state_dir, SECRET_KEY_FILE)
+            try:
+                with open(path, "rb") as f:
+                    key = f.read().strip()
+                Fernet(key)  # refuse a damaged key file here, not at first use
+            except FileNotFoundError:
+                key = Fernet.generate_key()
+                atomic_write(path, key + b"\n", mode=0o600)
+            self._fernet = Fernet(key)
+        return self._fernet
+
+    def _encrypt(self, password):
+        try:
+            return self._cipher().encrypt(password.encode("utf-8")).decode("ascii")
+        except (OSError, ValueError) as e:
+            log.error("cannot keep the ONVIF copy of a password ({e}); WS-Security "
+                      "PasswordDigest will refuse this user", e=e)
+            return None
+
+    def secret(self, name):
+        """The password of ``name`` for WS-Security PasswordDigest, or None if unknown."""
+        rec = self._users.get(name)
+        if rec is None or not rec.get("secret"):
+            return None
+        try:
+            return self._cipher().decrypt(rec["secret"].encode("ascii")).decode("utf-8")
+        except Exception:
+            # A replaced key file: the copy is useless until the password is set again.
+            return None
 
     # -- queries --------------------------------------------------------
 
@@ -128,7 +173,13 @@ class UserStore:
             # Spend the same time as a real check so names cannot be probed by timing.
             verify_password(password, _DUMMY_HASH)
             return False
-        return verify_password(password, rec["hash"])
+        ok = verify_password(password, rec["hash"])
+        if ok and self.secret(name) != password:
+            # Missing (record from before ONVIF) or unreadable (key replaced): refill.
+            rec["secret"] = self._encrypt(password)
+            if rec["secret"]:
+                self._save()
+        return ok
 
     def ha1(self, name, algorithm):
         """The Digest HA1 of ``name`` for ``algorithm`` (MD5 or SHA-256), or None."""

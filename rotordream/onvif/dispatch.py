@@ -1,0 +1,218 @@
+"""Operation tables and the request flow every ONVIF service shares: parse, find, authenticate,
+authorise, run, answer.
+
+A service module declares its operations with :class:`Table`::
+
+    OPS = Table("tds")
+    @OPS.op("GetDeviceInformation", roles.STATUS_READ)
+    def get_device_information(call): return E("tds:GetDeviceInformationResponse", ...)
+
+A handler takes a :class:`Call` and returns the response element(s) or a
+Deferred of them; it raises :class:`~rotordream.onvif.soap.SoapFault` to
+refuse. ``PRE_AUTH`` operations need no credentials and ignore bad ones
+(ONVIF Core 5.9.4.3).
+"""
+
+from dataclasses import dataclass, field
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from rotordream.auth import roles
+from rotordream.auth.service import AuthError
+from rotordream.motor import MotorError
+from rotordream.onvif import soap, wsse
+from rotordream.state import StateError
+
+log = Logger()
+
+PRE_AUTH = "pre-auth"
+
+# ONVIF user levels <-> our roles (Core 5.9.4: Administrator, Operator, User, Anonymous).
+LEVEL_TO_ROLE = {"Administrator": "admin", "Operator": "operator", "User": "viewer",
+                 "Anonymous": "guest", "Extended": "viewer"}
+ROLE_TO_LEVEL = {"admin": "Administrator", "operator": "Operator", "viewer": "User",
+                 "guest": "Anonymous"}
+
+
+@dataclass
+class Operation:
+    """One operation: its handler and the permission it needs (PRE_AUTH: none)."""
+
+    name: str
+    handler: object
+    permission: object
+
+
+class Table(dict):
+    """``{"{namespace}Operation": Operation}`` for one service, filled by :meth:`op`."""
+
+    def __init__(self, prefix):
+        super().__init__()
+        self.prefix = prefix
+        self.namespace = soap.NSMAP[prefix]
+
+    def op(self, name, permission):
+        """Decorator registering a handler for ``name`` needing ``permission``."""
+        def register(fn):
+            self["{%s}%s" % (self.namespace, name)] = Operation(name, fn, permission)
+            return fn
+        return register
+
+
+@dataclass
+class Call:
+    """One request as a handler sees it."""
+
+    ctx: object
+    service: str                 # "device", "media", ...
+    envelope: object             # soap.Envelope
+    principal: object
+    scheme: str = "http"
+    host: str = "127.0.0.1"      # the host the client addressed (never 0.0.0.0)
+    port: int = 80
+    client: str = None
+    extra: dict = field(default_factory=dict)
+    path: tuple = ()             # path segments after /onvif/<service>_service (subscriptions)
+
+    @property
+    def request(self):
+        """The operation element (the Body's first child)."""
+        return self.envelope.operation
+
+    def base_url(self):
+        """``scheme://host[:port]`` the client reached us on."""
+        host = "[%s]" % self.host if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return "%s://%s%s" % (self.scheme, host, "" if self.port == default else ":%d"
+                              % self.port)
+
+    def xaddr(self, service):
+        """The service address for ``service`` ("device", "media", ...)."""
+        return "%s/onvif/%s_service" % (self.base_url(), service)
+
+    def require(self, permission):
+        """Raise ter:NotAuthorized unless the caller holds ``permission``."""
+        if not self.principal.can(permission):
+            raise soap.not_authorized("user %s (%s) may not do this"
+                                      % (self.principal.name, self.principal.role))
+
+
+class Dispatcher:
+    """Runs requests for the services registered with :meth:`register`."""
+
+    def __init__(self, ctx, clock=None):
+        self.ctx = ctx
+        self.tables = {}
+        cfg = getattr(ctx.config, "onvif", None)
+        users = ctx.auth.users if ctx.auth is not None else None
+        self.verifier = wsse.Verifier(
+            password_for=(lambda name: users.secret(name)) if users else (lambda name: None),
+            clock=clock or ctx.reactor,
+            window=getattr(cfg, "created_window", 300),
+            allow_text=getattr(cfg, "password_text", False),
+            check_text=(lambda name, pw: users.verify(name, pw)) if users else None)
+
+    def register(self, service, table):
+        """Serve ``table`` (a :class:`Table` or plain dict) at ``/onvif/<service>_service``."""
+        self.tables[service] = table
+
+    # -- the flow -------------------------------------------------------
+
+    def handle(self, service, body, http):
+        """Deferred of (status, headers dict, body bytes) for one POST.
+
+        ``http`` is a dict: method, uri, authorization, scheme, host, port, client and
+        path (segments after the service's own path). Cancelling the Deferred (the
+        client went away) cancels the handler's Deferred: long polls end there.
+        """
+        soap_ns = soap.SOAP12
+        try:
+            envelope = soap.parse(body)
+            soap_ns = envelope.soap_ns
+            table = self.tables.get(service) or {}
+            operation = table.get(envelope.name)
+            if operation is None:
+                raise soap.action_not_supported(envelope.operation.tag)
+            principal = self._principal(operation, envelope, http)
+            call = Call(self.ctx, service, envelope, principal, http.get("scheme", "http"),
+                        http.get("host", "127.0.0.1"), http.get("port", 80),
+                        http.get("client"), {"tables": self.tables},
+                        tuple(http.get("path", ())))
+            if operation.permission is not PRE_AUTH:
+                call.require(operation.permission)
+        except soap.SoapFault as fault:
+            return defer.succeed(self._fault(fault, soap_ns))
+        d = defer.maybeDeferred(operation.handler, call)
+        d.addCallback(lambda result: (200, {b"content-type": soap.content_type(soap_ns)},
+                                      soap.envelope(soap_ns, [result])))
+        d.addErrback(self._failed, soap_ns, operation.name)
+        return d
+
+    def _principal(self, operation, envelope, http):
+        auth = self.ctx.auth
+        if operation.permission is PRE_AUTH:
+            return roles.anonymous("guest")
+        token = wsse.find_token(envelope.header)
+        client = http.get("client")
+        if token is not None:
+            return self._wsse_principal(token, client)
+        if http.get("authorization"):
+            try:
+                principal = auth.authenticate(http.get("method", "POST"), http.get("uri", ""),
+                                              authorization=http["authorization"],
+                                              client=client)
+            except AuthError as e:
+                raise self._challenge(e.message, stale=e.stale, retry_after=e.retry_after)
+            if principal is not None and principal.authenticated:
+                return principal
+        raise self._challenge("this operation needs credentials (WS-Security UsernameToken "
+                              "or HTTP Digest)")
+
+    def _wsse_principal(self, token, client):
+        auth = self.ctx.auth
+        username = (token.findtext("{%s}Username" % wsse.WSSE) or "").strip()
+        # The same lockout as every other login (REST, RTSP, WebSocket).
+        wait = max(auth.failures_by_user.retry_after(username),
+                   auth.failures_by_client.retry_after(client or ""))
+        if wait:
+            raise soap.not_authorized("too many failed logins; try again in %d s" % wait,
+                                      headers={b"retry-after": b"%d" % wait})
+        try:
+            name = self.verifier.verify(token)
+        except wsse.WsseError as e:
+            auth.failures_by_user.hit(username)
+            auth.failures_by_client.hit(client or "")
+            log.info("ONVIF WS-Security refused for {user!r} from {client}: {why}",
+                     user=username, client=client, why=e.message)
+            raise soap.not_authorized(e.message) from None
+        principal = auth.principal_for_user(name)
+        if principal is None:
+            raise soap.not_authorized("unknown user")
+        return principal
+
+    def _challenge(self, reason, stale=False, retry_after=None):
+        headers = {b"www-authenticate": [c.encode() for c in self.ctx.auth.challenges(stale)]}
+        if retry_after:
+            headers[b"retry-after"] = b"%d" % retry_after
+        return soap.not_authorized(reason, http_status=401, headers=headers)
+
+    def _fault(self, fault, soap_ns):
+        headers = {b"content-type": soap.content_type(soap_ns)}
+        headers.update(fault.headers)
+        return fault.http_status, headers, soap.fault_envelope(fault, soap_ns)
+
+    def _failed(self, failure, soap_ns, name):
+        e = failure.value
+        if isinstance(e, soap.SoapFault):
+            return self._fault(e, soap_ns)
+        if isinstance(e, StateError):
+            if e.code in ("UNAUTHORIZED", "FORBIDDEN"):
+                return self._fault(soap.not_authorized(e.message), soap_ns)
+            return self._fault(soap.invalid_arg("ter:ConfigModify", e.message), soap_ns)
+        if isinstance(e, MotorError):
+            return self._fault(soap.receiver("ter:Action", "motor: %s" % e), soap_ns)
+        if isinstance(e, defer.CancelledError):
+            return self._fault(soap.receiver("ter:Action", "cancelled"), soap_ns)
+        log.failure("ONVIF {name} failed", failure, name=name)
+        return self._fault(soap.receiver("ter:Action", "internal error in %s" % name), soap_ns)
