@@ -1,11 +1,13 @@
 """The ONVIF part's long-lived service (for makeService).
 
-Request handling lives in the /onvif web resource; nothing runs between
-requests yet, so there is no service to start. The events broker (pull-point
-subscriptions that expire) is the part that will need one.
+Request handling lives in the /onvif web resource; what runs between
+requests is the events broker: pull points and Notify subscriptions that
+expire, and the motion detector feeding the motion topic.
 """
+
+from rotordream.onvif.events import make_events_service
 
 
 def make_onvif_service(ctx):
-    """No background service is needed by Device, Media, PTZ and Imaging: None."""
-    return None
+    """The events broker, started with the daemon so motion is tracked before anyone asks."""
+    return make_events_service(ctx)
