@@ -7,6 +7,7 @@ file that plays up to its last complete fragment.
 """
 
 import fractions
+import os
 import struct
 
 import av
@@ -56,6 +57,39 @@ class SegmentWriter:
             self.out.close()
         finally:
             self.file.close()
+
+
+def trim_torn_tail(path):
+    """Cut a fragmented MP4 after its last complete ``moof``+``mdat`` pair; return bytes cut.
+
+    A crash or a full disk can leave half a fragment at the end: players
+    stop there with a decoding error. Top-level boxes are walked by their
+    sizes; nothing inside them is rewritten.
+    """
+    size = os.path.getsize(path)
+    good = pos = 0
+    pending_moof = False
+    with open(path, "rb") as f:
+        while pos + 8 <= size:
+            f.seek(pos)
+            head = f.read(16)
+            length, kind = struct.unpack_from("!I4s", head)
+            if length == 1 and len(head) >= 16:
+                length = struct.unpack_from("!Q", head, 8)[0]
+            elif length == 0:
+                length = size - pos
+            if length < 8 or pos + length > size:
+                break
+            pos += length
+            if kind == b"moof":
+                pending_moof = True
+                continue
+            if kind == b"mdat" or not pending_moof:
+                good = pos
+            pending_moof = False
+    if good < size:
+        os.truncate(path, good)
+    return size - good
 
 
 def parse_avcc(extradata):

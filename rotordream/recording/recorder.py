@@ -30,8 +30,8 @@ log = Logger()
 IDLE, RECORDING, PAUSED = "idle", "recording", "paused"
 STORAGE_CHECK_SECONDS = 5.0
 MAX_BACKLOG_SECONDS = 10.0
-# A segment is started only with this much room (bytes) after retention.
-SEGMENT_RESERVE = 16 * 1024 * 1024
+# Room (bytes) a new segment needs beyond [recording] min_free_mb (that setting is the reserve).
+SEGMENT_RESERVE = 0
 
 
 class Segment:
@@ -205,19 +205,25 @@ class Recorder(service.Service):
     # -- the record key -------------------------------------------------
 
     def _record_action(self, value, old):
-        """``record`` written through the state (REST settings, WebSocket, ONVIF)."""
+        """``record`` written through the state (REST settings, WebSocket, ONVIF).
+
+        Success needs no info: the confirmation carries the key's new value.
+        A refusal puts the key back, is broadcast as an error event and is
+        answered as info to the writer.
+        """
         try:
             if value is True:
                 if self.mode == PAUSED:
-                    return self.resume(origin="api")
-                if self.mode == IDLE:
-                    return self.start(origin="api")
+                    self.resume(origin="api")
+                elif self.mode == IDLE:
+                    self.start(origin="api")
             elif value is False:
-                return self.stop(origin="api") if self.mode != IDLE else None
+                if self.mode != IDLE:
+                    self.stop(origin="api")
             elif value == "paused":
                 if self.mode == RECORDING:
-                    return self.pause(origin="api")
-                if self.mode == IDLE:
+                    self.pause(origin="api")
+                elif self.mode == IDLE:
                     self.state.update({"record": False}, origin="recorder")
         except RecorderError as e:
             self.state.update({"record": self._mode_value()}, origin="recorder")
@@ -372,7 +378,10 @@ class Recorder(service.Service):
                     seg.writer.close()
                 except OSError as e:
                     seg.failed = seg.failed or e
-            measured = mp4.probe(seg.path) if seg.failed is not None else None
+            measured = None
+            if seg.failed is not None:  # keep only whole fragments, then say what is left
+                mp4.trim_torn_tail(seg.path)
+                measured = mp4.probe(seg.path)
             try:
                 size = os.path.getsize(seg.path)
             except OSError:

@@ -124,6 +124,8 @@ class RecordingStore:
 
     def _measure(self, rid, entry):
         path = self.path(rid)
+        if entry is not None and entry.get("recording"):
+            mp4.trim_torn_tail(path)  # a crash may have left half a fragment
         info = mp4.probe(path) or {"duration": 0.0, "frames": 0, "width": None,
                                    "height": None, "fps": None}
         st = os.stat(path)

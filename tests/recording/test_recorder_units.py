@@ -295,3 +295,25 @@ def test_listing_pages_and_filters(tmp_path):
     total, page = store.listing(since=1160, until=1310)
     assert [e["id"] for e in page] == ["r3", "r2"]
     assert page[0]["start"] == "1970-01-01T00:21:40.000Z"
+
+
+def test_a_torn_last_fragment_is_cut_off(tmp_path, encoded):
+    rec, hub, clock = make_recorder(tmp_path)
+    feed(hub, encoded, 0, 1)
+    rec.start()
+    feed(hub, encoded, 1, 61)
+    rec.stop()
+    [entry] = rec.store.entries.values()
+    path = rec.store.path(entry["id"])
+    whole = os.path.getsize(path)
+    assert mp4.trim_torn_tail(path) == 0
+    with open(path, "ab") as f:          # half a fragment, as a crash leaves it
+        f.write(b"\x00\x00\x10\x00moof" + b"\x00" * 100)
+    assert mp4.trim_torn_tail(path) == 108
+    assert os.path.getsize(path) == whole
+    os.truncate(path, whole - 1000)      # the last mdat cut short
+    cut = mp4.trim_torn_tail(path)
+    assert cut > 0
+    with av.open(path) as c:             # what is left decodes without an error
+        frames = sum(1 for _ in c.decode(video=0))
+    assert frames == 60                  # 61 written, the last (torn) fragment held one
