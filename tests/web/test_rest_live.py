@@ -3,6 +3,7 @@
 import io
 import json
 import subprocess
+import time
 
 import av
 import pytest
@@ -188,8 +189,20 @@ def test_openapi_documents_every_route_and_each_answers(daemon):
     doc = requests.get(daemon.http + "/api/openapi.json").json()
     assert doc["openapi"].startswith("3.1")
     auth = admin(daemon)
+    # A short recording so that /api/recordings/{id} has something to name.
+    r = requests.post(daemon.http + "/api/recording/start", json={"duration": 1}, auth=auth)
+    assert r.status_code == 200, r.text
+    for _ in range(100):
+        listed = requests.get(daemon.http + "/api/recordings", auth=auth).json()["data"]
+        done = [e for e in listed["recordings"] if not e["recording"]]
+        if done and not requests.get(daemon.http + "/api/recording/status",
+                                     auth=auth).json()["data"]["recording"]:
+            break
+        time.sleep(0.1)  # a live recording takes wall-clock time
+    rid = done[0]["id"]
     for path, ops in doc["paths"].items():
         concrete = path.replace("{key}", "brightness").replace("{name}", "admin")
+        concrete = concrete.replace("{id}", rid)
         for method in ops:
             if method == "get":
                 r = requests.get(daemon.http + concrete, auth=auth)
