@@ -28,8 +28,8 @@ def window(d, seconds):
     return 100.0 * (d.cpu_seconds() - c0) / (time.monotonic() - t0)
 
 
-def remux_throughput(path):
-    """Re-mux every access unit of ``path`` into a new file as fast as possible."""
+def remux_throughput(path, repeat):
+    """Re-mux the access units of ``path`` ``repeat`` times into one file as fast as possible."""
     import av
     from rotordream.recording import mp4
     with av.open(path) as c:
@@ -41,13 +41,16 @@ def remux_throughput(path):
     out = os.path.join(tempfile.mkdtemp(prefix="rd-remux-"), "out.mp4")
     t0, c0 = time.perf_counter(), time.process_time()
     writer = mp4.SegmentWriter(out, w, h, fps)
-    for data, pts, key in units:
-        writer.write(data, pts, key, int(90000 / fps))
+    span = units[-1][1] + int(90000 / fps)
+    for r in range(repeat):
+        for data, pts, key in units:
+            writer.write(data, pts + r * span, key, int(90000 / fps))
     writer.close()
     os.fsync(os.open(out, os.O_RDONLY))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     size = os.path.getsize(out)
-    return len(units), size, wall, cpu
+    os.unlink(out)
+    return len(units) * repeat, size, wall, cpu
 
 
 def main():
@@ -55,6 +58,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--resolution", default="1920x1080")
     ap.add_argument("--fps", type=int, default=30)
+    ap.add_argument("--repeat", type=int, default=100, help="copies of the recording remuxed")
     args = ap.parse_args()
     d = BenchDaemon(NO_LIMITS, settings={"resolution": args.resolution, "fps": args.fps})
     auth = ("admin", PASSWORD)
@@ -79,8 +83,8 @@ def main():
     print("recorded %.1f s, %d frames, %.2f MB (%.2f Mbit/s); status bytes while recording %d"
           % (entry["duration"], entry["frames"], entry["size"] / 1e6,
              entry["size"] * 8 / 1e6 / max(entry["duration"], 0.001), status["bytes"]))
-    n, size, wall, cpu = remux_throughput(path)
-    print("remux throughput: %d frames, %.1f MB in %.3f s = %.0f frames/s, %.1f MB/s "
+    n, size, wall, cpu = remux_throughput(path, args.repeat)
+    print("remux throughput (one file, fsync at the end): %d frames, %.1f MB in %.3f s = %.0f frames/s, %.1f MB/s "
           "(CPU %.3f s = %.2f ms/frame)" % (n, size / 1e6, wall, n / wall, size / 1e6 / wall,
                                             cpu, 1000 * cpu / n))
 
