@@ -15,6 +15,7 @@ import pytest
 import requests
 import websockets
 
+from rotordream.recording.mp4 import trim_torn_tail
 from tests.conftest import require_tool
 from tests.web.test_websocket_live import recv_until, run
 
@@ -240,6 +241,26 @@ def test_duration_limit_and_delete(daemon):
     assert r.status_code == 200 and r.json()["data"]["deleted"] == entry["id"]
     assert api(daemon, "GET", "/api/recordings/" + entry["id"]).status_code == 404
     assert api(daemon, "DELETE", "/api/recordings/" + entry["id"]).status_code == 404
+
+
+def test_a_recording_being_written_is_listed_downloaded_and_played(daemon, tmp_path):
+    r = api(daemon, "POST", "/api/recording/start", json={"name": "live"})
+    assert r.status_code == 200
+    try:
+        entry = wait_for(lambda: next((e for e in recordings(daemon) if e["name"] == "live"
+                                       and e["duration"] >= 3), None))
+        assert entry["recording"] is True and entry["size"] > 0
+        r = api(daemon, "GET", "/api/recordings/" + entry["id"])
+        assert r.status_code == 200 and len(r.content) > 0
+        path = tmp_path / "live.mp4"
+        path.write_bytes(r.content)
+        # Complete fragments only are guaranteed; a torn tail is the writer's current one.
+        trim_torn_tail(str(path))
+        assert len(frame_times(str(path))) >= 60
+        times = frame_times(daemon.rtsp("recording/" + entry["id"]), {"rtsp_transport": "tcp"})
+        assert len(times) >= 60
+    finally:
+        api(daemon, "POST", "/api/recording/stop")
 
 
 # -- RTSP playback -------------------------------------------------------------
