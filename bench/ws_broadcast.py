@@ -2,13 +2,20 @@
 """WebSocket broadcast: time from one client's change to receipt by all N clients,
 and sustained changes per second with every client receiving.
 
-    .venv/bin/python bench/ws_broadcast.py [--clients 100 500] [--changes 100]
+    .venv/bin/python bench/ws_broadcast.py [--clients 100 500] [--changes 100] [--client node]
+
+``--client python`` (default) runs the clients with the `websockets` package in
+this process; ``--client node`` runs the same measurement in Node.js
+(bench/ws_clients.mjs, Node's built-in WebSocket), a client cheap enough that
+500 connections measure the server more than the client.
 """
 
 import argparse
 import asyncio
 import json
 import os
+import shutil
+import subprocess
 import sys
 import time
 
@@ -61,20 +68,38 @@ async def run(url, n, changes):
     return latencies, sent / elapsed
 
 
+def run_node(url, n, changes):
+    """The Node.js clients: (p50, p99, changes/s)."""
+    node = shutil.which("node")
+    if node is None:
+        raise SystemExit("node is not installed")
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ws_clients.mjs")
+    out = subprocess.run([node, "--experimental-websocket", "--no-warnings", script, url,
+                          PASSWORD, str(n), str(changes)], capture_output=True, text=True,
+                         timeout=600, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    return result["p50"], result["p99"], result["rate"]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[100, 500])
     parser.add_argument("--changes", type=int, default=100)
+    parser.add_argument("--client", choices=["python", "node"], default="python")
     args = parser.parse_args()
     d = BenchDaemon(settings={"resolution": "1280x720", "fps": 30})
     try:
         url = "ws://127.0.0.1:%d/api/v1" % d.http_port
-        print("ws broadcast bench: %d cores, %s, daemon encoding 720p30 meanwhile"
-              % (os.cpu_count(), time.strftime("%Y-%m-%d")))
+        print("ws broadcast bench: %d cores, %s, %s clients, daemon encoding 720p30 meanwhile"
+              % (os.cpu_count(), time.strftime("%Y-%m-%d"), args.client))
         for n in args.clients:
-            lat, rate = asyncio.run(run(url, n, args.changes))
+            if args.client == "node":
+                p50, p99, rate = run_node(url, n, args.changes)
+            else:
+                lat, rate = asyncio.run(run(url, n, args.changes))
+                p50, p99 = pct(lat, 0.5), pct(lat, 0.99)
             print("%4d clients: change->all received p50 %.1f ms p99 %.1f ms | sustained %.0f "
-                  "changes/s to all" % (n, pct(lat, 0.5), pct(lat, 0.99), rate), flush=True)
+                  "changes/s to all" % (n, p50, p99, rate), flush=True)
     finally:
         d.stop()
 

@@ -11,7 +11,7 @@ import random
 import socket
 import struct
 
-from rotordream.netutil import bound_send_buffer, unsent_bytes
+from rotordream.netutil import bound_send_buffer, unsent_bytes, write_now
 from rotordream.rtp.clock import ntp_timestamp, rtp_time
 from rotordream.rtp.h264 import payloads
 from rotordream.rtp.packet import Bye, SenderReport, rtp_header, sdes_cname
@@ -107,10 +107,10 @@ class TcpTarget(Target):
     def send_packets(self, packets):
         head = struct.Struct("!cBH").pack
         ch = self.rtp_channel
-        self.transport.write(b"".join(head(b"$", ch, len(p)) + p for p in packets))
+        write_now(self.transport, b"".join(head(b"$", ch, len(p)) + p for p in packets))
 
     def send_rtcp(self, data):
-        self.transport.write(struct.pack("!cBH", b"$", self.rtcp_channel, len(data)) + data)
+        write_now(self.transport, struct.pack("!cBH", b"$", self.rtcp_channel, len(data)) + data)
 
 
 class RtpSource:

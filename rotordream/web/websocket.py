@@ -16,7 +16,7 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.logger import Logger
 
 from rotordream.auth.ratelimit import RateLimiter
-from rotordream.netutil import bound_send_buffer, unsent_bytes
+from rotordream.netutil import bound_send_buffer, unsent_bytes, write_now
 from rotordream.auth.service import SESSION_COOKIE, AuthError
 from rotordream.web.ws_message import ControlSession, error
 
@@ -100,7 +100,12 @@ class ControlProtocol(WebSocketServerProtocol):
             self.factory.clients.pop(self.conn_id, None)
             self.dropConnection(abort=True)
             return
-        self.sendPreparedMessage(prepared)
+        if self._perMessageCompress is None and not self.send_queue:
+            # The frame is already built: write it as sendPreparedMessage would, without
+            # its per-call debug formatting (a fifth of a 500-client broadcast's time).
+            write_now(self.transport, prepared.payloadHybi)
+        else:
+            self.sendPreparedMessage(prepared)
 
 
 class ControlFactory(WebSocketServerFactory):
