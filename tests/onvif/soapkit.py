@@ -59,3 +59,22 @@ def fault_codes(doc):
     code = doc.findtext(".//env:Fault/env:Code/env:Value", namespaces=NS)
     subs = [v.text for v in doc.iterfind(".//env:Subcode/env:Value", namespaces=NS)]
     return code, subs
+
+
+class ResponseRecorder:
+    """Every SOAP response body a zeep client received (bytes), for schema validation."""
+
+    def __init__(self):
+        self.responses = []
+
+    def transport(self):
+        """A zeep Transport that keeps each response body here."""
+        from zeep.transports import Transport
+        responses = self.responses
+
+        class RecordingTransport(Transport):
+            def post_xml(self, address, envelope, headers):
+                response = super().post_xml(address, envelope, headers)
+                responses.append(response.content)
+                return response
+        return RecordingTransport(timeout=30, operation_timeout=30)

@@ -19,7 +19,7 @@ import requests
 from lxml import etree
 
 from tests.conftest import require_module
-from tests.onvif.soapkit import envelope, fault_codes, security
+from tests.onvif.soapkit import ResponseRecorder, envelope, fault_codes, security
 
 XS = "http://www.w3.org/2001/XMLSchema"
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
@@ -76,27 +76,9 @@ def validate(schema, raw):
     return child.tag
 
 
-class Recorder:
-    """Every SOAP response body the zeep client received."""
-
-    def __init__(self):
-        self.responses = []
-
-
-def _transport(recorder):
-    from zeep.transports import Transport
-
-    class RecordingTransport(Transport):
-        def post_xml(self, address, envelope, headers):
-            response = super().post_xml(address, envelope, headers)
-            recorder.responses.append(response.content)
-            return response
-    return RecordingTransport(timeout=30, operation_timeout=30)
-
-
 @pytest.fixture(scope="module")
 def recorder():
-    return Recorder()
+    return ResponseRecorder()
 
 
 @pytest.fixture(autouse=True)
@@ -118,7 +100,7 @@ def cam(daemon, recorder, log_start):
     """onvif-zeep's ONVIFCamera as admin, its events service and a pull-point factory."""
     onvif = require_module("onvif")
     c = onvif.ONVIFCamera("127.0.0.1", daemon.http_port, "admin", daemon.admin_password,
-                          no_cache=True, transport=_transport(recorder))
+                          no_cache=True, transport=recorder.transport())
     c.create_events_service()
     return c
 

@@ -14,31 +14,13 @@ import requests
 from lxml import etree
 
 from tests.conftest import require_module, require_tool
-from tests.onvif.soapkit import NS, created_now, envelope, fault_codes, security
+from tests.onvif.soapkit import NS, ResponseRecorder, created_now, envelope, fault_codes, security
 
 XS = "http://www.w3.org/2001/XMLSchema"
 SCHEMA_WSDLS = ("devicemgmt", "media", "ptz", "imaging", "deviceio")
 
 
 # -- recording every response, validating it against the XSDs ------------------------
-
-class Recorder:
-    """Every SOAP response body the client received (bytes), for schema validation."""
-
-    def __init__(self):
-        self.responses = []
-
-
-def _recording_transport(recorder):
-    from zeep.transports import Transport
-
-    class RecordingTransport(Transport):
-        def post_xml(self, address, envelope, headers):
-            response = super().post_xml(address, envelope, headers)
-            recorder.responses.append(response.content)
-            return response
-    return RecordingTransport(timeout=30, operation_timeout=30)
-
 
 @pytest.fixture(scope="module")
 def schema():
@@ -79,7 +61,7 @@ def validate(schema, raw):
 
 @pytest.fixture(scope="module")
 def recorder():
-    return Recorder()
+    return ResponseRecorder()
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +69,7 @@ def cam(daemon, recorder):
     """onvif-zeep's ONVIFCamera logged in as admin (PasswordDigest)."""
     onvif = require_module("onvif")
     return onvif.ONVIFCamera("127.0.0.1", daemon.http_port, "admin", daemon.admin_password,
-                             no_cache=True, transport=_recording_transport(recorder))
+                             no_cache=True, transport=recorder.transport())
 
 
 @pytest.fixture(autouse=True)
