@@ -291,7 +291,11 @@ def get_stream_uri(call):
     protocol = soap.value(call.request, "StreamSetup/Transport/Protocol") or "RTSP"
     if protocol not in ("UDP", "TCP", "RTSP", "HTTP"):
         raise soap.invalid_arg("ter:InvalidStreamSetup", "unknown transport %r" % protocol)
-    uri = call.ctx.stream_urls(_uri_host(call))[token]
+    if protocol == "HTTP":
+        # RTSP tunnelled in HTTP on the web port this request came in on.
+        uri = "rtsp://%s/%s" % (call.base_url().split("://", 1)[1], token)
+    else:
+        uri = call.ctx.stream_urls(_uri_host(call))[token]
     return E("trt:GetStreamUriResponse", E(
         "trt:MediaUri", E("tt:Uri", uri), E("tt:InvalidAfterConnect", False),
         E("tt:InvalidAfterReboot", False), E("tt:Timeout", "PT0S")))

@@ -74,4 +74,8 @@ def make_site(ctx, secure=False):
         root.putChild(b"onvif", onvif(ctx))
     site = server.Site(root)
     site.displayTracebacks = False
+    if getattr(ctx, "rtsp", None) is not None:
+        # RTSP over HTTP on this port too (ONVIF GetStreamUri with the HTTP transport).
+        from rotordream.rtsp.http_tunnel import install
+        install(site, ctx.rtsp)
     return site
