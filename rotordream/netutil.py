@@ -2,6 +2,8 @@
 
 import socket
 
+from twisted.internet import tcp
+
 
 def unsent_bytes(transport):
     """Bytes a Twisted TCP transport holds that the peer has not taken yet."""
@@ -19,10 +21,11 @@ def write_now(transport, data):
     empty the bytes can go out at once, in order; what the kernel does not
     take is queued as usual. TLS and other transports just get ``write``.
     """
-    sock = getattr(transport, "socket", None)
-    if sock is not None and getattr(transport, "connected", False) and \
-            not getattr(transport, "disconnecting", True) and not unsent_bytes(transport) and \
-            getattr(transport, "TLS", False) is False:
+    # Only a plain TCP connection: a TLS wrapper forwards ``socket`` and ``TLS`` from the
+    # connection beneath it, and bytes sent there would bypass the encryption.
+    if isinstance(transport, tcp.Connection) and not transport.TLS and transport.connected \
+            and not transport.disconnecting and not unsent_bytes(transport):
+        sock = transport.socket
         try:
             sent = sock.send(data)
         except (BlockingIOError, InterruptedError):

@@ -2,26 +2,37 @@
 
 import socket
 
+import pytest
+from twisted.internet import tcp
+
 from rotordream.netutil import unsent_bytes, write_now
 
 
-class Transport:
-    """The attributes of a twisted.internet.tcp connection that write_now reads."""
-
-    TLS = False
+class Transport(tcp.Connection):
+    """A real twisted TCP connection on one end of a socketpair, its writes recorded."""
 
     def __init__(self, sock):
-        self.socket = sock
-        self.connected = True
-        self.disconnecting = False
-        self.dataBuffer = b""
-        self.offset = 0
-        self._tempDataLen = 0
+        super().__init__(sock, protocol=None)
+        self.connected = True  # as tcp.Server sets it when accepted
         self.written = []
 
     def write(self, data):
         self.written.append(data)
         self._tempDataLen += len(data)
+
+
+class Wrapper:
+    """What a TLS wrapper looks like from outside: it forwards ``socket`` and ``TLS``."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.written = []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def write(self, data):
+        self.written.append(data)
 
 
 def pair():
@@ -58,12 +69,18 @@ def test_what_the_kernel_does_not_take_is_queued():
     assert 0 < len(queued) < len(data) and data.endswith(queued)
 
 
-def test_tls_closing_and_socketless_transports_use_write():
+def test_tls_closing_and_wrapped_transports_use_write():
     a, b = pair()
-    for change in ({"TLS": True}, {"disconnecting": True}, {"connected": False},
-                   {"socket": None}):
+    for change in ({"TLS": True}, {"disconnecting": True}, {"connected": False}):
         t = Transport(a)
         for k, v in change.items():
             setattr(t, k, v)
         write_now(t, b"x")
         assert t.written == [b"x"], change
+    wrapped = Wrapper(Transport(a))
+    assert wrapped.socket is a and wrapped.TLS is False
+    write_now(wrapped, b"secret")              # must never bypass the encryption
+    assert wrapped.written == [b"secret"]
+    b.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        b.recv(100)
