@@ -25,7 +25,9 @@ $(STAMP): setup.py requirements-test.txt
 
 run: venv
 	@echo "Starting RotorDream: HTTP $(HTTP), RTSP $(RTSP), state in $(STATE)/"
-	$(VENV)/bin/twistd -n --pidfile= rotordream --http $(HTTP) --rtsp $(RTSP) --state-dir $(STATE)
+	@# The embedded defaults, never an installed /etc/rotordream/rotordream.toml
+	@# (it turns WS-Discovery multicast on).
+	$(VENV)/bin/twistd -n --pidfile= rotordream --config /dev/null --http $(HTTP) --rtsp $(RTSP) --state-dir $(STATE)
 
 system-deps:
 	@if [ "$$(id -u)" = "0" ]; then \

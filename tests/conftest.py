@@ -84,10 +84,13 @@ class Daemon:
 
     def command(self):
         """The command line that starts this daemon."""
+        # Never the installed /etc/rotordream/rotordream.toml: it turns WS-Discovery on,
+        # and a test's daemon must not multicast on a real network.
+        config = [] if "--config" in self.extra else ["--config", os.devnull]
         return [os.path.join(VENV_BIN, "twistd"), "-n", "--pidfile=", "rotordream",
                 "--http", "tcp:%d:interface=127.0.0.1" % self.http_port,
                 "--rtsp", "tcp:%d:interface=127.0.0.1" % self.rtsp_port,
-                "--state-dir", self.state_dir] + list(self.extra)
+                "--state-dir", self.state_dir] + config + list(self.extra)
 
     def start(self, timeout=60):
         """Start the process and wait for its ready banner (or fail with its output)."""
