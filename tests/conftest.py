@@ -96,23 +96,32 @@ class Daemon:
         """Start the process and wait for its ready banner (or fail with its output)."""
         env = dict(os.environ, ROTORDREAM_ADMIN_PASSWORD=self.admin_password, **self.env)
         self.output = []
+        self.ended = False
+        self._lines = threading.Condition()
         self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, env=env, text=True, bufsize=1)
-        ready = threading.Event()
 
         def pump():
             for line in self.proc.stdout:
-                self.output.append(line)
-                if "is running" in line:
-                    ready.set()
-            ready.set()
+                with self._lines:
+                    self.output.append(line)
+                    self._lines.notify_all()
+            with self._lines:
+                self.ended = True
+                self._lines.notify_all()
 
         threading.Thread(target=pump, daemon=True).start()
-        ready.wait(timeout)
-        if self.proc.poll() is not None or not any("is running" in l for l in self.output):
+        if not self.wait_output(lambda out: any("is running" in l for l in out), timeout):
             self.stop()
             raise RuntimeError("daemon did not start:\n" + "".join(self.output[-60:]))
         return self
+
+    def wait_output(self, predicate, timeout=60):
+        """Wait until ``predicate(lines printed so far)`` holds; False if the process ended
+        or ``timeout`` passed first."""
+        with self._lines:
+            return self._lines.wait_for(lambda: predicate(self.output) or self.ended, timeout) \
+                and predicate(self.output)
 
     def stop(self, sig=signal.SIGTERM, timeout=10):
         """Stop the process; return its exit status."""

@@ -109,7 +109,7 @@ class Recorder(service.Service):
         service.Service.stopService(self)
         if self.mode != IDLE:
             self.stop(origin="shutdown")
-        d = defer.DeferredList(list(self._closing))
+        d = self.closed()
         d.addBoth(lambda _: self.pool.stop())
         return d
 
@@ -159,6 +159,10 @@ class Recorder(service.Service):
         log.info("recording stopped")
         return self.status()
 
+    def closed(self):
+        """A Deferred firing once every finished file is closed and indexed."""
+        return defer.DeferredList(list(self._closing)).addCallback(lambda _: None)
+
     def pause(self, origin="recorder"):
         """Stop writing frames; the file stays open for resume."""
         if self.mode != RECORDING:
@@ -189,11 +193,12 @@ class Recorder(service.Service):
                 "state": self.mode, "id": seg.id if seg else None, "session": self.session,
                 "name": self.name if self.mode != IDLE else None,
                 "duration": round(self.session_duration + (seg.duration if seg else 0.0), 3),
-                "bytes": self.session_bytes + self._segment_size(),
+                "bytes": self.session_bytes + self.segment_size(),
                 "free": free, "directory": self.store.directory,
                 "segment_seconds": self.segment_seconds}
 
-    def _segment_size(self):
+    def segment_size(self):
+        """Bytes of the file being written now (0 when none)."""
         seg = self.segment
         if seg is None:
             return 0

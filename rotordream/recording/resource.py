@@ -56,6 +56,11 @@ class Control(ApiResource):
 
     def post(self, request, principal):
         recorder = self.ctx.recorder
+        if self.verb == "stop":
+            # Answer once the file is finished: the status then counts its bytes and the
+            # recording is listed as complete.
+            _recorder_call(recorder.stop, origin="rest")
+            return recorder.closed().addCallback(lambda _: recorder.status())
         if self.verb != "start":
             return _recorder_call(getattr(recorder, self.verb), origin="rest")
         name, duration = None, None
@@ -150,7 +155,7 @@ class Recordings(ApiResource):
         recorder = self.ctx.recorder
         seg = recorder.segment
         if seg is not None and seg.id in store.entries:
-            store.update(seg.id, save=False, size=recorder._segment_size())
+            store.update(seg.id, save=False, size=recorder.segment_size())
 
     def getChild(self, name, request):
         return OneRecording(self.api, name.decode("utf-8", "replace"))

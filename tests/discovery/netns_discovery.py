@@ -62,6 +62,7 @@ class GroupListener(threading.Thread):
                                  struct.pack("4s4s", socket.inet_aton(m.MULTICAST_GROUP),
                                              socket.inet_aton(address)))
         self.heard = []          # (seconds since start, source, parsed message)
+        self.changed = threading.Condition()
         self.t0 = time.monotonic()
         self.stopped = False
 
@@ -75,16 +76,17 @@ class GroupListener(threading.Thread):
                 msg = m.parse(data)
             except m.DiscoveryError:
                 continue
-            self.heard.append((time.monotonic() - self.t0, addr, msg))
+            with self.changed:
+                self.heard.append((time.monotonic() - self.t0, addr, msg))
+                self.changed.notify_all()
 
-    def wait_for(self, predicate, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [h for h in list(self.heard) if predicate(h[2])]
-            if found:
-                return found
-            time.sleep(0.05)
-        return []
+    def wait_for(self, predicate, timeout, count=1):
+        """The heard messages matching ``predicate`` once ``count`` arrived (or at timeout)."""
+        def found():
+            return [h for h in self.heard if predicate(h[2])]
+        with self.changed:
+            self.changed.wait_for(lambda: len(found()) >= count, timeout)
+            return found()
 
 
 def announced(msg):
@@ -159,8 +161,8 @@ def main(result_path, workdir):
     daemon.config = config
     try:
         daemon.start()
-        hellos = listener.wait_for(lambda msg: msg.kind == m.HELLO, 5)
-        time.sleep(1.0)  # the Hello retransmissions, for the record
+        # One Hello per veth end, each sent twice (SOAP-over-UDP repetition).
+        hellos = listener.wait_for(lambda msg: msg.kind == m.HELLO, 5, count=4)
         result["hellos"] = [announced(msg) for _, _, msg in listener.heard
                             if msg.kind == m.HELLO]
         result["hello_seen"] = bool(hellos)
@@ -189,8 +191,7 @@ def main(result_path, workdir):
     finally:
         stop_at = time.monotonic() - listener.t0
         result["exit_status"] = daemon.stop(signal.SIGTERM)
-        listener.wait_for(lambda msg: msg.kind == m.BYE, 3)
-        time.sleep(0.6)  # the Bye retransmission
+        listener.wait_for(lambda msg: msg.kind == m.BYE, 3, count=4)  # two ends, each twice
         listener.stopped = True
         result["byes"] = [announced(msg) for t, _, msg in listener.heard
                           if msg.kind == m.BYE and t >= stop_at]

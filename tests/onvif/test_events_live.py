@@ -19,6 +19,7 @@ import requests
 from lxml import etree
 
 from tests.conftest import require_module
+from tests.live import StateWatcher
 from tests.onvif.soapkit import ResponseRecorder, envelope, fault_codes, security
 
 XS = "http://www.w3.org/2001/XMLSchema"
@@ -255,7 +256,7 @@ def test_motion_event_from_the_moving_test_pattern(cam, recorder):
         manager.Unsubscribe()
 
 
-def test_ptz_move_status_events(cam, recorder):
+def test_ptz_move_status_events(cam, recorder, daemon):
     ptz = cam.create_ptz_service()
     _, pp, manager = pull_point(cam, Filter={"_value_1": [topic_expression(
         "tns1:PTZController//.")]})
@@ -270,13 +271,12 @@ def test_ptz_move_status_events(cam, recorder):
         assert seen[-1] == (move, "Changed", {"PanTilt": "IDLE"})
     finally:
         manager.Unsubscribe()
-        # Home again for the other tests.
-        ptz.AbsoluteMove({"ProfileToken": "stream1",
-                          "Position": {"PanTilt": {"x": 0.0, "y": 0.0}}})
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and ptz.GetStatus(
-                {"ProfileToken": "stream1"}).MoveStatus.PanTilt != "IDLE":
-            time.sleep(0.1)
+        # Home again for the other tests (the motor's broadcasts say when it is there).
+        with StateWatcher(daemon) as watch:
+            ptz.AbsoluteMove({"ProfileToken": "stream1",
+                              "Position": {"PanTilt": {"x": 0.0, "y": 0.0}}})
+            watch.wait("pan-position", lambda x: abs(x) < 0.01, timeout=20)
+            watch.wait("motor-state", "idle", timeout=20)
 
 
 class Consumer:

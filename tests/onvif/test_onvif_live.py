@@ -14,6 +14,7 @@ import requests
 from lxml import etree
 
 from tests.conftest import require_module, require_tool
+from tests.live import StateWatcher
 from tests.onvif.soapkit import NS, ResponseRecorder, created_now, envelope, fault_codes, security
 
 XS = "http://www.w3.org/2001/XMLSchema"
@@ -289,45 +290,41 @@ def test_set_imaging_brightness_reaches_rest_and_websocket(cam, daemon):
 
 # -- PTZ -------------------------------------------------------------------------------------
 
-def _wait(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    return predicate()
-
-
 def test_ptz_continuous_move_status_stop(cam, daemon):
     ptz = cam.create_ptz_service()
     node = ptz.GetNodes()[0]
     assert "tt:Wiper|On" in node.AuxiliaryCommands
     ptz.GetConfigurations(), ptz.GetConfigurationOptions({"ConfigurationToken": "ptz_config"})
     start = ptz.GetStatus({"ProfileToken": "stream1"}).Position.PanTilt.x
-    ptz.ContinuousMove({"ProfileToken": "stream1",
-                        "Velocity": {"PanTilt": {"x": 0.5, "y": 0.0}}, "Timeout": "PT10S"})
-    try:
-        assert _wait(lambda: ptz.GetStatus({"ProfileToken": "stream1"}).MoveStatus.PanTilt
-                     == "MOVING")
-        assert _wait(lambda: ptz.GetStatus({"ProfileToken": "stream1"}).Position.PanTilt.x
-                     != start)
-    finally:
-        ptz.Stop({"ProfileToken": "stream1", "PanTilt": True})
-    assert _wait(lambda: ptz.GetStatus({"ProfileToken": "stream1"}).MoveStatus.PanTilt
-                 == "IDLE")
-    # A ContinuousMove with a Timeout stops by itself.
-    ptz.ContinuousMove({"ProfileToken": "stream1",
-                        "Velocity": {"PanTilt": {"x": -0.5, "y": 0.2}}, "Timeout": "PT0.5S"})
-    assert _wait(lambda: ptz.GetStatus({"ProfileToken": "stream1"}).MoveStatus.PanTilt
-                 == "MOVING", timeout=5)
-    assert _wait(lambda: ptz.GetStatus({"ProfileToken": "stream1"}).MoveStatus.PanTilt
-                 == "IDLE", timeout=10)
-    # Home again for the other tests.
-    ptz.AbsoluteMove({"ProfileToken": "stream1",
-                      "Position": {"PanTilt": {"x": 0.0, "y": 0.0}}})
-    assert _wait(lambda: abs(ptz.GetStatus({"ProfileToken": "stream1"}).Position.PanTilt.x)
-                 < 0.01, timeout=20)
+
+    def status():
+        return ptz.GetStatus({"ProfileToken": "stream1"})
+    # The motor's own broadcasts say when it moves and stops; GetStatus must agree.
+    with StateWatcher(daemon) as watch:
+        ptz.ContinuousMove({"ProfileToken": "stream1",
+                            "Velocity": {"PanTilt": {"x": 0.5, "y": 0.0}}, "Timeout": "PT10S"})
+        try:
+            watch.wait("motor-state", "moving", timeout=10)
+            assert status().MoveStatus.PanTilt == "MOVING"
+            watch.wait("pan-position", lambda x: x is not None and abs(x - start) > 0.5,
+                       timeout=10)
+            assert status().Position.PanTilt.x != start
+        finally:
+            ptz.Stop({"ProfileToken": "stream1", "PanTilt": True})
+        watch.wait("motor-state", "idle", timeout=10)
+        assert status().MoveStatus.PanTilt == "IDLE"
+        # A ContinuousMove with a Timeout stops by itself.
+        ptz.ContinuousMove({"ProfileToken": "stream1",
+                            "Velocity": {"PanTilt": {"x": -0.5, "y": 0.2}}, "Timeout": "PT0.5S"})
+        watch.wait("motor-state", "moving", timeout=5)
+        watch.wait("motor-state", "idle", timeout=10)
+        assert status().MoveStatus.PanTilt == "IDLE"
+        # Home again for the other tests.
+        ptz.AbsoluteMove({"ProfileToken": "stream1",
+                          "Position": {"PanTilt": {"x": 0.0, "y": 0.0}}})
+        watch.wait("motor-state", "moving", timeout=5)
+        watch.wait("motor-state", "idle", timeout=20)
+    assert abs(status().Position.PanTilt.x) < 0.01
 
 
 def test_ptz_presets(cam):
@@ -344,10 +341,11 @@ def test_ptz_presets(cam):
 def test_ptz_wiper_aux_command_drives_the_rotor(cam, daemon):
     ptz = cam.create_ptz_service()
     try:
-        assert ptz.SendAuxiliaryCommand({"ProfileToken": "stream1",
-                                         "AuxiliaryData": "tt:Wiper|On"}) == "tt:Wiper|On"
-        assert settings(daemon, "rotor-enabled") == (True,)
-        assert _wait(lambda: settings(daemon, "rotor-rpm")[0] > 0)
+        with StateWatcher(daemon) as watch:
+            assert ptz.SendAuxiliaryCommand({"ProfileToken": "stream1",
+                                             "AuxiliaryData": "tt:Wiper|On"}) == "tt:Wiper|On"
+            assert settings(daemon, "rotor-enabled") == (True,)
+            assert watch.wait("rotor-rpm", lambda rpm: rpm > 0, timeout=10) > 0
     finally:
         ptz.SendAuxiliaryCommand({"ProfileToken": "stream1", "AuxiliaryData": "tt:Wiper|Off"})
     assert settings(daemon, "rotor-enabled") == (False,)
@@ -478,7 +476,7 @@ def test_system_reboot_restarts_the_daemon(fresh_daemon, schema):
                       headers={"content-type": "application/soap+xml"})
     assert r.status_code == 200
     validate(schema, r.content)
-    assert _wait(lambda: sum("is running" in line for line in d.output) >= 2, timeout=60)
+    assert d.wait_output(lambda out: sum("is running" in line for line in out) >= 2, 60)
     assert d.proc.poll() is None and d.proc.pid == pid  # re-executed in place
     r = requests.post(d.http + "/onvif/device_service", timeout=30,
                       data=envelope("<tds:GetDeviceInformation/>",

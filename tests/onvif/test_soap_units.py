@@ -448,8 +448,7 @@ def test_wsse_failures_count_towards_the_shared_lockout(tmp_path, monkeypatch):
 
 
 def test_endpoint_reference_and_scopes_agree_with_discovery(onvif, tmp_path):
-    identity = pytest.importorskip("rotordream.discovery.identity")
-    message = pytest.importorskip("rotordream.discovery.message")
+    from rotordream.discovery import identity, message
     d, ctx, _ = onvif
     status, _, doc = run(d, "device", envelope("<tds:GetEndpointReference/>"))
     guid = doc.findtext(".//tds:GUID", namespaces=NS)

@@ -17,6 +17,7 @@ import websockets
 
 from rotordream.recording.mp4 import trim_torn_tail
 from tests.conftest import require_tool
+from tests.live import StateWatcher, wait_frames
 from tests.web.test_websocket_live import recv_until, run
 
 FPS = 30
@@ -31,34 +32,29 @@ def api(d, method, path, auth=True, **kw):
     return r
 
 
-def wait_for(predicate, timeout=30, step=0.2):
-    """Poll a live daemon (a real process: there is no clock to advance)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("condition not met within %ss" % timeout)
-
-
 def recordings(d, **params):
     r = api(d, "GET", "/api/recordings", params=params)
     assert r.status_code == 200, r.text
     return r.json()["data"]["recordings"]
 
 
-def record(d, seconds, name):
-    """Record ``seconds`` through REST; return the finished index entry."""
-    r = api(d, "POST", "/api/recording/start", json={"name": name})
-    assert r.status_code == 200, r.text
-    status = r.json()["data"]
-    assert status["recording"] is True and status["name"] == name
-    time.sleep(seconds)  # a live camera: the recording is as long as the wall clock
+def finished(d, name):
+    """Stop (which answers once the files are closed) and return ``name``'s finished entries."""
     r = api(d, "POST", "/api/recording/stop")
     assert r.status_code == 200 and r.json()["data"]["recording"] is False
-    return wait_for(lambda: next((e for e in recordings(d) if e["name"] == name
-                                  and not e["recording"]), None))
+    return [e for e in recordings(d) if e["name"] == name and not e["recording"]]
+
+
+def record(d, seconds, name):
+    """Record ``seconds`` through REST (the recorder's own duration limit); the entry."""
+    with StateWatcher(d) as watch:
+        r = api(d, "POST", "/api/recording/start", json={"name": name, "duration": seconds})
+        assert r.status_code == 200, r.text
+        status = r.json()["data"]
+        assert status["recording"] is True and status["name"] == name
+        watch.wait("record", True)
+        watch.wait("record", False, timeout=seconds + 30)
+    return finished(d, name)[0]
 
 
 def download(d, entry, path):
@@ -183,6 +179,9 @@ def test_viewers_list_and_download_but_do_not_control_or_delete(daemon, ten_seco
 def test_websocket_record_key_starts_and_stops_and_everyone_hears_it(daemon):
     before = {e["id"] for e in recordings(daemon)}
 
+    def frames(n):
+        return asyncio.get_running_loop().run_in_executor(None, wait_frames, daemon, n)
+
     async def go():
         r = requests.post(daemon.http + "/api/login",
                           json={"username": "admin", "password": daemon.admin_password})
@@ -192,18 +191,20 @@ def test_websocket_record_key_starts_and_stops_and_everyone_hears_it(daemon):
             await writer.send(json.dumps({"record": True}))
             await recv_until(writer, lambda m: m.get("record") is True)
             await recv_until(watcher, lambda m: m.get("record") is True)
-            await asyncio.sleep(2)
+            await frames(60)
             await writer.send(json.dumps({"record": "pause"}))
             await recv_until(watcher, lambda m: m.get("record") == "paused")
             await writer.send(json.dumps({"record": "pause_release"}))
             await recv_until(watcher, lambda m: m.get("record") is True)
-            await asyncio.sleep(1)
+            await frames(30)
             await writer.send(json.dumps({"record": "off"}))
             await recv_until(watcher, lambda m: m.get("record") is False)
     run(go())
-    new = wait_for(lambda: [e for e in recordings(daemon)
-                            if e["id"] not in before and not e["recording"]])
-    assert len(new) == 1 and new[0]["duration"] >= 2.5
+    api(daemon, "POST", "/api/recording/stop")   # answers once the file is closed
+    new = [e for e in recordings(daemon) if e["id"] not in before]
+    # Decoding 90 live frames took at least 2 s of the camera's clock (30 fps, a 1 s GOP
+    # replayed first), all of it recorded but the pause.
+    assert len(new) == 1 and not new[0]["recording"] and new[0]["duration"] >= 2.0
 
 
 def test_the_record_setting_through_rest(daemon):
@@ -232,10 +233,12 @@ def test_start_rejects_bad_bodies(daemon):
 
 
 def test_duration_limit_and_delete(daemon):
-    r = api(daemon, "POST", "/api/recording/start", json={"name": "short", "duration": 1.5})
-    assert r.status_code == 200
-    entry = wait_for(lambda: next((e for e in recordings(daemon) if e["name"] == "short"
-                                   and not e["recording"]), None), timeout=20)
+    with StateWatcher(daemon) as watch:
+        r = api(daemon, "POST", "/api/recording/start", json={"name": "short", "duration": 1.5})
+        assert r.status_code == 200
+        watch.wait("record", True)
+        watch.wait("record", False, timeout=20)   # stopped by itself
+    [entry] = finished(daemon, "short")
     assert 1.4 <= entry["duration"] <= 3.0
     r = api(daemon, "DELETE", "/api/recordings/" + entry["id"])
     assert r.status_code == 200 and r.json()["data"]["deleted"] == entry["id"]
@@ -247,9 +250,9 @@ def test_a_recording_being_written_is_listed_downloaded_and_played(daemon, tmp_p
     r = api(daemon, "POST", "/api/recording/start", json={"name": "live"})
     assert r.status_code == 200
     try:
-        entry = wait_for(lambda: next((e for e in recordings(daemon) if e["name"] == "live"
-                                       and e["duration"] >= 3), None))
-        assert entry["recording"] is True and entry["size"] > 0
+        wait_frames(daemon, 150)                  # 5 s of live frames, at least 4 s after start
+        [entry] = [e for e in recordings(daemon) if e["name"] == "live"]
+        assert entry["recording"] is True and entry["size"] > 0 and entry["duration"] >= 3
         r = api(daemon, "GET", "/api/recordings/" + entry["id"])
         assert r.status_code == 200 and len(r.content) > 0
         path = tmp_path / "live.mp4"
@@ -410,7 +413,7 @@ def test_segments_follow_each_other_without_a_lost_frame(fresh_daemon, tmp_path)
 def test_kill_9_during_recording_leaves_a_playable_indexed_file(fresh_daemon, tmp_path):
     d = fresh_daemon(settings=SMALL)
     assert api(d, "POST", "/api/recording/start", json={"name": "crash"}).status_code == 200
-    time.sleep(4)
+    wait_frames(d, 120)                          # 4 s of the camera's clock: 3 fragments
     d.stop(sig=signal.SIGKILL)
     d.start()
     [entry] = [e for e in recordings(d) if e["name"] == "crash"]

@@ -3,13 +3,13 @@
 import io
 import json
 import subprocess
-import time
 
 import av
 import pytest
 import requests
 
 from tests.conftest import require_tool
+from tests.live import StateWatcher
 
 ADMIN = ("admin", None)
 
@@ -190,15 +190,14 @@ def test_openapi_documents_every_route_and_each_answers(daemon):
     assert doc["openapi"].startswith("3.1")
     auth = admin(daemon)
     # A short recording so that /api/recordings/{id} has something to name.
-    r = requests.post(daemon.http + "/api/recording/start", json={"duration": 1}, auth=auth)
-    assert r.status_code == 200, r.text
-    for _ in range(100):
-        listed = requests.get(daemon.http + "/api/recordings", auth=auth).json()["data"]
-        done = [e for e in listed["recordings"] if not e["recording"]]
-        if done and not requests.get(daemon.http + "/api/recording/status",
-                                     auth=auth).json()["data"]["recording"]:
-            break
-        time.sleep(0.1)  # a live recording takes wall-clock time
+    with StateWatcher(daemon) as watch:
+        r = requests.post(daemon.http + "/api/recording/start", json={"duration": 1}, auth=auth)
+        assert r.status_code == 200, r.text
+        watch.wait("record", True)
+        watch.wait("record", False)
+    requests.post(daemon.http + "/api/recording/stop", auth=auth)  # answers once it is closed
+    listed = requests.get(daemon.http + "/api/recordings", auth=auth).json()["data"]
+    done = [e for e in listed["recordings"] if not e["recording"]]
     rid = done[0]["id"]
     for path, ops in doc["paths"].items():
         concrete = path.replace("{key}", "brightness").replace("{name}", "admin")
