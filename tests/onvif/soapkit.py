@@ -78,3 +78,19 @@ class ResponseRecorder:
                 responses.append(response.content)
                 return response
         return RecordingTransport(timeout=30, operation_timeout=30)
+
+
+def validate(schema, raw):
+    """Assert ``raw`` is a clean SOAP 1.2 Envelope whose Body child (and every tt:Message in
+    it) is valid against ``schema``; return the child's tag or "fault"."""
+    from lxml import etree
+    assert raw.startswith(b"<?xml"), raw[:40]
+    child = etree.fromstring(raw).find("{%s}Body" % SOAP12)[0]
+    if child.tag == "{%s}Fault" % SOAP12:
+        return "fault"
+    # Serialised alone, each element carries every declaration it needs.
+    for el in [child] + child.findall(".//tt:Message", namespaces=NS):
+        standalone = etree.fromstring(etree.tostring(el))
+        if not schema.validate(standalone):
+            raise AssertionError("%s does not validate: %s" % (el.tag, schema.error_log))
+    return child.tag

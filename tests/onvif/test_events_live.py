@@ -3,13 +3,11 @@ motion events, a base-notification consumer on 127.0.0.1 receiving Notify, Home
 Assistant's pull-point loop with onvif-zeep-async, and every response validated against
 the schemas onvif-zeep ships (events WSDL, WS-BaseNotification, the ONVIF types)."""
 
-import datetime
 import http.server
 import json
 import os
 import queue
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -20,7 +18,7 @@ from lxml import etree
 
 from tests.conftest import require_module
 from tests.live import StateWatcher
-from tests.onvif.soapkit import ResponseRecorder, envelope, fault_codes, security
+from tests.onvif.soapkit import ResponseRecorder, envelope, fault_codes, security, validate
 
 XS = "http://www.w3.org/2001/XMLSchema"
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
@@ -60,21 +58,6 @@ def schema():
             '<xs:import namespace="%s" schemaLocation="%s"/>' % (ns, os.path.join(tmp, p))
             for ns, p in imports)))
     return etree.XMLSchema(etree.parse(master))
-
-
-def validate(schema, raw):
-    """Assert ``raw`` is a clean SOAP 1.2 Envelope whose Body child (and every tt:Message in
-    it) is schema-valid; return the child's tag or "fault"."""
-    assert raw.startswith(b"<?xml"), raw[:40]
-    body = etree.fromstring(raw).find("{%s}Body" % SOAP12)
-    child = body[0]
-    if child.tag == "{%s}Fault" % SOAP12:
-        return "fault"
-    for el in [child] + child.findall(".//tt:Message", namespaces=N):
-        standalone = etree.fromstring(etree.tostring(el))
-        if not schema.validate(standalone):
-            raise AssertionError("%s does not validate: %s" % (el.tag, schema.error_log))
-    return child.tag
 
 
 @pytest.fixture(scope="module")

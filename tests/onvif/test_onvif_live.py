@@ -15,7 +15,8 @@ from lxml import etree
 
 from tests.conftest import require_module, require_tool
 from tests.live import StateWatcher
-from tests.onvif.soapkit import NS, ResponseRecorder, created_now, envelope, fault_codes, security
+from tests.onvif.soapkit import (NS, ResponseRecorder, created_now, envelope,
+                                   fault_codes, security, validate)
 
 XS = "http://www.w3.org/2001/XMLSchema"
 SCHEMA_WSDLS = ("devicemgmt", "media", "ptz", "imaging", "deviceio")
@@ -43,21 +44,6 @@ def schema():
         f.write('<xs:schema xmlns:xs="%s">%s</xs:schema>' % (XS, "".join(
             '<xs:import namespace="%s" schemaLocation="%s"/>' % i for i in imports)))
     return etree.XMLSchema(etree.parse(master))
-
-
-def validate(schema, raw):
-    """Assert a response is a clean SOAP 1.2 Envelope whose Body child is schema-valid."""
-    assert raw.startswith(b"<?xml"), raw[:40]
-    doc = etree.fromstring(raw)
-    body = doc.find("{%s}Body" % NS["env"])
-    child = body[0]
-    if child.tag == "{%s}Fault" % NS["env"]:
-        return "fault"
-    # Serialised alone, the element carries every declaration it needs.
-    standalone = etree.fromstring(etree.tostring(child))
-    if not schema.validate(standalone):
-        raise AssertionError("%s does not validate: %s" % (child.tag, schema.error_log))
-    return child.tag
 
 
 @pytest.fixture(scope="module")
