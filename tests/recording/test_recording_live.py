@@ -80,8 +80,9 @@ def frame_times(path_or_url, options=None, seek=None):
 def assert_continuous(times):
     steps = [b - a for a, b in zip(times, times[1:])]
     assert steps and min(steps) > 0, "timestamps must increase"
-    # Capture times jitter by milliseconds; a lost frame would be a step of 2/FPS.
-    assert max(steps) < 1.5 / FPS, "a gap of %.3f s" % max(steps)
+    # Timestamps are capture times: a loaded machine delays a capture by up to ~20 ms (a
+    # step of 1.6/FPS, seen in CI, the next step short by as much); a lost frame is 2/FPS.
+    assert max(steps) < 1.8 / FPS, "a gap of %.3f s" % max(steps)
 
 
 @pytest.fixture(scope="module")
