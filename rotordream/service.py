@@ -184,8 +184,10 @@ def makeService(options):
                                  name="rotordream-work")
     top.addService(_PoolService(pool))
 
-    state = CameraState(state_dir, clock=reactor)
-    top.addService(_StateService(state))
+    # Its own thread: a settings write (two fsyncs) never waits behind snapshots.
+    state_pool = threadpool.ThreadPool(minthreads=1, maxthreads=1, name="rotordream-state")
+    state = CameraState(state_dir, clock=reactor, pool=state_pool)
+    top.addService(_StateService(state, state_pool))
     ctx = Context(config=cfg, reactor=reactor, state=state, threadpool=pool,
                   started=time.time())
 
@@ -242,15 +244,16 @@ class _PoolService(service.Service):
         self.pool.stop()
 
 
-class _StateService(service.Service):
-    """Flushes the state file on stop so the last change is never lost."""
+class _StateService(_PoolService):
+    """Runs the state file's writer thread; flushes on stop so the last change is never lost."""
 
-    def __init__(self, state):
+    def __init__(self, state, pool):
+        super().__init__(pool)
         self.state = state
 
     def stopService(self):
-        service.Service.stopService(self)
         self.state.flush()
+        super().stopService()
 
 
 class _Lifecycle(service.Service):

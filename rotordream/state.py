@@ -12,8 +12,10 @@ Changes are applied all-or-nothing per batch, then every observer is told
 
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 
+from twisted.internet import threads
 from twisted.logger import Logger
 
 from rotordream.auth import roles
@@ -264,9 +266,12 @@ class CameraState:
 
     ``clock`` is an IReactorTime used to coalesce writes of the state file
     into one per reactor turn; ``state_dir`` None keeps everything in memory.
+    With ``pool`` (a thread pool; ``clock`` is then the reactor) the file is
+    written in that pool, one write at a time, so an fsync never holds up
+    the reactor; :meth:`flush` still writes at once.
     """
 
-    def __init__(self, state_dir=None, clock=None, keys=KEYS):
+    def __init__(self, state_dir=None, clock=None, keys=KEYS, pool=None):
         self.specs = {spec.name: spec for spec in keys}
         self._aliases = {a: spec.name for spec in keys for a in spec.aliases}
         self._values = {spec.name: spec.default for spec in keys if spec.kind != "trigger"}
@@ -276,7 +281,12 @@ class CameraState:
         self._validators = {}
         self._actions = {}
         self._clock = clock
+        self._pool = pool
         self._pending_write = None
+        self._writing = False          # a write is in the pool
+        self._version = 0              # bumped by every persisted change
+        self._written = 0              # the version on disk (under _write_lock)
+        self._write_lock = threading.Lock()
         self.path = os.path.join(state_dir, STATE_FILE) if state_dir else None
         if self.path:
             self._load()
@@ -482,11 +492,46 @@ class CameraState:
     def _schedule_write(self):
         if self.path is None:
             return
+        self._version += 1
         if self._clock is None:
             self.flush()
-        elif self._pending_write is None:
-            # Coalesce: one fsync per reactor turn however many keys change.
-            self._pending_write = self._clock.callLater(0, self.flush)
+        elif self._pending_write is None and not self._writing:
+            # Coalesce: one write per reactor turn however many keys change;
+            # while one is in the pool, the next waits for it (see _written_back).
+            self._pending_write = self._clock.callLater(0, self._write_soon)
+
+    def _snapshot(self):
+        values = {k: v for k, v in self._values.items() if self.specs[k].persisted}
+        data = json.dumps({"version": 1, "values": values}, indent=1, sort_keys=True)
+        return self._version, data.encode("utf-8")
+
+    def _write(self, version, data):
+        # Pool writes and flush() can overlap at shutdown: never let an older
+        # snapshot replace a newer one.
+        with self._write_lock:
+            if version <= self._written:
+                return
+            atomic_write(self.path, data)
+            self._written = version
+
+    def _write_soon(self):
+        self._pending_write = None
+        if self._pool is None:
+            self.flush()
+            return
+        self._writing = True
+        d = threads.deferToThreadPool(self._clock, self._pool, self._write, *self._snapshot())
+        d.addCallbacks(self._written_back, self._write_failed)
+
+    def _written_back(self, _):
+        self._writing = False
+        if self._version > self._written and self._pending_write is None:
+            self._pending_write = self._clock.callLater(0, self._write_soon)
+
+    def _write_failed(self, failure):
+        # Not retried in a loop: the next change (or flush at stop) tries again.
+        self._writing = False
+        log.failure("could not write {path}", failure, path=self.path)
 
     def flush(self):
         """Write persisted keys to the state file now (atomically)."""
@@ -495,6 +540,4 @@ class CameraState:
         self._pending_write = None
         if self.path is None:
             return
-        values = {k: v for k, v in self._values.items() if self.specs[k].persisted}
-        data = json.dumps({"version": 1, "values": values}, indent=1, sort_keys=True)
-        atomic_write(self.path, data.encode("utf-8"))
+        self._write(*self._snapshot())

@@ -97,3 +97,18 @@ def test_privileged_port_message():
         "--http tcp:8080 or in the config file")
     err = CannotListenError("", 554, OSError(errno_mod.EADDRINUSE, "in use"))
     assert "--rtsp tcp:8554" in listen_error_message("rtsp", "tcp:554", err)
+
+
+def test_settings_changed_just_before_sigterm_survive_a_restart(fresh_daemon):
+    # The state file is written in its own thread; a stop must still keep the last change.
+    import requests
+    d = fresh_daemon(settings={"resolution": "640x360"})
+    auth = ("admin", d.admin_password)
+    for value in range(10, 60, 7):  # a burst: writes coalesce while one is in the thread
+        r = requests.post(d.http + "/api/settings", json={"brightness": value, "contrast": 90 - value},
+                          auth=auth, timeout=10)
+        assert r.status_code == 200, r.text
+    assert d.stop(signal.SIGTERM) == 0
+    d.start()
+    body = requests.get(d.http + "/api/settings", auth=auth, timeout=10).json()["data"]
+    assert (body["brightness"], body["contrast"]) == (59, 31)

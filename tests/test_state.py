@@ -196,3 +196,99 @@ def test_daemon_updates_read_only_status_keys_and_observers_hear():
     assert seen == [({"cam1-exists": True, "pan-position": 12.5}, "pipeline")]
     with pytest.raises(StateError):
         state.update({"motor-state": "dancing"})
+
+
+class QueuedPool:
+    """A thread pool whose work runs only when the test says (``run_next``)."""
+
+    def __init__(self):
+        self.queue = []
+
+    def callInThreadWithCallback(self, on_result, fn, *args, **kwargs):
+        """Queue ``fn``; report like twisted's ThreadPool when run."""
+        self.queue.append((on_result, fn, args, kwargs))
+
+    def run_next(self):
+        """Run the oldest queued work now."""
+        from twisted.python.failure import Failure
+        on_result, fn, args, kwargs = self.queue.pop(0)
+        try:
+            result = fn(*args, **kwargs)
+        except Exception:
+            on_result(False, Failure())
+        else:
+            on_result(True, result)
+
+
+def pooled_state(tmp_path):
+    from rotordream.testing import ImmediateReactor
+    reactor, pool = ImmediateReactor(), QueuedPool()
+    return CameraState(str(tmp_path), clock=reactor, pool=pool), reactor.clock, pool
+
+
+def stored(tmp_path):
+    return json.loads((tmp_path / "state.json").read_text())["values"]
+
+
+def test_the_state_file_is_written_in_the_pool_one_write_at_a_time(tmp_path):
+    state, clock, pool = pooled_state(tmp_path)
+    state.set({"brightness": 70}, OPERATOR)
+    clock.advance(0)
+    assert len(pool.queue) == 1 and not (tmp_path / "state.json").exists()
+    # Changes while that write is in the pool wait for it, then go out as one write.
+    state.set({"brightness": 71}, OPERATOR)
+    state.set({"contrast": 20}, OPERATOR)
+    clock.advance(0)
+    assert len(pool.queue) == 1
+    pool.run_next()
+    assert stored(tmp_path)["brightness"] == 70
+    clock.advance(0)
+    assert len(pool.queue) == 1
+    pool.run_next()
+    assert stored(tmp_path)["brightness"] == 71 and stored(tmp_path)["contrast"] == 20
+    clock.advance(0)
+    assert pool.queue == []
+
+
+def test_flush_is_never_undone_by_an_older_write_still_in_the_pool(tmp_path):
+    state, clock, pool = pooled_state(tmp_path)
+    state.set({"brightness": 70}, OPERATOR)
+    clock.advance(0)
+    state.set({"brightness": 80}, OPERATOR)
+    state.flush()
+    assert stored(tmp_path)["brightness"] == 80
+    pool.run_next()  # the write of 70, queued before the flush
+    assert stored(tmp_path)["brightness"] == 80
+    clock.advance(0)
+    assert pool.queue == []  # nothing newer than the flush to write
+
+
+def test_a_failed_write_is_logged_not_retried_in_a_loop(tmp_path, monkeypatch):
+    from twisted.logger import globalLogPublisher
+    import rotordream.state as statemod
+    state, clock, pool = pooled_state(tmp_path)
+    real = statemod.atomic_write
+
+    def full_disk(path, data):
+        raise OSError(28, "No space left on device")
+    errors = []
+    observer = errors.append
+    globalLogPublisher.addObserver(observer)
+    try:
+        monkeypatch.setattr(statemod, "atomic_write", full_disk)
+        state.set({"brightness": 70}, OPERATOR)
+        clock.advance(0)
+        pool.run_next()
+        clock.advance(0)
+        assert pool.queue == []
+        failures = [e for e in errors if e.get("log_failure") is not None]
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert len(failures) == 1 and failures[0]["log_failure"].check(OSError)
+    assert "state.json" in failures[0]["path"]
+    # The next change writes everything, the failed change included.
+    monkeypatch.setattr(statemod, "atomic_write", real)
+    state.set({"contrast": 20}, OPERATOR)
+    clock.advance(0)
+    pool.run_next()
+    assert stored(tmp_path)["brightness"] == 70 and stored(tmp_path)["contrast"] == 20

@@ -99,7 +99,8 @@ class VideoPipeline(service.Service):
         self.signal = False
         self.started = None
         self._unsubscribe = None
-        self._processor = ImageProcessor(ImageSettings.from_state(state))
+        self._image = ImageSettings.from_state(state)
+        self._processor = ImageProcessor(self._image)
 
     # -- service --------------------------------------------------------
 
@@ -130,7 +131,9 @@ class VideoPipeline(service.Service):
     def _state_changed(self, changes, origin):
         if _WATCHED.intersection(changes):
             if set(IMAGE_KEYS).intersection(changes):
-                self._processor = ImageProcessor(ImageSettings.from_state(self.state))
+                # Only the settings here: the capture thread builds the lookup tables,
+                # which would otherwise hold up the reactor on every image change.
+                self._image = ImageSettings.from_state(self.state)
             self._settings_changed = True
 
     # -- consumer API ---------------------------------------------------
@@ -304,6 +307,8 @@ class VideoPipeline(service.Service):
             number += 1
             self.captured += 1
             processor = self._processor
+            if processor.settings != self._image:
+                processor = self._processor = ImageProcessor(self._image)
             if not processor.neutral:
                 processor.apply(*plane_views(frame))
             pts = int((mono - t0) * 90000)
