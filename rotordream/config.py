@@ -130,6 +130,17 @@ class Discovery:
 
 
 @dataclass(frozen=True)
+class WebRTC:
+    """WebRTC viewing in browsers: the encoded streams sent as they are (aiortc)."""
+
+    enabled: bool = True
+    max_sessions: int = 10             # peer connections, offered or connected
+    offer_timeout: int = 30            # seconds an offer waits for its answer, and for ICE
+    addresses: tuple = ()              # host candidate addresses; empty: every interface
+    ice_servers: tuple = ()            # STUN/TURN URLs the camera uses; none by default
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration."""
 
@@ -144,6 +155,7 @@ class Config:
     motor: Motor = field(default_factory=Motor)
     onvif: ONVIF = field(default_factory=ONVIF)
     discovery: Discovery = field(default_factory=Discovery)
+    webrtc: WebRTC = field(default_factory=WebRTC)
 
     @property
     def recording_dir(self):
@@ -159,7 +171,8 @@ _CHOICES = {
 _POSITIVE = {("rtsp", "max_sessions"), ("rtsp", "mtu"), ("rtsp", "session_timeout"),
              ("motor", "baud"), ("video", "threads"), ("video", "snapshot_threads"),
              ("http", "max_body"), ("websocket", "max_message"), ("auth", "token_lifetime"),
-             ("recording", "segment_seconds"), ("onvif", "max_subscriptions")}
+             ("recording", "segment_seconds"), ("onvif", "max_subscriptions"),
+             ("webrtc", "max_sessions"), ("webrtc", "offer_timeout")}
 _ENDPOINT_KEYS = {("server", "http"), ("server", "https"), ("server", "rtsp"), ("server", "rtsps")}
 
 

@@ -24,6 +24,7 @@ class Context:
     rtsp: object = None            # the RTSP server (stream URLs, session counts)
     events: object = None          # the ONVIF event broker
     websocket: object = None       # the control WebSocket factory (client counts)
+    webrtc: object = None          # rotordream.webrtc.sessions.WebRTCService (None when off)
     started: float = 0.0           # wall-clock start time, for uptime
 
     def stream_urls(self, host="localhost"):

@@ -213,6 +213,7 @@ def makeService(options):
 
     _add(top, _part("rotordream.recording.recorder", "make_recorder_service")(ctx))
     _add(top, _part("rotordream.onvif.service", "make_onvif_service")(ctx))
+    _add(top, _part("rotordream.webrtc.sessions", "make_webrtc_service")(ctx))
 
     listeners = []
     site = _part("rotordream.web.site", "make_site")(ctx)

@@ -58,6 +58,10 @@ def build_api(ctx, secure=False):
     if recording is not None:
         for name, res in recording(ctx, api).items():
             root.putChild(name, res)
+    webrtc = _optional("rotordream.webrtc.resource", "make_webrtc_resources")
+    if webrtc is not None:
+        for name, res in webrtc(ctx, api).items():
+            root.putChild(name, res)
     websocket = _optional("rotordream.web.websocket", "make_websocket_resource")
     if websocket is not None:
         root.putChild(b"v1", websocket(ctx))

@@ -1,0 +1,182 @@
+"""REST for WebRTC: /api/webrtc/offer, /api/webrtc/answer, /api/webrtc/sessions[/<id>].
+
+The API reference's browser code works as written: the offer's JSON is both
+our envelope and an RTCSessionDescriptionInit (``type`` and ``sdp`` at the
+top), and the answer it posts back carries no id, so the offer also sets a
+SameSite=Strict cookie naming its session. Scripts may name the session
+instead (``id`` in the body or ``?id=``).
+"""
+
+from rotordream.auth import roles
+from rotordream.web.api import openapi
+from rotordream.web.api.base import ApiError, ApiResource, envelope, read_json
+from rotordream.webrtc import WebRTCError
+
+COOKIE = b"rotordream_webrtc"
+STREAMS = ("stream1", "stream2")
+
+_DESCRIPTION = {"type": "object", "required": ["type", "sdp"],
+                "properties": {"type": {"type": "string"}, "sdp": {"type": "string"},
+                               "id": {"type": "string"}}}
+openapi.EXTRA_ROUTES.extend([
+    ("/api/webrtc/offer", "get", "The camera's SDP offer for a live view (?stream=stream1|"
+     "stream2); also sets the session cookie the answer is matched by", openapi.V, None,
+     200, None),
+    ("/api/webrtc/offer", "post", "Answer a viewer's SDP offer (?stream=); WHEP-style",
+     openapi.V, _DESCRIPTION, 200, None),
+    ("/api/webrtc/answer", "post", "The browser's SDP answer to the camera's offer",
+     openapi.V, _DESCRIPTION, 200, None),
+    ("/api/webrtc/sessions", "get", "WebRTC sessions: id, stream, user, state (operators "
+     "see all, users their own)", openapi.V, None, 200, None),
+    ("/api/webrtc/sessions/{id}", "delete", "End a WebRTC session (its user or an admin)",
+     openapi.V, None, 200, None),
+])
+
+
+def _call(fn, *args):
+    try:
+        return fn(*args).addErrback(_as_api_error)
+    except WebRTCError as e:
+        return _as_api_error_now(e)
+
+
+def _as_api_error_now(e):
+    headers = {}
+    if "retry_after" in e.extra:
+        headers[b"retry-after"] = str(e.extra["retry_after"]).encode()
+    raise ApiError(e.status, e.message, e.code, headers=headers, **e.extra)
+
+
+def _as_api_error(failure):
+    failure.trap(WebRTCError)
+    _as_api_error_now(failure.value)
+
+
+def _description(request, kind):
+    """The SDP of a JSON session description of ``kind`` in the body, and its ``id``."""
+    body = read_json(request)
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a session description: {\"type\", \"sdp\"}")
+    if body.get("type") != kind:
+        raise ApiError(400, "type must be %r" % kind, key="type")
+    sdp = body.get("sdp")
+    if not isinstance(sdp, str) or not sdp.startswith("v=0"):
+        raise ApiError(400, "sdp must be an SDP text starting with v=0", key="sdp")
+    sid = body.get("id")
+    if sid is not None and not isinstance(sid, str):
+        raise ApiError(400, "id must be a string", key="id")
+    return sdp, sid
+
+
+def _stream(request):
+    raw = request.args.get(b"stream", [b"stream1"])[0].decode("utf-8", "replace")
+    if raw not in STREAMS:
+        raise ApiError(400, "stream must be one of %s" % ", ".join(STREAMS), key="stream",
+                       allowed=list(STREAMS))
+    return raw
+
+
+def _with_description(result):
+    """The envelope with ``type`` and ``sdp`` also at the top (RTCSessionDescriptionInit)."""
+    return envelope(result, type=result["type"], sdp=result["sdp"])
+
+
+class Offer(ApiResource):
+    """GET: the camera offers. POST: the viewer offers and gets the answer."""
+
+    isLeaf = True
+    methods = {"GET": ("get", roles.STREAM_WATCH), "POST": ("post", roles.STREAM_WATCH)}
+
+    def get(self, request, principal):
+        d = _call(self.ctx.webrtc.offer, _stream(request), principal)
+
+        def offered(result):
+            request.addCookie(COOKIE, result["id"].encode(), path=b"/api/webrtc",
+                              httpOnly=True, sameSite="strict", secure=self.api.secure)
+            return _with_description(result)
+        return d.addCallback(offered)
+
+    def post(self, request, principal):
+        stream = _stream(request)
+        sdp, _ = _description(request, "offer")
+        return _call(self.ctx.webrtc.accept, stream, sdp, principal).addCallback(
+            _with_description)
+
+
+class Answer(ApiResource):
+    """POST the browser's answer to the camera's offer."""
+
+    isLeaf = True
+    methods = {"POST": ("post", roles.STREAM_WATCH)}
+
+    def post(self, request, principal):
+        sdp, sid = _description(request, "answer")
+        sid = sid or _arg(request, b"id") or _cookie(request)
+        if not sid:
+            raise ApiError(400, "which session? send the offer's id (body or ?id=) or its "
+                                "cookie", key="id")
+        return _call(self.ctx.webrtc.answer, sid, sdp, principal)
+
+
+def _arg(request, name):
+    raw = request.args.get(name, [None])[0]
+    return raw.decode("utf-8", "replace") if raw else None
+
+
+def _cookie(request):
+    raw = request.getCookie(COOKIE)
+    return raw.decode("utf-8", "replace") if raw else None
+
+
+class Sessions(ApiResource):
+    """GET the list: operators and admins see every session, a user their own.
+
+    Anonymous viewers see none: they all share one name, and a session's id
+    is what lets its viewer answer or hang up.
+    """
+
+    methods = {"GET": ("get", roles.STREAM_WATCH)}
+
+    def get(self, request, principal):
+        everyone = principal.can(roles.CAMERA_CONTROL)
+        mine = principal.authenticated
+        return {"sessions": [s.public() for s in self.ctx.webrtc.sessions.values()
+                             if everyone or (mine and s.user == principal.name)],
+                "max_sessions": self.ctx.config.webrtc.max_sessions}
+
+    def getChild(self, name, request):
+        return OneSession(self.api, name.decode("utf-8", "replace"))
+
+
+class OneSession(ApiResource):
+    """DELETE /api/webrtc/sessions/<id>: hang up."""
+
+    isLeaf = True
+    methods = {"DELETE": ("delete", roles.STREAM_WATCH)}
+
+    def __init__(self, api, sid):
+        super().__init__(api)
+        self.sid = sid
+
+    def delete(self, request, principal):
+        if request.postpath:
+            raise ApiError(404, "no WebRTC session %r" % self.sid)
+        return _call(self.ctx.webrtc.hang_up, self.sid, principal).addCallback(
+            lambda _: {"ended": self.sid})
+
+
+class WebRTCRoot(ApiResource):
+    """/api/webrtc."""
+
+    def __init__(self, api):
+        super().__init__(api)
+        self.putChild(b"offer", Offer(api))
+        self.putChild(b"answer", Answer(api))
+        self.putChild(b"sessions", Sessions(api))
+
+
+def make_webrtc_resources(ctx, api):
+    """``{b"webrtc": resource}`` for /api, or nothing when WebRTC is off."""
+    if getattr(ctx, "webrtc", None) is None:
+        return {}
+    return {b"webrtc": WebRTCRoot(api)}

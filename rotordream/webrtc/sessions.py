@@ -1,0 +1,221 @@
+"""The WebRTC peer connections: offer/answer both ways, limits, expiry, hang-up.
+
+Two ways in, as browsers and players do it:
+
+- the camera offers (the API reference's flow): :meth:`WebRTCService.offer`,
+  then the browser's answer goes to :meth:`WebRTCService.answer`;
+- the viewer offers (WHEP-style players): :meth:`WebRTCService.accept`
+  answers at once.
+
+Each connection sends one hub's encoded stream through a :class:`HubTrack`
+and negotiates H.264 only. ICE is gathered whole before the SDP is returned
+(no trickle). aiortc runs on the asyncio loop under the reactor.
+"""
+
+import asyncio
+import secrets
+import time
+
+from aiortc import (RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender,
+                    RTCSessionDescription)
+from twisted.application import service
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from rotordream.webrtc import WebRTCError
+from rotordream.webrtc.track import HubTrack
+
+log = Logger()
+
+_ENDED = ("failed", "closed")
+
+
+def use_host_addresses(addresses):
+    """Offer exactly ``addresses`` as ICE host candidates; empty: aioice's own choice.
+
+    aioice offers every interface's address but never loopback and has no
+    per-connection option, so the choice is made for the process: pin a camera
+    to its LAN address, or offer 127.0.0.1 to a viewer on the same machine.
+    """
+    import aioice.ice
+    original = getattr(aioice.ice, "_rotordream_original", aioice.ice.get_host_addresses)
+    aioice.ice._rotordream_original = original
+    if not addresses:
+        aioice.ice.get_host_addresses = original
+        return
+    wanted = tuple(addresses)
+
+    def pinned(use_ipv4, use_ipv6):
+        return [a for a in wanted if (use_ipv6 if ":" in a else use_ipv4)]
+    aioice.ice.get_host_addresses = pinned
+
+
+def _h264_only(transceiver):
+    codecs = RTCRtpSender.getCapabilities("video").codecs
+    # H.264 and its retransmission (rtx) entries; the rest would let VP8 win.
+    transceiver.setCodecPreferences([c for c in codecs if c.mimeType in ("video/H264",
+                                                                           "video/rtx")])
+
+
+def _deferred(coro):
+    return defer.Deferred.fromFuture(asyncio.ensure_future(coro))
+
+
+class Session:
+    """One viewer's peer connection."""
+
+    def __init__(self, session_id, pc, track, stream, user, created):
+        self.id = session_id
+        self.pc = pc
+        self.track = track
+        self.stream = stream
+        self.user = user
+        self.created = created
+        self.expiry = None  # the DelayedCall that ends it if it never connects
+
+    def public(self):
+        """What GET /api/webrtc/sessions shows."""
+        return {"id": self.id, "stream": self.stream, "user": self.user,
+                "state": self.pc.connectionState, "created": self.created,
+                "frames_sent": self.track.sent, "frames_skipped": self.track.skipped}
+
+
+class WebRTCService(service.Service):
+    """All WebRTC viewers of the camera.
+
+    ``hubs`` maps stream names to stream hubs; ``clock`` schedules expiry;
+    ``config`` is the ``[webrtc]`` section.
+    """
+
+    name = "webrtc"
+
+    def __init__(self, hubs, clock, config, wall=time.time):
+        self.hubs = hubs
+        self.clock = clock
+        self.config = config
+        self.wall = wall
+        self.sessions = {}
+
+    # -- the two ways in ----------------------------------------------------
+
+    def offer(self, stream, principal):
+        """Deferred firing with ``{"id", "type": "offer", "sdp"}`` from the camera."""
+        session = self._open(stream, principal)
+        return _deferred(self._make_offer(session)).addErrback(self._failed, session)
+
+    async def _make_offer(self, session):
+        _h264_only(session.pc.addTransceiver(session.track, direction="sendonly"))
+        await session.pc.setLocalDescription(await session.pc.createOffer())
+        return self._description(session)
+
+    def answer(self, session_id, sdp, principal):
+        """Deferred firing with the session once the viewer's answer is applied."""
+        session = self._own(session_id, principal)
+        if session.pc.signalingState != "have-local-offer":
+            raise WebRTCError(409, "session %s is not waiting for an answer" % session_id,
+                              "CONFLICT")
+        description = RTCSessionDescription(sdp=sdp, type="answer")
+        d = _deferred(session.pc.setRemoteDescription(description))
+        return d.addCallbacks(lambda _: session.public(), self._refused, errbackArgs=(session,))
+
+    def accept(self, stream, sdp, principal):
+        """Deferred firing with ``{"id", "type": "answer", "sdp"}`` for a viewer's offer."""
+        session = self._open(stream, principal)
+        return _deferred(self._make_answer(session, sdp)).addErrback(self._refused, session)
+
+    async def _make_answer(self, session, sdp):
+        # The transceiver and its codecs first: aiortc fixes the codec while it
+        # reads the offer, and our sender must take the offer's video m-line.
+        _h264_only(session.pc.addTransceiver(session.track, direction="sendonly"))
+        await session.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await session.pc.setLocalDescription(await session.pc.createAnswer())
+        return self._description(session)
+
+    # -- ending ---------------------------------------------------------------
+
+    def hang_up(self, session_id, principal):
+        """End a session (its owner or an admin); Deferred firing when closed."""
+        return self._close(self._own(session_id, principal), "hung up")
+
+    def stopService(self):
+        """Close every peer connection."""
+        service.Service.stopService(self)
+        return defer.gatherResults([self._close(s, "daemon stopping")
+                                    for s in list(self.sessions.values())])
+
+    # -- inside -----------------------------------------------------------------
+
+    def _open(self, stream, principal):
+        if stream not in self.hubs:
+            raise WebRTCError(404, "no stream %r; use %s" % (stream, " or ".join(sorted(self.hubs))),
+                              "NOT_FOUND")
+        if len(self.sessions) >= self.config.max_sessions:
+            raise WebRTCError(429, "too many WebRTC sessions (%d)" % self.config.max_sessions,
+                              "RATE_LIMITED", limit=self.config.max_sessions,
+                              retry_after=self.config.offer_timeout)
+        servers = [RTCIceServer(urls=url) for url in self.config.ice_servers]
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        session = Session(secrets.token_urlsafe(16), pc, HubTrack(self.hubs[stream]), stream,
+                          principal.name, int(self.wall()))
+        self.sessions[session.id] = session
+        # One that has not connected within the timeout (no answer, ICE failing) ends.
+        session.expiry = self.clock.callLater(self.config.offer_timeout, self._expire, session)
+
+        @pc.on("connectionstatechange")
+        def changed():
+            state = pc.connectionState
+            log.info("WebRTC session {id} ({stream}, {user}): {state}", id=session.id,
+                     stream=stream, user=session.user, state=state)
+            if state == "connected" and session.expiry is not None and session.expiry.active():
+                session.expiry.cancel()
+            if state in _ENDED:
+                self._close(session, state)
+        return session
+
+    def _own(self, session_id, principal):
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise WebRTCError(404, "no WebRTC session %r" % (session_id,), "NOT_FOUND")
+        if session.user != principal.name and principal.role != "admin":
+            raise WebRTCError(403, "session %s belongs to another user" % session_id,
+                              "FORBIDDEN")
+        return session
+
+    def _description(self, session):
+        local = session.pc.localDescription
+        return {"id": session.id, "type": local.type, "sdp": local.sdp}
+
+    def _expire(self, session):
+        if session.pc.connectionState != "connected":
+            self._close(session, "not connected within %d s" % self.config.offer_timeout)
+
+    def _close(self, session, why):
+        if self.sessions.pop(session.id, None) is None:
+            return defer.succeed(None)
+        if session.expiry is not None and session.expiry.active():
+            session.expiry.cancel()
+        log.info("WebRTC session {id} ended: {why}", id=session.id, why=why)
+        session.track.stop()
+        return _deferred(session.pc.close())
+
+    def _refused(self, failure, session):
+        # Bad SDP or nothing in common (no H.264): the viewer's fault, a 400.
+        self._close(session, "refused")
+        if failure.check(WebRTCError):
+            return failure
+        raise WebRTCError(400, "the session description was refused: %s"
+                          % (failure.getErrorMessage() or failure.type.__name__))
+
+    def _failed(self, failure, session):
+        self._close(session, "failed")
+        return failure
+
+
+def make_webrtc_service(ctx):
+    """The WebRTC service on the pipeline's hubs (``ctx.webrtc``); None when disabled."""
+    cfg = ctx.config.webrtc
+    if not cfg.enabled:
+        return None
+    use_host_addresses(cfg.addresses)
+    ctx.webrtc = WebRTCService(ctx.pipeline.hubs, ctx.reactor, cfg)
+    return ctx.webrtc

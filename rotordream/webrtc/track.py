@@ -1,0 +1,78 @@
+"""A video track that hands aiortc the hub's encoded access units, not frames.
+
+aiortc packs an ``av.Packet`` returned by ``recv()`` into RTP (STAP-A/FU-A)
+without encoding it, so every WebRTC viewer shares the one encode.
+"""
+
+import asyncio
+from fractions import Fraction
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+TIME_BASE = Fraction(1, 90000)
+
+
+def packet_for(au):
+    """The ``av.Packet`` aiortc sends for one access unit (Annex B, 90 kHz pts)."""
+    packet = av.Packet(au.annexb)
+    packet.pts = packet.dts = au.pts
+    packet.time_base = TIME_BASE
+    packet.is_keyframe = au.keyframe
+    return packet
+
+
+class HubTrack(MediaStreamTrack):
+    """The live stream of one hub as an aiortc video track.
+
+    Starts at the hub's cached keyframe, so a browser shows a picture at once.
+    A viewer whose sender falls ``max_queue`` access units behind skips to the
+    next keyframe instead of holding memory (counted in ``skipped``).
+    """
+
+    kind = "video"
+
+    def __init__(self, hub, max_queue=90):
+        super().__init__()
+        self.max_queue = max_queue
+        self.skipped = 0
+        self.sent = 0
+        self._queue = asyncio.Queue()
+        self._waiting_keyframe = False
+        self._sub = hub.subscribe(self._take, replay=True)
+
+    def _take(self, au):
+        # Called in the reactor thread, which is the asyncio loop's thread.
+        if self._queue.qsize() >= self.max_queue:
+            self._drain()
+            self._waiting_keyframe = True
+        if self._waiting_keyframe:
+            if not au.keyframe:
+                self.skipped += 1
+                return
+            self._waiting_keyframe = False
+        self._queue.put_nowait(au)
+
+    def _drain(self):
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            self.skipped += 1
+
+    async def recv(self):
+        """The next access unit as a packet; MediaStreamError once stopped."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        au = await self._queue.get()
+        if au is None:
+            raise MediaStreamError
+        self.sent += 1
+        return packet_for(au)
+
+    def stop(self):
+        """Leave the hub and end ``recv``."""
+        if self._sub is not None:
+            self._sub.cancel()
+            self._sub = None
+            self._drain()
+            self._queue.put_nowait(None)
+        super().stop()
