@@ -1,6 +1,4 @@
-"""Drive headless Chromium (Debian's /usr/bin/chromium) over the DevTools protocol, e.g.
-``with Chromium() as browser: assert browser.open(url).evaluate("document.title") == "x"``.
-"""
+"""Drive headless Chromium (Debian's /usr/bin/chromium) over the DevTools protocol."""
 
 import contextlib
 import json
@@ -11,6 +9,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 
 from websockets.sync.client import connect
 
@@ -22,6 +21,8 @@ FLAGS = [
     "--disable-features=WebRtcHideLocalIpsWithMdns",  # raw IPs, not unresolvable .local names
     "--autoplay-policy=no-user-gesture-required",  # <video> plays with no click
 ]
+# No proxy: urllib and websockets otherwise honour *_proxy variables, even for loopback.
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class DevToolsError(Exception):
@@ -33,18 +34,15 @@ def _error_text(details):
     return thrown.get("description") or repr(thrown.get("value", details["text"]))
 
 
-class _DevTools:
-    """One DevTools WebSocket: numbered commands; events go to ``_event`` as they pass."""
+class Page:
+    """A tab: ``evaluate`` JS in it; ``console`` lists its console output."""
 
-    ws = None
-
-    def _connect(self, url):
-        # proxy=None: websockets otherwise honours *_proxy variables, even for loopback.
+    def __init__(self, ws_url):
         # max_size=None: a screenshot or a big returnByValue result exceeds the 1 MiB default.
-        self.ws, self.last_id = connect(url, max_size=None, proxy=None, open_timeout=10), 0
-
-    def _event(self, message):
-        pass
+        self.ws = connect(ws_url, max_size=None, proxy=None, open_timeout=10)
+        self.last_id, self.events, self._console = 0, [], []  # events: all since last navigate
+        self.call("Runtime.enable")  # so console calls and uncaught errors reach us
+        self.call("Page.enable")  # so Page.loadEventFired does
 
     def call(self, method, params=None, timeout=30):
         """Send one DevTools command and wait for its reply; its result."""
@@ -60,31 +58,17 @@ class _DevTools:
                 return message["result"]
 
     def receive(self, timeout):
-        """The next message (TimeoutError after ``timeout`` s: waits, never sleeps)."""
+        """The next message, events noted; TimeoutError after ``timeout`` s (no sleeping)."""
         message = json.loads(self.ws.recv(timeout=max(timeout, 0)))
+        params = message.get("params", {})
         if "method" in message:
-            self._event(message)
-        return message
-
-
-class Page(_DevTools):
-    """A tab: ``evaluate`` JS in it; ``console`` lists its console output."""
-
-    def __init__(self, browser, target_id):
-        self.browser, self.target_id = browser, target_id
-        self.events, self._console = [], []  # events: all since the last navigate
-        self._connect("ws://%s/devtools/page/%s" % (browser.url.split("/")[2], target_id))
-        self.call("Runtime.enable")  # so console calls and uncaught errors reach us
-        self.call("Page.enable")  # so Page.loadEventFired does
-
-    def _event(self, message):
-        self.events.append(message)
-        params = message["params"]
-        if message["method"] == "Runtime.consoleAPICalled":
+            self.events.append(message)
+        if message.get("method") == "Runtime.consoleAPICalled":
             args = (a.get("value", a.get("description", a["type"])) for a in params["args"])
             self._console.append("%s: %s" % (params["type"], " ".join(map(str, args))))
-        elif message["method"] == "Runtime.exceptionThrown":
+        elif message.get("method") == "Runtime.exceptionThrown":
             self._console.append("uncaught: " + _error_text(params["exceptionDetails"]))
+        return message
 
     @property
     def console(self):
@@ -114,16 +98,17 @@ class Page(_DevTools):
 
     def close(self):
         """Close the tab."""
+        with contextlib.suppress(Exception):  # the reply may lose the race with the closing socket
+            self.call("Page.close", timeout=5)
         self.ws.close()
-        self.browser.call("Target.closeTarget", {"targetId": self.target_id})
 
 
-class Chromium(_DevTools):
+class Chromium:
     """Headless Chromium for one ``with`` block, in a fresh profile that is removed after."""
 
     def __init__(self, timeout=30, args=()):
         self.timeout, self.args = timeout, list(args)  # args: extra Chromium flags
-        self.stderr, self.url = [], None  # stderr: its lines, for debugging
+        self.stderr, self.host = [], None  # stderr: its lines, for debugging
 
     def __enter__(self):
         self.profile = tempfile.mkdtemp(prefix="rotordream-chromium-")
@@ -133,36 +118,31 @@ class Chromium(_DevTools):
         self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
         listening = threading.Event()
-        # Read stderr to its end, not only up to the DevTools line: a full pipe would block Chromium.
+        # Read stderr to its end, not just to the DevTools line: a full pipe would block Chromium.
         self.reader = threading.Thread(target=self._read_stderr, args=(listening,), daemon=True)
         self.reader.start()
-        try:
-            if listening.wait(self.timeout) and self.url:
-                self._connect(self.url)
-                return self
-        except BaseException:  # leave no Chromium running behind a failed start
-            self.__exit__()
-            raise
+        if listening.wait(self.timeout) and self.host:
+            return self
         self.__exit__()  # first, so that all of its stderr is in the message
         raise RuntimeError("chromium gave no DevTools URL:\n" + "".join(self.stderr))
 
     def _read_stderr(self, listening):
         for line in self.proc.stderr:
             self.stderr.append(line)
-            if line.startswith("DevTools listening on "):
-                self.url = line.split()[-1]  # ws://127.0.0.1:PORT/devtools/browser/ID
+            if line.startswith("DevTools listening on "):  # ws://127.0.0.1:PORT/devtools/browser/ID
+                self.host = line.split()[-1].split("/")[2]
                 listening.set()
         listening.set()  # stderr closed: Chromium died; let __enter__ report it now
 
     def open(self, url):
         """A new tab showing ``url``, loaded, as a Page."""
-        page = Page(self, self.call("Target.createTarget", {"url": "about:blank"})["targetId"])
+        request = urllib.request.Request("http://%s/json/new?about:blank" % self.host, method="PUT")
+        with NO_PROXY.open(request, timeout=self.timeout) as reply:
+            page = Page(json.load(reply)["webSocketDebuggerUrl"])
         page.navigate(url, self.timeout)
         return page
 
     def __exit__(self, *exc):
-        if self.ws:
-            self.ws.close()
         self.proc.terminate()
         try:
             self.proc.wait(10)

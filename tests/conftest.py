@@ -163,7 +163,8 @@ def make_daemon(tmp_path_factory, extra=(), env=None, state_dir=None, settings=N
 
 
 # The shared daemon must not lock 127.0.0.1 out when one test sends wrong passwords
-# or many requests: limits are tested on daemons of their own.
+# or many requests: limits are tested on daemons of their own. WebRTC offers
+# 127.0.0.1 (aioice leaves loopback out) so viewers on this machine connect.
 SHARED_CONFIG = """
 [http]
 rate_limit = 0
@@ -171,6 +172,8 @@ rate_limit = 0
 login_failures = 100000
 [websocket]
 rate_limit = 0
+[webrtc]
+addresses = ["127.0.0.1"]
 """
 
 

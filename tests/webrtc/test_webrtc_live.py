@@ -1,0 +1,265 @@
+"""WebRTC against a running daemon, with aiortc as the viewer: real ICE, DTLS and SRTP on 127.0.0.1.
+
+aiortc offers no loopback candidates of its own, so this module pins its host
+candidates to 127.0.0.1 (the daemons under test are configured the same way).
+"""
+
+import asyncio
+import concurrent.futures
+import json
+import signal
+import time
+
+import pytest
+import requests
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from rotordream.webrtc.sessions import use_host_addresses
+
+
+@pytest.fixture(autouse=True, scope="module")
+def loopback_candidates():
+    use_host_addresses(["127.0.0.1"])
+    yield
+    use_host_addresses(())
+
+
+def run(coro, timeout=90):
+    """Run an aiortc coroutine in a thread with its own event loop."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result(timeout=timeout)
+
+
+class Viewer:
+    """One aiortc peer connection watching the camera, counting decoded frames."""
+
+    def __init__(self):
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.frames = []
+        self.first_frame = None
+        self.started = time.monotonic()
+        self.ended = asyncio.get_running_loop().create_future()
+        self._enough = None
+        self._want = 0
+
+        @self.pc.on("track")
+        def on_track(track):
+            asyncio.ensure_future(self._pull(track))
+
+        @self.pc.on("connectionstatechange")
+        def changed():
+            if self.pc.connectionState in ("closed", "failed") and not self.ended.done():
+                self.ended.set_result(self.pc.connectionState)
+
+    async def _pull(self, track):
+        while True:
+            try:
+                frame = await track.recv()
+            except Exception:
+                return
+            if self.first_frame is None:
+                self.first_frame = time.monotonic() - self.started
+            self.frames.append((frame.width, frame.height))
+            if self._enough is not None and len(self.frames) >= self._want \
+                    and not self._enough.done():
+                self._enough.set_result(None)
+
+    async def frames_seen(self, count, timeout=30):
+        """Wait until ``count`` frames have been decoded."""
+        self._want = count
+        self._enough = asyncio.get_running_loop().create_future()
+        if len(self.frames) >= count:
+            return
+        await asyncio.wait_for(self._enough, timeout)
+
+    async def camera_offers(self, http, base, stream="stream1", answer_with_id=False):
+        """The API reference's flow: GET the camera's offer, POST our answer (cookie-matched)."""
+        r = http.get(base + "/api/webrtc/offer", params={"stream": stream}, timeout=30)
+        assert r.status_code == 200, r.text
+        offer = r.json()
+        await self.pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], offer["type"]))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        body = {"type": "answer", "sdp": self.pc.localDescription.sdp}
+        if answer_with_id:
+            body["id"] = offer["data"]["id"]
+        r = http.post(base + "/api/webrtc/answer", data=json.dumps(body), timeout=30)
+        assert r.status_code == 200, r.text
+        return offer["data"]["id"]
+
+    async def viewer_offers(self, http, base, stream="stream1"):
+        """WHEP-style: POST our offer, apply the camera's answer."""
+        self.pc.addTransceiver("video", direction="recvonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        r = http.post(base + "/api/webrtc/offer", params={"stream": stream},
+                      json={"type": "offer", "sdp": self.pc.localDescription.sdp}, timeout=30)
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+        return answer["data"]["id"]
+
+
+def test_the_reference_flow_plays_stream1_and_stream2(daemon):
+    async def go():
+        results = {}
+        for stream in ("stream1", "stream2"):
+            viewer = Viewer()
+            with requests.Session() as http:  # keeps the offer's cookie, as a browser does
+                sid = await viewer.camera_offers(http, daemon.http, stream)
+                await viewer.frames_seen(30)
+                listing = requests.get(daemon.http + "/api/webrtc/sessions",
+                                       auth=("admin", daemon.admin_password)).json()["data"]
+            await viewer.pc.close()
+            results[stream] = (set(viewer.frames), viewer.first_frame, listing, sid)
+        return results
+    results = run(go())
+    assert results["stream1"][0] == {(1280, 720)}
+    assert results["stream2"][0] == {(640, 360)}
+    for stream, (_, first, listing, sid) in results.items():
+        # The cached GOP starts the picture at once, not at the next keyframe.
+        assert first < 5, (stream, first)
+        mine = [s for s in listing["sessions"] if s["id"] == sid]
+        assert mine and mine[0]["state"] == "connected" and mine[0]["stream"] == stream
+        assert mine[0]["frames_sent"] >= 30 and mine[0]["user"] == "anonymous"
+
+
+def test_a_viewer_may_offer_instead_and_two_viewers_share_the_stream(daemon):
+    async def go():
+        a, b = Viewer(), Viewer()
+        with requests.Session() as http:
+            await a.viewer_offers(http, daemon.http, "stream2")
+            await b.camera_offers(http, daemon.http, "stream2", answer_with_id=True)
+        await asyncio.gather(a.frames_seen(45), b.frames_seen(45))
+        sizes = set(a.frames) | set(b.frames)
+        await a.pc.close()
+        await b.pc.close()
+        return sizes
+    assert run(go()) == {(640, 360)}
+
+
+def test_bad_requests_get_clear_errors_and_the_daemon_keeps_serving(daemon):
+    base = daemon.http
+
+    def error(r, status, code=None):
+        assert r.status_code == status, r.text
+        body = r.json()
+        assert body["status"] == "error" and body["error"]
+        if code:
+            assert body["code"] == code
+        return body
+
+    body = error(requests.get(base + "/api/webrtc/offer?stream=stream9"), 400, "BAD_REQUEST")
+    assert body["key"] == "stream" and body["allowed"] == ["stream1", "stream2"]
+    error(requests.post(base + "/api/webrtc/answer", data="not json"), 400)
+    error(requests.post(base + "/api/webrtc/answer", json=["answer"]), 400)
+    error(requests.post(base + "/api/webrtc/answer", json={"type": "offer", "sdp": "v=0"}), 400)
+    error(requests.post(base + "/api/webrtc/answer", json={"type": "answer", "sdp": "hello"}), 400)
+    body = error(requests.post(base + "/api/webrtc/answer",
+                               json={"type": "answer", "sdp": "v=0\r\n"}), 400)
+    assert body["key"] == "id"  # no id and no cookie: which session?
+    error(requests.post(base + "/api/webrtc/answer",
+                        json={"type": "answer", "sdp": "v=0\r\n", "id": "nope"}), 404, "NOT_FOUND")
+    error(requests.delete(base + "/api/webrtc/sessions/nope"), 404, "NOT_FOUND")
+    error(requests.put(base + "/api/webrtc/offer"), 405, "METHOD_NOT_ALLOWED")
+
+    async def garbage_answer_and_no_h264():
+        with requests.Session() as http:
+            offer = http.get(base + "/api/webrtc/offer").json()
+            sid = offer["data"]["id"]
+            garbage = http.post(base + "/api/webrtc/answer",
+                                json={"type": "answer", "sdp": "v=0\r\nm=banana\r\n"})
+            gone = http.post(base + "/api/webrtc/answer",
+                             json={"type": "answer", "sdp": "v=0\r\n", "id": sid})
+        # A viewer offering only VP8: nothing in common with an H.264 camera.
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = "\r\n".join(l for l in pc.localDescription.sdp.split("\r\n")
+                          if "H264" not in l and "rtx" not in l)
+        vp8 = requests.post(base + "/api/webrtc/offer", json={"type": "offer", "sdp": sdp})
+        await pc.close()
+        return garbage, gone, vp8
+    garbage, gone, vp8 = run(garbage_answer_and_no_h264())
+    assert "refused" in error(garbage, 400)["error"]
+    error(gone, 404)  # a refused answer ends its session
+    error(vp8, 400)
+
+    async def answered_twice():
+        viewer = Viewer()
+        with requests.Session() as http:
+            sid = await viewer.camera_offers(http, base, "stream2")
+            again = http.post(base + "/api/webrtc/answer",
+                              json={"type": "answer", "sdp": viewer.pc.localDescription.sdp})
+        await viewer.frames_seen(10)  # the first answer stands
+        await viewer.pc.close()
+        return again
+    error(run(answered_twice()), 409, "CONFLICT")
+    assert requests.get(base + "/api/health").status_code == 200
+    assert "Traceback" not in daemon.log()
+
+
+@pytest.fixture
+def limited(fresh_daemon, tmp_path):
+    conf = tmp_path / "webrtc.toml"
+    conf.write_text('[auth]\nanonymous = "guest"\n[http]\nrate_limit = 0\n'
+                    '[webrtc]\naddresses = ["127.0.0.1"]\nmax_sessions = 2\noffer_timeout = 3\n')
+    return fresh_daemon(extra=["--config", str(conf)], settings={"resolution": "640x360"})
+
+
+def test_limits_expiry_roles_hang_up_and_stop(limited):
+    d = limited
+    admin = ("admin", d.admin_password)
+    base = d.http
+    # anonymous = guest: no viewing without credentials.
+    r = requests.get(base + "/api/webrtc/offer")
+    assert r.status_code == 401 and r.json()["code"] == "UNAUTHORIZED"
+
+    # Two offers nobody answers fill the two places; a third is refused with Retry-After.
+    ids = [requests.get(base + "/api/webrtc/offer", auth=admin).json()["data"]["id"]
+           for _ in range(2)]
+    r = requests.get(base + "/api/webrtc/offer", auth=admin)
+    assert r.status_code == 429 and r.json()["code"] == "RATE_LIMITED"
+    assert r.json()["limit"] == 2 and r.headers["retry-after"] == "3"
+    # Unanswered offers end after offer_timeout and free their places.
+    assert d.wait_output(lambda out: sum("not connected within 3 s" in l for l in out) == 2,
+                         timeout=30), d.log()[-2000:]
+    assert all(i in d.log() for i in ids)
+
+    # Another user may not end an admin's session; the admin may; the viewer sees it end.
+    requests.post(base + "/api/users", auth=admin,
+                  json={"username": "watcher", "password": "watcher-pass-1", "role": "viewer"})
+    watcher = ("watcher", "watcher-pass-1")
+
+    async def hang_up():
+        viewer = Viewer()
+        with requests.Session() as http:
+            http.auth = admin
+            sid = await viewer.camera_offers(http, base, "stream2")
+        await viewer.frames_seen(10)
+        mine = requests.get(base + "/api/webrtc/sessions", auth=watcher).json()["data"]
+        other = requests.delete(base + "/api/webrtc/sessions/" + sid, auth=watcher)
+        ended = requests.delete(base + "/api/webrtc/sessions/" + sid, auth=admin)
+        state = await asyncio.wait_for(viewer.ended, 30)
+        await viewer.pc.close()
+        return mine, other, ended, state, sid
+    mine, other, ended, state, sid = run(hang_up())
+    assert mine["sessions"] == [] and mine["max_sessions"] == 2  # not the watcher's
+    assert other.status_code == 403 and other.json()["code"] == "FORBIDDEN"
+    assert ended.status_code == 200 and ended.json()["data"] == {"ended": sid}
+    assert state in ("closed", "failed")
+
+    # SIGTERM with a viewer connected: every peer connection closed, exit 0.
+    async def connected():
+        viewer = Viewer()
+        with requests.Session() as http:
+            http.auth = watcher
+            await viewer.camera_offers(http, base, "stream1")
+        await viewer.frames_seen(10)
+        t = time.monotonic()
+        code = await asyncio.get_running_loop().run_in_executor(None, d.stop, signal.SIGTERM)
+        state = await asyncio.wait_for(viewer.ended, 30)
+        await viewer.pc.close()
+        return code, time.monotonic() - t, state
+    code, took, state = run(connected())
+    assert code == 0 and took < 5, d.log()[-3000:]
+    assert state in ("closed", "failed")
+    assert "ended: daemon stopping" in d.log() and "Traceback" not in d.log()
