@@ -11,10 +11,42 @@ from rotordream.web.api.base import ApiContext, ApiResource, NotFound
 
 log = Logger()
 
-_PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>RotorDream</title></head>
-<body><h1>RotorDream</h1><p><a href="/api/info">/api/info</a> &middot;
-<a href="/api/openapi.json">/api/openapi.json</a> &middot; <img src="/api/snapshot"
-alt="latest snapshot" style="max-width:100%"></p></body></html>"""
+_PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>RotorDream</title>
+<meta name="viewport" content="width=device-width"></head>
+<body><h1>RotorDream</h1>
+<p><a href="/api/info">/api/info</a> &middot; <a href="/api/openapi.json">/api/openapi.json</a>
+&middot; live: <a href="?stream=stream1">stream1</a> <a href="?stream=stream2">stream2</a></p>
+<video id="video" autoplay muted playsinline style="max-width:100%;background:#000"></video>
+<p id="status">connecting&hellip;</p>
+<script>
+// The API reference's WebRTC flow: the camera offers, the browser answers.
+const status = document.getElementById("status");
+const video = document.getElementById("video");
+async function live(stream) {
+  const response = await fetch("/api/webrtc/offer?stream=" + stream);
+  const offer = await response.json();
+  if (!response.ok) throw new Error(offer.error + " (" + offer.code + ")");
+  const pc = new RTCPeerConnection({iceServers: []});
+  pc.ontrack = (event) => {
+    video.srcObject = event.streams[0] || new MediaStream([event.track]);
+  };
+  pc.onconnectionstatechange = () => { status.textContent = stream + ": " + pc.connectionState; };
+  await pc.setRemoteDescription(offer);
+  const answer = await pc.createAnswer();
+  await pc.setLocalDescription(answer);
+  const sent = await fetch("/api/webrtc/answer", {method: "POST", body: JSON.stringify(answer)});
+  if (!sent.ok) throw new Error((await sent.json()).error);
+  return pc;
+}
+const stream = new URLSearchParams(location.search).get("stream") || "stream1";
+window.rotordream = live(stream).catch((e) => {
+  status.textContent = "no live view: " + e.message;
+  const img = document.createElement("img");
+  img.src = "/api/snapshot"; img.alt = "latest snapshot"; img.style.maxWidth = "100%";
+  video.replaceWith(img);
+  throw e;
+});
+</script></body></html>"""
 
 
 class ApiRoot(ApiResource):

@@ -1,0 +1,144 @@
+"""Run inside ``unshare -n``: headless Chromium watches the daemon's live view over WebRTC.
+
+Started by tests/webrtc/test_chromium.py as ``unshare -n python THIS RESULT.json WORKDIR``.
+Chromium offers ICE candidates on every interface it finds (given media
+permission), so the whole run happens in a namespace whose only link is
+``lo``: then 127.0.0.1 is all either side can offer and nothing leaves the
+machine. It records what the page and the daemon saw into RESULT.json; the
+pytest side asserts on it.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+
+from tests.chromium import Chromium  # noqa: E402
+from tests.conftest import Daemon, seed_state  # noqa: E402
+
+# In the page: once the live view's peer connection exists, count presented frames
+# with requestVideoFrameCallback and report size, timing and the chosen ICE pair.
+WATCH = """(async () => {
+  const started = performance.now();
+  const pc = await window.rotordream;
+  const video = document.getElementById("video");
+  const wanted = %d;
+  let first = null, frames = 0;
+  await new Promise((resolve) => {
+    const onFrame = () => {
+      frames += 1;
+      if (first === null) first = performance.now() - started;
+      if (frames >= wanted) resolve(); else video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
+  });
+  const pairs = [], candidates = {};
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === "candidate-pair" && s.nominated) pairs.push(s);
+    if (s.type === "local-candidate" || s.type === "remote-candidate") candidates[s.id] = s;
+  });
+  const pair = pairs.find((p) => p.state === "succeeded") || pairs[0];
+  const quality = video.getVideoPlaybackQuality();
+  return {width: video.videoWidth, height: video.videoHeight, frames: frames, first_ms: first,
+          state: pc.connectionState, decoded: quality.totalVideoFrames,
+          dropped: quality.droppedVideoFrames,
+          local: candidates[pair.localCandidateId].address,
+          remote: candidates[pair.remoteCandidateId].address,
+          codec: [...(await pc.getStats()).values()].filter((s) => s.type === "codec")
+                   .map((s) => s.mimeType + " " + (s.sdpFmtpLine || ""))};
+})()"""
+
+# The API reference's browser code as written (its public STUN server cannot be
+# reached from this namespace: the camera's 127.0.0.1 host candidate is enough).
+# It sets ontrack only after setRemoteDescription, when Chromium has already
+# fired the track event, so the receiver's track is shown here by hand; the
+# page's own code sets ontrack first. It runs on a page of the camera's origin
+# that starts no live view of its own (/api/info), in a <video id="video"> made here.
+REFERENCE = """(async () => {
+const element = document.createElement('video');
+element.id = 'video'; element.muted = true; element.autoplay = true;
+document.body.appendChild(element);
+const response = await fetch('/api/webrtc/offer');
+const offer = await response.json();
+const pc = new RTCPeerConnection({
+iceServers: [{ urls: 'stun:stun.l.google.com:19302' }]
+});
+await pc.setRemoteDescription(offer);
+const answer = await pc.createAnswer();
+await pc.setLocalDescription(answer);
+await fetch('/api/webrtc/answer', {
+method: 'POST',
+body: JSON.stringify(answer)
+});
+pc.ontrack = (event) => {
+document.getElementById('video').srcObject = event.streams[0];
+};
+const video = document.getElementById('video');
+const ontrack_worked = video.srcObject !== null;
+video.srcObject = new MediaStream([pc.getReceivers()[0].track]);
+window.rotordream = Promise.resolve(pc);
+return {ontrack_worked: ontrack_worked, signaling: pc.signalingState};
+})()"""
+
+
+def only_loopback():
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True,
+                           check=True).stdout
+    names = [line.split(":")[1].strip().split("@")[0] for line in links.splitlines()]
+    if names != ["lo"]:
+        # Not a namespace of our own: WebRTC here could use a real network.
+        raise SystemExit("refusing to run outside a fresh network namespace (links: %s)" % names)
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+
+
+def sessions(daemon):
+    request = urllib.request.Request(daemon.http + "/api/webrtc/sessions")
+    import base64
+    token = base64.b64encode(("admin:" + daemon.admin_password).encode()).decode()
+    request.add_header("Authorization", "Basic " + token)
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        return json.load(reply)["data"]["sessions"]
+
+
+def main(result_path, workdir):
+    only_loopback()
+    result = {}
+    state_dir = os.path.join(workdir, "state")
+    os.makedirs(state_dir)
+    seed_state(state_dir, {"resolution": "1280x720", "fps": 30})
+    config = os.path.join(workdir, "rotordream.toml")
+    with open(config, "w") as f:
+        f.write('[webrtc]\naddresses = ["127.0.0.1"]\n')
+    daemon = Daemon(state_dir, 18080, 18554, ["--config", config, "--motor", "none"])
+    try:
+        daemon.start()
+        with Chromium() as browser:
+            page = browser.open(daemon.http + "/?stream=stream1")
+            result["stream1"] = page.evaluate(WATCH % 90, timeout=60)
+            page2 = browser.open(daemon.http + "/?stream=stream2")
+            result["stream2"] = page2.evaluate(WATCH % 30, timeout=60)
+            result["sessions"] = sessions(daemon)
+            page3 = browser.open(daemon.http + "/api/info")
+            try:
+                result["reference_state"] = page3.evaluate(REFERENCE, timeout=60)
+                result["reference"] = page3.evaluate(WATCH % 30, timeout=60)
+            except Exception as e:  # the other results still count; the test shows this
+                result["reference_error"] = repr(e)
+            result["console"] = page.console + page2.console + page3.console
+            t = time.monotonic()
+            result["exit_status"] = daemon.stop()
+            result["stop_seconds"] = time.monotonic() - t
+    finally:
+        daemon.stop()
+        result["daemon_log"] = daemon.log()[-6000:]
+        with open(result_path, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
