@@ -7,25 +7,33 @@ SameSite=Strict cookie naming its session. Scripts may name the session
 instead (``id`` in the body or ``?id=``).
 """
 
+import re
+
 from rotordream.auth import roles
 from rotordream.web.api import openapi
 from rotordream.web.api.base import ApiError, ApiResource, envelope, read_json
 from rotordream.webrtc import WebRTCError
 
 COOKIE = b"rotordream_webrtc"
+SDP_START = re.compile(r"v=0\r?\n")
 STREAMS = ("stream1", "stream2")
 
-_DESCRIPTION = {"type": "object", "required": ["type", "sdp"],
-                "properties": {"type": {"type": "string"}, "sdp": {"type": "string"},
-                               "id": {"type": "string"}}}
+def _description_schema(kind):
+    return {"type": "object", "required": ["type", "sdp"],
+            "properties": {"type": {"const": kind},
+                           "sdp": {"type": "string", "pattern": "^v=0\\r?\\n"},
+                           "id": {"type": "string"}}}
+
+
+
 openapi.EXTRA_ROUTES.extend([
     ("/api/webrtc/offer", "get", "The camera's SDP offer for a live view (?stream=stream1|"
      "stream2); also sets the session cookie the answer is matched by", openapi.V, None,
      200, None),
     ("/api/webrtc/offer", "post", "Answer a viewer's SDP offer (?stream=); WHEP-style",
-     openapi.V, _DESCRIPTION, 200, None),
+     openapi.V, _description_schema("offer"), 200, None),
     ("/api/webrtc/answer", "post", "The browser's SDP answer to the camera's offer",
-     openapi.V, _DESCRIPTION, 200, None),
+     openapi.V, _description_schema("answer"), 200, None),
     ("/api/webrtc/sessions", "get", "WebRTC sessions: id, stream, user, state (operators "
      "see all, users their own)", openapi.V, None, 200, None),
     ("/api/webrtc/sessions/{id}", "delete", "End a WebRTC session (its user or an admin)",
@@ -60,8 +68,8 @@ def _description(request, kind):
     if body.get("type") != kind:
         raise ApiError(400, "type must be %r" % kind, key="type")
     sdp = body.get("sdp")
-    if not isinstance(sdp, str) or not sdp.startswith("v=0"):
-        raise ApiError(400, "sdp must be an SDP text starting with v=0", key="sdp")
+    if not isinstance(sdp, str) or not SDP_START.match(sdp):
+        raise ApiError(400, "sdp must be an SDP text starting with a v=0 line", key="sdp")
     sid = body.get("id")
     if sid is not None and not isinstance(sid, str):
         raise ApiError(400, "id must be a string", key="id")
