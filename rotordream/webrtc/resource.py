@@ -96,6 +96,10 @@ class Offer(ApiResource):
     methods = {"GET": ("get", roles.STREAM_WATCH), "POST": ("post", roles.STREAM_WATCH)}
 
     def get(self, request, principal):
+        if request.method == b"HEAD":
+            # A HEAD must not leave a peer connection behind.
+            raise ApiError(405, "HEAD is not allowed here", headers={b"allow": b"GET, POST"},
+                           allowed=["GET", "POST"])
         d = _call(self.ctx.webrtc.offer, _stream(request), principal)
 
         def offered(result):

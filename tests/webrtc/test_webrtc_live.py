@@ -160,6 +160,7 @@ def test_bad_requests_get_clear_errors_and_the_daemon_keeps_serving(daemon):
                         json={"type": "answer", "sdp": "v=0\r\n", "id": "nope"}), 404, "NOT_FOUND")
     error(requests.delete(base + "/api/webrtc/sessions/nope"), 404, "NOT_FOUND")
     error(requests.put(base + "/api/webrtc/offer"), 405, "METHOD_NOT_ALLOWED")
+    assert requests.head(base + "/api/webrtc/offer").status_code == 405  # no session left behind
 
     async def garbage_answer_and_no_h264():
         with requests.Session() as http:
