@@ -72,13 +72,35 @@ class SyncThreadPool:
     def callInThreadWithCallback(self, on_result, fn, *args, **kwargs):
         """Run ``fn`` now and report ``(success, result)`` like twisted's ThreadPool."""
         self.calls += 1
-        from twisted.python.failure import Failure
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException:
-            on_result(False, Failure())
-        else:
-            on_result(True, result)
+        _run_and_report(on_result, fn, args, kwargs)
+
+
+class QueuedThreadPool:
+    """A thread pool whose work waits until the test runs it (:meth:`run_next`).
+
+    For code that must behave while work is still "in the thread".
+    """
+
+    def __init__(self):
+        self.queue = []
+
+    def callInThreadWithCallback(self, on_result, fn, *args, **kwargs):
+        """Queue ``fn``; report ``(success, result)`` like twisted's ThreadPool once run."""
+        self.queue.append((on_result, fn, args, kwargs))
+
+    def run_next(self):
+        """Run the oldest queued work now."""
+        _run_and_report(*self.queue.pop(0))
+
+
+def _run_and_report(on_result, fn, args, kwargs):
+    from twisted.python.failure import Failure
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException:
+        on_result(False, Failure())
+    else:
+        on_result(True, result)
 
 
 class ImmediateReactor:

@@ -198,31 +198,9 @@ def test_daemon_updates_read_only_status_keys_and_observers_hear():
         state.update({"motor-state": "dancing"})
 
 
-class QueuedPool:
-    """A thread pool whose work runs only when the test says (``run_next``)."""
-
-    def __init__(self):
-        self.queue = []
-
-    def callInThreadWithCallback(self, on_result, fn, *args, **kwargs):
-        """Queue ``fn``; report like twisted's ThreadPool when run."""
-        self.queue.append((on_result, fn, args, kwargs))
-
-    def run_next(self):
-        """Run the oldest queued work now."""
-        from twisted.python.failure import Failure
-        on_result, fn, args, kwargs = self.queue.pop(0)
-        try:
-            result = fn(*args, **kwargs)
-        except Exception:
-            on_result(False, Failure())
-        else:
-            on_result(True, result)
-
-
 def pooled_state(tmp_path):
-    from rotordream.testing import ImmediateReactor
-    reactor, pool = ImmediateReactor(), QueuedPool()
+    from rotordream.testing import ImmediateReactor, QueuedThreadPool
+    reactor, pool = ImmediateReactor(), QueuedThreadPool()
     return CameraState(str(tmp_path), clock=reactor, pool=pool), reactor.clock, pool
 
 
