@@ -84,7 +84,7 @@ def main():
           % (entry["duration"], entry["frames"], entry["size"] / 1e6,
              entry["size"] * 8 / 1e6 / max(entry["duration"], 0.001), status["bytes"]))
     n, size, wall, cpu = remux_throughput(path, args.repeat)
-    print("remux throughput (one file, fsync at the end): %d frames, %.1f MB in %.3f s = %.0f frames/s, %.1f MB/s "
+    print("remux throughput (one file, fsync per fragment and at the end): %d frames, %.1f MB in %.3f s = %.0f frames/s, %.1f MB/s "
           "(CPU %.3f s = %.2f ms/frame)" % (n, size / 1e6, wall, n / wall, size / 1e6 / wall,
                                             cpu, 1000 * cpu / n))
 

@@ -26,6 +26,11 @@ def atomic_write(path, data, mode=0o644):
         except FileNotFoundError:
             pass
         raise
+    fsync_directory(directory)
+
+
+def fsync_directory(directory):
+    """Make the entries of ``directory`` (a new or renamed file) durable."""
     dirfd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dirfd)

@@ -12,6 +12,8 @@ import struct
 
 import av
 
+from rotordream.fsutil import fsync_directory
+
 TIME_BASE = fractions.Fraction(1, 90000)
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 
@@ -37,6 +39,7 @@ class SegmentWriter:
             self.file.close()
             raise
         self.closed = False
+        self.synced_fragments = 0
 
     def write(self, annexb, pts, keyframe, duration):
         """Mux one access unit (Annex B bytes)."""
@@ -47,6 +50,17 @@ class SegmentWriter:
         packet.duration = duration
         packet.is_keyframe = keyframe
         self.out.mux(packet)
+        if keyframe:
+            self._sync()
+
+    def _sync(self):
+        # A keyframe has just closed the previous fragment: make it durable, so a
+        # power cut (not only a killed process) loses at most the fragment being
+        # written. The first time, the directory too, so the file itself survives.
+        os.fsync(self.file.fileno())
+        if self.synced_fragments == 0:
+            fsync_directory(os.path.dirname(os.path.abspath(self.file.name)))
+        self.synced_fragments += 1
 
     def close(self):
         """Write the last fragment and close the file (safe to call twice)."""
@@ -55,6 +69,7 @@ class SegmentWriter:
         self.closed = True
         try:
             self.out.close()
+            os.fsync(self.file.fileno())
         finally:
             self.file.close()
 

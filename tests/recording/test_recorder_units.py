@@ -317,3 +317,36 @@ def test_a_torn_last_fragment_is_cut_off(tmp_path, encoded):
     with av.open(path) as c:             # what is left decodes without an error
         frames = sum(1 for _ in c.decode(video=0))
     assert frames == 60                  # 61 written, the last (torn) fragment held one
+
+
+def test_each_fragment_is_on_disk_once_the_next_keyframe_closes_it(tmp_path, encoded,
+                                                                  monkeypatch):
+    # What fsync has made durable at each moment must hold every frame before the last
+    # keyframe: copy the file at each fsync and decode the copy.
+    real_fsync = os.fsync
+    durable = []
+
+    def fsync(fd):
+        real_fsync(fd)
+        path = os.readlink("/proc/self/fd/%d" % fd)
+        if path.endswith(".mp4"):
+            with open(path, "rb") as f:
+                durable.append(f.read())
+        else:
+            durable.append(path)  # a directory
+    monkeypatch.setattr(os, "fsync", fsync)
+    rec, hub, clock = make_recorder(tmp_path)
+    feed(hub, encoded, 0, 1)
+    rec.start()
+    feed(hub, encoded, 1, 61)              # keyframes at 15, 30, 45, 60
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    files = [d for d in durable if isinstance(d, bytes)]
+    assert str(tmp_path / "rec") in durable  # the new file's directory entry, once
+    assert len(files) == 5                   # the first keyframe, then one per fragment
+    for n, data in enumerate(files[1:], 1):
+        copy = tmp_path / ("copy%d.mp4" % n)
+        copy.write_bytes(data)
+        mp4.trim_torn_tail(str(copy))
+        with av.open(str(copy)) as c:
+            assert sum(1 for _ in c.decode(video=0)) == 15 * n
+    rec.stop()
