@@ -284,8 +284,9 @@ class _Lifecycle(service.Service):
         for listener in self.listeners:
             port = listener.port.getHost().port if listener.port else "?"
             scheme = "https" if listener.option == "https" else "http"
-            lines.append("  %s://localhost:%s/  (REST /api, WebSocket /api/v1, ONVIF /onvif)"
-                         % (scheme, port))
+            live = "live view (WebRTC) at /, " if self.ctx.webrtc is not None else ""
+            lines.append("  %s://localhost:%s/  (%sREST /api, WebSocket /api/v1, ONVIF /onvif)"
+                         % (scheme, port, live))
         for name, url in self.ctx.stream_urls("localhost").items():
             lines.append("  %s  (%s)" % (url, name))
         auth = self.ctx.auth

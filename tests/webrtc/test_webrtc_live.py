@@ -106,12 +106,22 @@ def test_the_reference_flow_plays_stream1_and_stream2(daemon):
             with requests.Session() as http:  # keeps the offer's cookie, as a browser does
                 sid = await viewer.camera_offers(http, daemon.http, stream)
                 await viewer.frames_seen(30)
+                admin = ("admin", daemon.admin_password)
                 listing = requests.get(daemon.http + "/api/webrtc/sessions",
-                                       auth=("admin", daemon.admin_password)).json()["data"]
+                                       auth=admin).json()["data"]
+                streams = requests.get(daemon.http + "/api/streams", auth=admin).json()["data"]
+                status = requests.get(daemon.http + "/api/status", auth=admin).json()["data"]
             await viewer.pc.close()
+            counted = {s["name"]: s["webrtc_clients"] for s in streams["streams"]}
             results[stream] = (set(viewer.frames), viewer.first_frame, listing, sid)
+            results[stream + " counts"] = (counted[stream], status["clients"]["webrtc"])
         return results
+    info = requests.get(daemon.http + "/api/info").json()["data"]
+    assert "webrtc" in info["capabilities"]
+    assert info["streams"]["stream2"]["webrtc"] == "/api/webrtc/offer?stream=stream2"
     results = run(go())
+    for stream in ("stream1", "stream2"):
+        assert min(results.pop(stream + " counts")) >= 1  # /api/streams and /api/status
     assert results["stream1"][0] == {(1280, 720)}
     assert results["stream2"][0] == {(640, 360)}
     for stream, (_, first, listing, sid) in results.items():

@@ -25,9 +25,14 @@ class Info(ApiResource):
 
     def get(self, request, principal):
         urls = self.ctx.stream_urls(host_of(request))
+        webrtc = self.ctx.webrtc is not None
+        streams = {name: {"url": url} for name, url in urls.items()}
+        if webrtc:
+            for name, stream in streams.items():
+                stream["webrtc"] = "/api/webrtc/offer?stream=" + name
         return {"product": PRODUCT, "version": __version__, "api_version": API_VERSION,
-                "capabilities": CAPABILITIES,
-                "streams": {name: {"url": url} for name, url in urls.items()}}
+                "capabilities": CAPABILITIES + (["webrtc"] if webrtc else []),
+                "streams": streams}
 
 
 class Health(ApiResource):
@@ -96,7 +101,8 @@ class Status(ApiResource):
             "recording": recorder,
             "clients": {"rtsp": len(rtsp), "rtsp_sessions": rtsp,
                         "websocket": ws.count() if ws else 0,
-                        "websocket_dropped": ws.dropped if ws else 0},
+                        "websocket_dropped": ws.dropped if ws else 0,
+                        "webrtc": len(ctx.webrtc.sessions) if ctx.webrtc else 0},
         }
 
 
@@ -123,10 +129,13 @@ class Streams(ApiResource):
     def get(self, request, principal):
         urls = self.ctx.stream_urls(host_of(request))
         state = self.ctx.state
-        counts = {}
+        counts, webrtc = {}, {}
         if self.ctx.rtsp is not None:
             for s in self.ctx.rtsp.sessions():
                 counts[s.get("stream")] = counts.get(s.get("stream"), 0) + 1
+        if self.ctx.webrtc is not None:
+            for s in self.ctx.webrtc.sessions.values():
+                webrtc[s.stream] = webrtc.get(s.stream, 0) + 1
         out = []
         for name, hub in self.ctx.pipeline.hubs.items():
             prefix = "" if name == "stream1" else "stream2-"
@@ -134,7 +143,8 @@ class Streams(ApiResource):
             out.append({"name": name, "url": urls[name], "codec": "H.264",
                         "width": int(w), "height": int(h), "fps": state.get(prefix + "fps"),
                         "bitrate": state.get(name + "-bitrate") * 1000,
-                        "measured_bitrate": hub.bitrate, "clients": counts.get(name, 0)})
+                        "measured_bitrate": hub.bitrate, "clients": counts.get(name, 0),
+                        "webrtc_clients": webrtc.get(name, 0)})
         return {"streams": out}
 
 
