@@ -127,9 +127,10 @@ class Dispatcher:
         client went away) cancels the handler's Deferred: long polls end there.
         """
         soap_ns = soap.SOAP12
+        header = None
         try:
             envelope = soap.parse(body)
-            soap_ns = envelope.soap_ns
+            soap_ns, header = envelope.soap_ns, envelope.header
             table = self.tables.get(service) or {}
             operation = table.get(envelope.name)
             if operation is None:
@@ -142,11 +143,12 @@ class Dispatcher:
             if operation.permission is not PRE_AUTH:
                 call.require(operation.permission)
         except soap.SoapFault as fault:
-            return defer.succeed(self._fault(fault, soap_ns))
+            return defer.succeed(self._fault(fault, soap_ns, header))
         d = defer.maybeDeferred(operation.handler, call)
         d.addCallback(lambda result: (200, {b"content-type": soap.content_type(soap_ns)},
-                                      soap.envelope(soap_ns, [result])))
-        d.addErrback(self._failed, soap_ns, operation.name)
+                                      soap.envelope(soap_ns, [result],
+                                                    soap.addressing_reply(header))))
+        d.addErrback(self._failed, soap_ns, operation.name, header)
         return d
 
     def _principal(self, operation, envelope, http):
@@ -197,22 +199,24 @@ class Dispatcher:
             headers[b"retry-after"] = b"%d" % retry_after
         return soap.not_authorized(reason, http_status=401, headers=headers)
 
-    def _fault(self, fault, soap_ns):
+    def _fault(self, fault, soap_ns, header=None):
         headers = {b"content-type": soap.content_type(soap_ns)}
         headers.update(fault.headers)
-        return fault.http_status, headers, soap.fault_envelope(fault, soap_ns)
+        return fault.http_status, headers, soap.fault_envelope(
+            fault, soap_ns, soap.addressing_reply(header, fault=True))
 
-    def _failed(self, failure, soap_ns, name):
+    def _failed(self, failure, soap_ns, name, header=None):
         e = failure.value
         if isinstance(e, soap.SoapFault):
-            return self._fault(e, soap_ns)
+            return self._fault(e, soap_ns, header)
         if isinstance(e, StateError):
             if e.code in ("UNAUTHORIZED", "FORBIDDEN"):
-                return self._fault(soap.not_authorized(e.message), soap_ns)
-            return self._fault(soap.invalid_arg("ter:ConfigModify", e.message), soap_ns)
+                return self._fault(soap.not_authorized(e.message), soap_ns, header)
+            return self._fault(soap.invalid_arg("ter:ConfigModify", e.message), soap_ns, header)
         if isinstance(e, MotorError):
-            return self._fault(soap.receiver("ter:Action", "motor: %s" % e), soap_ns)
+            return self._fault(soap.receiver("ter:Action", "motor: %s" % e), soap_ns, header)
         if isinstance(e, defer.CancelledError):
-            return self._fault(soap.receiver("ter:Action", "cancelled"), soap_ns)
+            return self._fault(soap.receiver("ter:Action", "cancelled"), soap_ns, header)
         log.failure("ONVIF {name} failed", failure, name=name)
-        return self._fault(soap.receiver("ter:Action", "internal error in %s" % name), soap_ns)
+        return self._fault(soap.receiver("ter:Action", "internal error in %s" % name), soap_ns,
+                           header)

@@ -145,6 +145,31 @@ def parse(data):
     return Envelope(soap_ns, header, operation)
 
 
+FAULT_ACTION = "http://www.w3.org/2005/08/addressing/soap/fault"
+
+
+def addressing_reply(header, fault=False):
+    """WS-Addressing headers answering a request's: ``RelatesTo`` its MessageID, ``Action``.
+
+    Empty when the request had no MessageID (most ONVIF clients send none).
+    The reply's Action is the request's plus "Response", WSDL's default naming.
+    """
+    if header is None:
+        return []
+    wsa = "{%s}" % NSMAP["wsa"]
+    message_id = (header.findtext(wsa + "MessageID") or "").strip()
+    if not message_id:
+        return []
+    action = (header.findtext(wsa + "Action") or "").strip()
+    out = []
+    if fault:
+        out.append(E("wsa:Action", FAULT_ACTION))
+    elif action:
+        out.append(E("wsa:Action", action + "Response"))
+    out.append(E("wsa:RelatesTo", message_id))
+    return out
+
+
 def action_from_headers(content_type, soapaction):
     """The SOAP action a client named in ``Content-Type; action=`` or ``SOAPAction``, or None."""
     if soapaction:
@@ -213,7 +238,7 @@ def envelope(soap_ns, body_children, header_children=()):
     return etree.tostring(env, xml_declaration=True, encoding="UTF-8")
 
 
-def fault_envelope(fault, soap_ns=SOAP12):
+def fault_envelope(fault, soap_ns=SOAP12, header_children=()):
     """The serialised fault Envelope for ``fault`` in SOAP 1.2 or 1.1 form."""
     if soap_ns == SOAP11:
         code = {"Sender": "Client", "Receiver": "Server"}.get(fault.code, fault.code)
@@ -224,7 +249,7 @@ def fault_envelope(fault, soap_ns=SOAP12):
             detail = etree.SubElement(f, "detail")
             for sub in fault.subcodes:
                 detail.append(E("ter:Subcode", sub))
-        return envelope(SOAP11, [f])
+        return envelope(SOAP11, [f], header_children)
     env = "{%s}" % SOAP12
     f = etree.Element(env + "Fault")
     code = etree.SubElement(f, env + "Code")
@@ -237,7 +262,7 @@ def fault_envelope(fault, soap_ns=SOAP12):
     t = etree.SubElement(reason, env + "Text")
     t.set("{http://www.w3.org/XML/1998/namespace}lang", "en")
     t.text = fault.reason
-    return envelope(SOAP12, [f])
+    return envelope(SOAP12, [f], header_children)
 
 
 def content_type(soap_ns):

@@ -405,15 +405,29 @@ def test_dispatcher_registers_extra_tables(onvif):
     assert isinstance(d, Dispatcher)
 
 
-def test_ws_addressing_headers_with_must_understand_are_tolerated(onvif):
+def test_ws_addressing_is_tolerated_and_answered_with_relates_to(onvif):
     d, _, _ = onvif
     wsa = ('<wsa:Action xmlns:wsa="http://www.w3.org/2005/08/addressing" '
            'env:mustUnderstand="1">http://www.onvif.org/ver10/device/wsdl/GetDeviceInformation'
            '</wsa:Action><wsa:MessageID xmlns:wsa="http://www.w3.org/2005/08/addressing">'
            'urn:uuid:1</wsa:MessageID><wsa:To xmlns:wsa="http://www.w3.org/2005/08/addressing" '
            'env:mustUnderstand="1">http://192.0.2.10/onvif/device_service</wsa:To>')
-    status, _, _ = run(d, "device", envelope("<tds:GetDeviceInformation/>", wsa + sec()))
+    status, _, doc = run(d, "device", envelope("<tds:GetDeviceInformation/>", wsa + sec()))
     assert status == 200
+    # The reply relates to the request's MessageID and names its own Action.
+    wsa_ns = {"wsa": "http://www.w3.org/2005/08/addressing", **NS}
+    assert doc.findtext("env:Header/wsa:RelatesTo", namespaces=wsa_ns) == "urn:uuid:1"
+    assert doc.findtext("env:Header/wsa:Action", namespaces=wsa_ns) == \
+        "http://www.onvif.org/ver10/device/wsdl/GetDeviceInformationResponse"
+    # So does a fault, with the WS-Addressing fault action.
+    status, _, doc = run(d, "device", envelope("<tds:NoSuchThing/>", wsa + sec()))
+    assert status >= 400 and doc.find(".//env:Fault", namespaces=NS) is not None
+    assert doc.findtext("env:Header/wsa:RelatesTo", namespaces=wsa_ns) == "urn:uuid:1"
+    assert doc.findtext("env:Header/wsa:Action", namespaces=wsa_ns) == \
+        "http://www.w3.org/2005/08/addressing/soap/fault"
+    # Without a MessageID there is nothing to relate to: no Header at all.
+    status, _, doc = run(d, "device", envelope("<tds:GetDeviceInformation/>", sec()))
+    assert status == 200 and doc.find("env:Header", namespaces=NS) is None
 
 
 def test_capabilities_of_a_missing_category_is_no_such_service(onvif):
