@@ -274,3 +274,27 @@ def test_limits_expiry_roles_hang_up_and_stop(limited):
     assert code == 0 and took < 5, d.log()[-3000:]
     assert state in ("closed", "failed")
     assert "ended: daemon stopping" in d.log() and "Traceback" not in d.log()
+
+
+def test_a_viewer_follows_a_resolution_change_without_reconnecting(fresh_daemon, tmp_path):
+    conf = tmp_path / "webrtc.toml"
+    conf.write_text('[webrtc]\naddresses = ["127.0.0.1"]\n')
+    d = fresh_daemon(extra=["--config", str(conf)], settings={"resolution": "640x360"})
+    admin = ("admin", d.admin_password)
+
+    async def go():
+        viewer = Viewer()
+        with requests.Session() as http:
+            await viewer.camera_offers(http, d.http, "stream1")
+        await viewer.frames_seen(15)
+        before = len(viewer.frames)
+        r = requests.post(d.http + "/api/settings", json={"resolution": "1280x720"}, auth=admin)
+        assert r.status_code == 200, r.text
+        await viewer.frames_seen(before + 60)
+        await viewer.pc.close()
+        return viewer.frames
+    frames = run(go())
+    assert frames[0] == (640, 360) and frames[-1] == (1280, 720)
+    # One switch, from the old size to the new, no other sizes in between.
+    assert len({f for f in frames}) == 2
+    assert frames.index((1280, 720)) == len(frames) - frames[::-1].index((640, 360))
