@@ -143,3 +143,25 @@ def test_attach_observes_the_pipeline_frames():
             fn(frame(80 * i), 1000 + i / 15)
     assert changes == [True]
     assert motion.attach(None, ThreadReactor(), lambda *a: None) is None
+
+
+def frame_lit(level, block_x=None):
+    """The grey frame at another brightness (a light switched, an exposure step)."""
+    y = frame(block_x).astype(np.int16) + (level - 100)
+    return np.clip(y, 0, 255).astype(np.uint8)
+
+
+def test_a_global_brightness_step_is_not_motion_but_motion_under_it_is(det):
+    d, _, changes = det
+    t = 1000.0
+    for i in range(5):
+        d.feed(frame(), t + i / 15)
+    # The lights go on: every sample jumps by 60 levels, for good.
+    for i in range(5, 30):
+        d.feed(frame_lit(160), t + i / 15)
+        assert d.last_fraction == 0, i
+    assert changes == []
+    # Something moves in the brighter scene: still seen.
+    for i, x in enumerate(range(0, 400, 40), 30):
+        d.feed(frame_lit(160, block_x=x), t + i / 15)
+    assert changes and changes[0][0] is True
