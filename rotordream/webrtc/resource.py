@@ -16,7 +16,8 @@ from rotordream.webrtc import WebRTCError
 
 COOKIE = b"rotordream_webrtc"
 SDP_START = re.compile(r"v=0\r?\n")
-STREAMS = ("stream1", "stream2")
+STREAMS = ("stream1", "stream2", "auto")
+
 
 def _description_schema(kind):
     return {"type": "object", "required": ["type", "sdp"],
@@ -38,6 +39,10 @@ openapi.EXTRA_ROUTES.extend([
      "see all, users their own)", openapi.V, None, 200, None),
     ("/api/webrtc/sessions/{id}", "delete", "End a WebRTC session (its user or an admin)",
      openapi.V, None, 200, None),
+    ("/api/webrtc/sessions/{id}", "patch", "Switch a session to another stream, or auto, "
+     "from the next keyframe", openapi.V,
+     {"type": "object", "required": ["stream"], "additionalProperties": False,
+      "properties": {"stream": {"enum": list(STREAMS)}}}, 200, None),
 ])
 
 
@@ -161,10 +166,10 @@ class Sessions(ApiResource):
 
 
 class OneSession(ApiResource):
-    """DELETE /api/webrtc/sessions/<id>: hang up."""
+    """DELETE /api/webrtc/sessions/<id>: hang up. PATCH {"stream": ...}: switch streams."""
 
     isLeaf = True
-    methods = {"DELETE": ("delete", roles.STREAM_WATCH)}
+    methods = {"DELETE": ("delete", roles.STREAM_WATCH), "PATCH": ("patch", roles.STREAM_WATCH)}
 
     def __init__(self, api, sid):
         super().__init__(api)
@@ -175,6 +180,18 @@ class OneSession(ApiResource):
             raise ApiError(404, "no WebRTC session %r" % self.sid)
         return _call(self.ctx.webrtc.hang_up, self.sid, principal).addCallback(
             lambda _: {"ended": self.sid})
+
+    def patch(self, request, principal):
+        if request.postpath:
+            raise ApiError(404, "no WebRTC session %r" % self.sid)
+        body = read_json(request)
+        if not isinstance(body, dict) or set(body) != {"stream"} or body["stream"] not in STREAMS:
+            raise ApiError(400, "the body must be {\"stream\": one of %s}" % ", ".join(STREAMS),
+                           key="stream", allowed=list(STREAMS))
+        try:
+            return self.ctx.webrtc.switch(self.sid, body["stream"], principal)
+        except WebRTCError as e:
+            _as_api_error_now(e)
 
 
 class WebRTCRoot(ApiResource):

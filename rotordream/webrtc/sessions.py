@@ -18,16 +18,19 @@ import time
 
 from aiortc import (RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender,
                     RTCSessionDescription)
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from rotordream.webrtc import WebRTCError
+from rotordream.webrtc.adapt import AutoStream
 from rotordream.webrtc.track import HubTrack
 
 log = Logger()
 
 _ENDED = ("failed", "closed")
+AUTO = "auto"
 
 
 def use_host_addresses(addresses):
@@ -57,6 +60,27 @@ def _h264_only(transceiver):
                                                                            "video/rtx")])
 
 
+def watch_estimates(sender, on_estimate):
+    """Call ``on_estimate(bit/s)`` with each bandwidth estimate (REMB) the viewer sends.
+
+    aiortc reads REMB only to retune its own encoder, which packets bypass, and
+    offers no event for it: the sender's RTCP handler is wrapped instead.
+    """
+    original = sender._handle_rtcp_packet
+
+    async def handle(packet):
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                pass
+            else:
+                if sender._ssrc in ssrcs:
+                    on_estimate(bitrate)
+        await original(packet)
+    sender._handle_rtcp_packet = handle
+
+
 def _deferred(coro):
     return defer.Deferred.fromFuture(asyncio.ensure_future(coro))
 
@@ -72,11 +96,15 @@ class Session:
         self.user = user
         self.created = created
         self.expiry = None  # the DelayedCall that ends it if it never connects
+        self.estimate = None  # the viewer's last bandwidth estimate (REMB), bit/s
+        self.auto = None      # an AutoStream when the viewer asked for "auto"
 
     def public(self):
         """What GET /api/webrtc/sessions shows."""
-        return {"id": self.id, "stream": self.stream, "user": self.user,
+        return {"id": self.id, "stream": self.stream, "auto": self.auto is not None,
+                "user": self.user,
                 "state": self.pc.connectionState, "created": self.created,
+                "estimated_bitrate": self.estimate,
                 "frames_sent": self.track.sent, "frames_skipped": self.track.skipped}
 
 
@@ -104,7 +132,7 @@ class WebRTCService(service.Service):
         return _deferred(self._make_offer(session)).addErrback(self._failed, session)
 
     async def _make_offer(self, session):
-        _h264_only(session.pc.addTransceiver(session.track, direction="sendonly"))
+        self._send(session)
         await session.pc.setLocalDescription(await session.pc.createOffer())
         return self._description(session)
 
@@ -126,12 +154,40 @@ class WebRTCService(service.Service):
     async def _make_answer(self, session, sdp):
         # The transceiver and its codecs first: aiortc fixes the codec while it
         # reads the offer, and our sender must take the offer's video m-line.
-        _h264_only(session.pc.addTransceiver(session.track, direction="sendonly"))
+        self._send(session)
         await session.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         await session.pc.setLocalDescription(await session.pc.createAnswer())
         return self._description(session)
 
     # -- ending ---------------------------------------------------------------
+
+    def switch(self, session_id, stream, principal):
+        """Send ``stream`` (or "auto") to a connected viewer from its next keyframe."""
+        session = self._own(session_id, principal)
+        self._check_stream(stream)
+        if stream == AUTO:
+            if session.auto is None:
+                session.auto = AutoStream(self.clock.seconds())
+                self._switch(session, session.auto.stream)
+        else:
+            session.auto = None
+            self._switch(session, stream)
+        return session.public()
+
+    def _switch(self, session, stream):
+        if stream != session.stream:
+            log.info("WebRTC session {id}: {old} -> {new}", id=session.id, old=session.stream,
+                     new=stream)
+            session.stream = stream
+            session.track.switch(self.hubs[stream])
+
+    def _estimated(self, session, bitrate):
+        session.estimate = bitrate
+        if session.auto is not None and session.pc.connectionState == "connected":
+            choice = session.auto.estimate(bitrate, self.hubs["stream1"].bitrate,
+                                           self.clock.seconds())
+            if choice is not None:
+                self._switch(session, choice)
 
     def hang_up(self, session_id, principal):
         """End a session (its owner or an admin); Deferred firing when closed."""
@@ -145,18 +201,25 @@ class WebRTCService(service.Service):
 
     # -- inside -----------------------------------------------------------------
 
+    def _check_stream(self, stream):
+        if stream not in self.hubs and stream != AUTO:
+            raise WebRTCError(404, "no stream %r; use %s" % (stream, ", ".join(
+                sorted(self.hubs) + [AUTO])), "NOT_FOUND")
+
     def _open(self, stream, principal):
-        if stream not in self.hubs:
-            raise WebRTCError(404, "no stream %r; use %s" % (stream, " or ".join(sorted(self.hubs))),
-                              "NOT_FOUND")
+        self._check_stream(stream)
         if len(self.sessions) >= self.config.max_sessions:
             raise WebRTCError(429, "too many WebRTC sessions (%d)" % self.config.max_sessions,
                               "RATE_LIMITED", limit=self.config.max_sessions,
                               retry_after=self.config.offer_timeout)
         servers = [RTCIceServer(urls=url) for url in self.config.ice_servers]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        auto = AutoStream(self.clock.seconds()) if stream == AUTO else None
+        if auto is not None:
+            stream = auto.stream
         session = Session(secrets.token_urlsafe(16), pc, HubTrack(self.hubs[stream]), stream,
                           principal.name, int(self.wall()))
+        session.auto = auto
         self.sessions[session.id] = session
         # One that has not connected within the timeout (no answer, ICE failing) ends.
         session.expiry = self.clock.callLater(self.config.offer_timeout, self._expire, session)
@@ -171,6 +234,11 @@ class WebRTCService(service.Service):
             if state in _ENDED:
                 self._close(session, state)
         return session
+
+    def _send(self, session):
+        transceiver = session.pc.addTransceiver(session.track, direction="sendonly")
+        _h264_only(transceiver)
+        watch_estimates(transceiver.sender, lambda bitrate: self._estimated(session, bitrate))
 
     def _own(self, session_id, principal):
         session = self.sessions.get(session_id)

@@ -37,9 +37,39 @@ class HubTrack(MediaStreamTrack):
         self.max_queue = max_queue
         self.skipped = 0
         self.sent = 0
+        self.hub = hub
         self._queue = asyncio.Queue()
         self._waiting_keyframe = False
+        self._last_pts = None
+        self._next = None   # the subscription to a hub being switched to
         self._sub = hub.subscribe(self._take, replay=True)
+
+    def switch(self, hub):
+        """Go on with ``hub`` from its next keyframe; the old hub feeds until then.
+
+        No renegotiation: the keyframe carries the new SPS/PPS in-band, and the
+        two streams share one capture clock, so their timestamps follow on.
+        """
+        if self._next is not None:
+            self._next.cancel()
+            self._next = None
+        if self._sub is None or hub is self.hub:
+            return
+
+        switched = False
+
+        def deliver(au):
+            nonlocal switched
+            if not switched:
+                if not au.keyframe or self._sub is None:
+                    return
+                switched = True
+                self._sub.cancel()
+                self._sub, self._next, self.hub = nxt, None, hub
+                # The old stream's frames still queued go first: they are older.
+                self._waiting_keyframe = False
+            self._take(au)
+        nxt = self._next = hub.subscribe(deliver, replay=False)
 
     def _take(self, au):
         # Called in the reactor thread, which is the asyncio loop's thread.
@@ -66,10 +96,19 @@ class HubTrack(MediaStreamTrack):
         if au is None:
             raise MediaStreamError
         self.sent += 1
-        return packet_for(au)
+        packet = packet_for(au)
+        # Strictly increasing: after a switch the new stream's keyframe may carry the
+        # time of a picture already sent from the old one.
+        if self._last_pts is not None and packet.pts <= self._last_pts:
+            packet.pts = packet.dts = self._last_pts + 1
+        self._last_pts = packet.pts
+        return packet
 
     def stop(self):
         """Leave the hub and end ``recv``."""
+        if self._next is not None:
+            self._next.cancel()
+            self._next = None
         if self._sub is not None:
             self._sub.cancel()
             self._sub = None
