@@ -15,8 +15,7 @@ _PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>RotorDream</
 <meta name="viewport" content="width=device-width"></head>
 <body><h1>RotorDream</h1>
 <p><a href="/api/info">/api/info</a> &middot; <a href="/api/openapi.json">/api/openapi.json</a>
-&middot; live: <a href="?stream=auto">auto</a> <a href="?stream=stream1">stream1</a>
-<a href="?stream=stream2">stream2</a></p>
+&middot; live: <a href="?stream=stream1">stream1</a> <a href="?stream=stream2">stream2</a></p>
 <video id="video" autoplay muted playsinline style="max-width:100%;background:#000"></video>
 <p id="status">connecting&hellip;</p>
 <script>
@@ -27,6 +26,7 @@ async function live(stream) {
   const response = await fetch("/api/webrtc/offer?stream=" + stream);
   const offer = await response.json();
   if (!response.ok) throw new Error(offer.error + " (" + offer.code + ")");
+  window.rotordreamSession = offer.data.id;  // to switch streams or hang up
   const pc = new RTCPeerConnection({iceServers: []});
   pc.ontrack = (event) => {
     video.srcObject = event.streams[0] || new MediaStream([event.track]);
@@ -39,8 +39,7 @@ async function live(stream) {
   if (!sent.ok) throw new Error((await sent.json()).error);
   return pc;
 }
-// "auto": stream1, or stream2 while the network cannot carry stream1.
-const stream = new URLSearchParams(location.search).get("stream") || "auto";
+const stream = new URLSearchParams(location.search).get("stream") || "stream1";
 window.rotordream = live(stream).catch((e) => {
   status.textContent = "no live view: " + e.message;
   const img = document.createElement("img");

@@ -16,7 +16,7 @@ from rotordream.webrtc import WebRTCError
 
 COOKIE = b"rotordream_webrtc"
 SDP_START = re.compile(r"v=0\r?\n")
-STREAMS = ("stream1", "stream2", "auto")
+STREAMS = ("stream1", "stream2")
 
 
 def _description_schema(kind):
@@ -39,8 +39,8 @@ openapi.EXTRA_ROUTES.extend([
      "see all, users their own)", openapi.V, None, 200, None),
     ("/api/webrtc/sessions/{id}", "delete", "End a WebRTC session (its user or an admin)",
      openapi.V, None, 200, None),
-    ("/api/webrtc/sessions/{id}", "patch", "Switch a session to another stream, or auto, "
-     "from the next keyframe", openapi.V,
+    ("/api/webrtc/sessions/{id}", "patch", "Switch a session to the other stream from its "
+     "next keyframe, without renegotiating", openapi.V,
      {"type": "object", "required": ["stream"], "additionalProperties": False,
       "properties": {"stream": {"enum": list(STREAMS)}}}, 200, None),
 ])

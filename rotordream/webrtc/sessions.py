@@ -24,13 +24,11 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from rotordream.webrtc import WebRTCError
-from rotordream.webrtc.adapt import AutoStream
 from rotordream.webrtc.track import HubTrack
 
 log = Logger()
 
 _ENDED = ("failed", "closed")
-AUTO = "auto"
 
 
 def use_host_addresses(addresses):
@@ -97,12 +95,10 @@ class Session:
         self.created = created
         self.expiry = None  # the DelayedCall that ends it if it never connects
         self.estimate = None  # the viewer's last bandwidth estimate (REMB), bit/s
-        self.auto = None      # an AutoStream when the viewer asked for "auto"
 
     def public(self):
         """What GET /api/webrtc/sessions shows."""
-        return {"id": self.id, "stream": self.stream, "auto": self.auto is not None,
-                "user": self.user,
+        return {"id": self.id, "stream": self.stream, "user": self.user,
                 "state": self.pc.connectionState, "created": self.created,
                 "estimated_bitrate": self.estimate,
                 "frames_sent": self.track.sent, "frames_skipped": self.track.skipped}
@@ -159,35 +155,26 @@ class WebRTCService(service.Service):
         await session.pc.setLocalDescription(await session.pc.createAnswer())
         return self._description(session)
 
-    # -- ending ---------------------------------------------------------------
+    # -- while connected --------------------------------------------------------
 
     def switch(self, session_id, stream, principal):
-        """Send ``stream`` (or "auto") to a connected viewer from its next keyframe."""
+        """Send ``stream`` to a viewer from its next keyframe (no renegotiation)."""
         session = self._own(session_id, principal)
         self._check_stream(stream)
-        if stream == AUTO:
-            if session.auto is None:
-                session.auto = AutoStream(self.clock.seconds())
-                self._switch(session, session.auto.stream)
-        else:
-            session.auto = None
-            self._switch(session, stream)
-        return session.public()
-
-    def _switch(self, session, stream):
         if stream != session.stream:
             log.info("WebRTC session {id}: {old} -> {new}", id=session.id, old=session.stream,
                      new=stream)
             session.stream = stream
             session.track.switch(self.hubs[stream])
+        return session.public()
 
     def _estimated(self, session, bitrate):
+        if session.estimate is None:
+            log.info("WebRTC session {id}: first bandwidth estimate {bitrate} bit/s",
+                     id=session.id, bitrate=bitrate)
         session.estimate = bitrate
-        if session.auto is not None and session.pc.connectionState == "connected":
-            choice = session.auto.estimate(bitrate, self.hubs["stream1"].bitrate,
-                                           self.clock.seconds())
-            if choice is not None:
-                self._switch(session, choice)
+
+    # -- ending ---------------------------------------------------------------
 
     def hang_up(self, session_id, principal):
         """End a session (its owner or an admin); Deferred firing when closed."""
@@ -202,9 +189,9 @@ class WebRTCService(service.Service):
     # -- inside -----------------------------------------------------------------
 
     def _check_stream(self, stream):
-        if stream not in self.hubs and stream != AUTO:
-            raise WebRTCError(404, "no stream %r; use %s" % (stream, ", ".join(
-                sorted(self.hubs) + [AUTO])), "NOT_FOUND")
+        if stream not in self.hubs:
+            raise WebRTCError(404, "no stream %r; use %s" % (stream, " or ".join(
+                sorted(self.hubs))), "NOT_FOUND")
 
     def _open(self, stream, principal):
         self._check_stream(stream)
@@ -214,12 +201,8 @@ class WebRTCService(service.Service):
                               retry_after=self.config.offer_timeout)
         servers = [RTCIceServer(urls=url) for url in self.config.ice_servers]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
-        auto = AutoStream(self.clock.seconds()) if stream == AUTO else None
-        if auto is not None:
-            stream = auto.stream
         session = Session(secrets.token_urlsafe(16), pc, HubTrack(self.hubs[stream]), stream,
                           principal.name, int(self.wall()))
-        session.auto = auto
         self.sessions[session.id] = session
         # One that has not connected within the timeout (no answer, ICE failing) ends.
         session.expiry = self.clock.callLater(self.config.offer_timeout, self._expire, session)

@@ -86,6 +86,28 @@ return {ontrack_worked: ontrack_worked, signaling: pc.signalingState};
 })()"""
 
 
+# PATCH the page's own session over to stream2, as a quality switch in a page would.
+SWITCH = """fetch("/api/webrtc/sessions/" + window.rotordreamSession, {method: "PATCH",
+  body: JSON.stringify({stream: "stream2"})}).then((r) => r.json())"""
+
+# Wait for the picture to become stream2's size, then for frames to go on at that size.
+SHRUNK = """new Promise((resolve) => {
+  const video = document.getElementById("video");
+  const started = performance.now();
+  let frames = 0, switched = null;
+  const onFrame = (now, meta) => {
+    if (meta.width === %d) {
+      if (switched === null) switched = performance.now() - started;
+      frames += 1;
+    }
+    if (frames >= 15) resolve({switched_ms: switched, frames: frames,
+                               width: video.videoWidth, height: video.videoHeight});
+    else video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
+})"""
+
+
 def only_loopback():
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True,
                            check=True).stdout
@@ -110,7 +132,9 @@ def main(result_path, workdir):
     result = {}
     state_dir = os.path.join(workdir, "state")
     os.makedirs(state_dir)
-    seed_state(state_dir, {"resolution": "1280x720", "fps": 30})
+    # stream2 small and cheap, so a squeezed link carries it and not stream1.
+    seed_state(state_dir, {"resolution": "1280x720", "fps": 30,
+                           "stream2-resolution": "320x180", "stream2-bitrate": 200})
     config = os.path.join(workdir, "rotordream.toml")
     with open(config, "w") as f:
         f.write('[webrtc]\naddresses = ["127.0.0.1"]\n')
@@ -130,6 +154,23 @@ def main(result_path, workdir):
             except Exception as e:  # the other results still count; the test shows this
                 result["reference_error"] = repr(e)
             result["console"] = page.console + page2.console + page3.console
+            for p in (page, page2, page3):
+                p.evaluate("window.rotordream.then((pc) => pc.close())")
+                p.close()
+            # A viewer switched to stream2 by its own page, without renegotiating.
+            page4 = browser.open(daemon.http + "/?stream=stream1")
+            result["switch_before"] = page4.evaluate(WATCH % 30, timeout=60)
+            result["switch_id"] = sid = page4.evaluate("window.rotordreamSession")
+            # Chromium's first bandwidth estimate (REMB) comes a few seconds in.
+            daemon.wait_output(lambda out: any(sid + ": first bandwidth estimate" in line
+                                               for line in out), timeout=30)
+            result["switch_sessions"] = sessions(daemon)
+            result["switch_reply"] = page4.evaluate(SWITCH)
+            try:
+                result["switch_after"] = page4.evaluate(SHRUNK % 320, timeout=60)
+            except Exception as e:
+                result["switch_error"] = repr(e)
+            result["console"] += page4.console
             t = time.monotonic()
             result["exit_status"] = daemon.stop()
             result["stop_seconds"] = time.monotonic() - t

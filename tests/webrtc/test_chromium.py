@@ -47,7 +47,7 @@ def test_chromium_plays_stream1_at_full_size_over_loopback(run):
 
 def test_chromium_plays_stream2_and_the_daemon_lists_both_viewers(run):
     seen = run["stream2"]
-    assert (seen["width"], seen["height"]) == (640, 360) and seen["frames"] >= 30
+    assert (seen["width"], seen["height"]) == (320, 180) and seen["frames"] >= 30
     listed = {s["stream"]: s for s in run["sessions"]}
     assert set(listed) == {"stream1", "stream2"}
     assert all(s["state"] == "connected" and s["frames_sent"] > 0 for s in listed.values())
@@ -65,8 +65,24 @@ def test_the_reference_browser_code_connects_as_written(run):
     assert run["reference_state"]["ontrack_worked"] is False
 
 
+def test_a_page_switches_its_viewer_to_stream2_without_renegotiating(run):
+    assert (run["switch_before"]["width"], run["switch_before"]["height"]) == (1280, 720)
+    assert run["switch_reply"]["data"]["stream"] == "stream2", run["switch_reply"]
+    assert "switch_error" not in run, run["switch_error"] + run["daemon_log"][-2000:]
+    after = run["switch_after"]
+    assert (after["width"], after["height"]) == (320, 180) and after["frames"] >= 15
+    assert after["switched_ms"] < 5000  # the next stream2 keyframe: within a GOP
+    assert "stream1 -> stream2" in run["daemon_log"]
+
+
+def test_the_browsers_bandwidth_estimates_are_shown_per_session(run):
+    [session] = [s for s in run["switch_sessions"] if s["id"] == run["switch_id"]]
+    # Chromium sends REMB about once a second; the camera lists the last one.
+    assert session["estimated_bitrate"] and session["estimated_bitrate"] > 100000, session
+
+
 def test_no_page_errors_and_a_clean_stop(run):
     assert not [c for c in run["console"] if c.startswith(("uncaught", "error"))], run["console"]
     assert run["exit_status"] == 0 and run["stop_seconds"] < 5, run["daemon_log"]
     assert "Traceback" not in run["daemon_log"]
-    assert run["daemon_log"].count("ended: daemon stopping") >= 3
+    assert run["daemon_log"].count("ended: daemon stopping") >= 1

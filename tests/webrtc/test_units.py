@@ -94,43 +94,6 @@ def test_host_addresses_can_be_pinned_and_restored():
         use_host_addresses(())
 
 
-def test_auto_goes_down_after_two_low_estimates_and_probes_back_with_backoff():
-    from rotordream.webrtc.adapt import AutoStream
-    need = 1_000_000
-    auto = AutoStream(now=0)
-    assert auto.estimate(1_400_000, need, 1) is None           # room to spare
-    assert auto.estimate(800_000, need, 2) is None             # one low estimate: a blip
-    assert auto.estimate(1_200_000, need, 3) is None
-    assert auto.estimate(240_000, need, 4) is None
-    assert auto.estimate(250_000, need, 5) == "stream2"        # two in a row: down
-    # On stream2 the estimate cannot show room for stream1: probe after 20 s.
-    assert auto.estimate(300_000, need, 24) is None
-    assert auto.estimate(300_000, need, 25) == "stream1"
-    # The probe congests at once: down again, and wait twice as long next time.
-    auto.estimate(200_000, need, 26)
-    assert auto.estimate(200_000, need, 27) == "stream2" and auto.probe_wait == 40
-    assert auto.estimate(300_000, need, 66) is None
-    assert auto.estimate(300_000, need, 67) == "stream1"
-    # This probe holds for probe_hold seconds: the wait resets.
-    for t in range(68, 75):
-        assert auto.estimate(1_100_000, need, t) is None
-    assert auto.probe_wait == 20 and auto.stream == "stream1"
-
-
-def test_auto_backoff_is_capped():
-    from rotordream.webrtc.adapt import AutoStream
-    auto = AutoStream(now=0, probe_after=20, probe_max=60)
-    t = 0
-    for _ in range(5):
-        t += 1
-        auto.estimate(1, 10, t)
-        t += 1
-        assert auto.estimate(1, 10, t) == "stream2"
-        t += auto.probe_wait
-        assert auto.estimate(1, 10, t) == "stream1"
-    assert auto.probe_wait == 60
-
-
 def au_of(stream, seq, keyframe):
     from dataclasses import replace
     unit = au(seq, keyframe)

@@ -158,7 +158,7 @@ def test_bad_requests_get_clear_errors_and_the_daemon_keeps_serving(daemon):
         return body
 
     body = error(requests.get(base + "/api/webrtc/offer?stream=stream9"), 400, "BAD_REQUEST")
-    assert body["key"] == "stream" and body["allowed"] == ["stream1", "stream2", "auto"]
+    assert body["key"] == "stream" and body["allowed"] == ["stream1", "stream2"]
     error(requests.post(base + "/api/webrtc/answer", data="not json"), 400)
     error(requests.post(base + "/api/webrtc/answer", json=["answer"]), 400)
     error(requests.post(base + "/api/webrtc/answer", json={"type": "offer", "sdp": "v=0"}), 400)
@@ -315,19 +315,17 @@ def test_a_viewer_is_switched_between_streams_without_renegotiating(daemon):
             down = http.patch(url, json={"stream": "stream2"})
             mark = len(viewer.frames)
             await viewer.frames_seen(mark + 30)
-            auto = http.patch(url, json={"stream": "auto"})
+            up = http.patch(url, json={"stream": "stream1"})
             mark2 = len(viewer.frames)
-            await viewer.frames_seen(mark2 + 30)
+            await viewer.frames_seen(mark2 + 45)
         await viewer.pc.close()
-        return viewer.frames, mark, bad, missing, down, auto, mark2
-    frames, mark, bad, missing, down, auto, mark2 = run(go())
+        return viewer.frames, mark, bad, missing, down, up, mark2
+    frames, mark, bad, missing, down, up, mark2 = run(go())
     assert all(r.status_code == 400 and r.json()["key"] == "stream" for r in bad)
     assert missing.status_code == 404
     assert down.status_code == 200 and down.json()["data"]["stream"] == "stream2"
-    assert not down.json()["data"]["auto"]
     assert frames[0] == (1280, 720) and (640, 360) in frames[mark:]
     switched = frames.index((640, 360))
     assert set(frames[:switched]) == {(1280, 720)}      # one clean switch
-    # auto starts from stream1 (and goes down only on the viewer's own estimates).
-    assert auto.json()["data"]["auto"] is True and auto.json()["data"]["stream"] == "stream1"
-    assert (1280, 720) in frames[mark2:]
+    # And back, the same way.
+    assert up.json()["data"]["stream"] == "stream1" and frames[-1] == (1280, 720)
