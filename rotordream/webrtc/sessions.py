@@ -211,7 +211,7 @@ class WebRTCService(service.Service):
         def changed():
             state = pc.connectionState
             log.info("WebRTC session {id} ({stream}, {user}): {state}", id=session.id,
-                     stream=stream, user=session.user, state=state)
+                     stream=session.stream, user=session.user, state=state)
             if state == "connected" and session.expiry is not None and session.expiry.active():
                 session.expiry.cancel()
             if state in _ENDED:
