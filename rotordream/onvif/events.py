@@ -186,14 +186,14 @@ class Subscription:
 
     def offer(self, event):
         """Queue ``event`` if the filter selects it."""
-        if not self.closed and self.filter.matches(event.topic):
+        if not self.closed and self.filter.selects(event):
             self.queue.append(event)
             self.queued()
 
     def synchronize(self):
         """Queue the current state of every selected property topic."""
         for event in self.broker.snapshot():
-            if self.filter.matches(event.topic):
+            if self.filter.selects(event):
                 self.queue.append(event)
         self.queued()
 

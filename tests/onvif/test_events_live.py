@@ -146,6 +146,14 @@ def topic_expression(text):
     return el
 
 
+def message_content(xpath):
+    """A wsnt:MessageContent element (ONVIF's ItemFilter dialect) for a zeep Filter."""
+    el = etree.Element("{%s}MessageContent" % WSNT, nsmap={"wsnt": WSNT, "tt": TT})
+    el.set("Dialect", "http://www.onvif.org/ver10/tev/messageContentFilter/ItemFilter")
+    el.text = xpath
+    return el
+
+
 def recording(daemon, verb):
     r = requests.post(daemon.http + "/api/recording/" + verb, json={}, timeout=30,
                       auth=("admin", daemon.admin_password))
@@ -236,6 +244,23 @@ def test_motion_event_from_the_moving_test_pattern(cam, recorder):
                           timeout=15)
         assert {n[0] for n in seen} == {MOTION}    # the filter holds the other topics back
     finally:
+        manager.Unsubscribe()
+
+
+def test_a_message_content_filter_passes_only_matching_events(cam, daemon, recorder):
+    # Only the recording job going Active: not its Idle state at subscription or at the end.
+    _, pp, manager = pull_point(cam, Filter={"_value_1": [
+        topic_expression("tns1:RecordingConfig//."),
+        message_content('boolean(//tt:SimpleItem[@Name="State" and @Value="Active"])')]})
+    try:
+        assert pull(pp, recorder, "PT1S") == []   # the synchronised Idle is held back
+        recording(daemon, "start")
+        seen = pull_until(pp, recorder, lambda n: n[2].get("State") == "Active", poll="PT10S")
+        recording(daemon, "stop")
+        seen += pull(pp, recorder, "PT2S")
+        assert seen == [(JOB_STATE, "Changed", {"State": "Active"})]
+    finally:
+        recording(daemon, "stop")
         manager.Unsubscribe()
 
 

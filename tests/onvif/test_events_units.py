@@ -497,3 +497,27 @@ def test_pulls_keep_a_relative_subscription_alive(make_ev):
     ev.pull(path, timeout="PT0S")
     ev.clock.advance(2)
     assert path[1] not in ev.broker.subscriptions
+
+
+def test_message_content_filters_select_on_item_values():
+    from lxml import etree
+    ns = {"tt": "http://www.onvif.org/ver10/schema", "tns1": "http://www.onvif.org/ver10/topics"}
+    wsnt = "http://docs.oasis-open.org/wsn/b-2"
+    f_el = etree.Element("{%s}Filter" % wsnt, nsmap={"wsnt": wsnt, **ns})
+    te = etree.SubElement(f_el, "{%s}TopicExpression" % wsnt)
+    te.text = "tns1:RuleEngine//."
+    mc = etree.SubElement(f_el, "{%s}MessageContent" % wsnt, Dialect=topics.ITEM_FILTER)
+    mc.text = 'boolean(//tt:SimpleItem[@Name="IsMotion" and @Value="true"])'
+    f = topics.parse_filter(f_el)
+    moving = topics.Event(topics.MOTION, NOW, {}, {"IsMotion": True}, topics.CHANGED)
+    still = topics.Event(topics.MOTION, NOW, {}, {"IsMotion": False}, topics.CHANGED)
+    job = topics.Event(topics.RECORDING_JOB, NOW, {}, {"State": "Active"}, topics.CHANGED)
+    assert f.selects(moving) and not f.selects(still) and not f.selects(job)
+    # Bad expressions are refused when subscribing, not when an event comes.
+    for bad, dialect in (("boolean(//tt:SimpleItem[", topics.ITEM_FILTER),
+                         ("boolean(//nope:SimpleItem)", topics.ITEM_FILTER),
+                         ("unknown-function(1)", topics.XPATH_1),
+                         ("", None), ("x" * 2000, None),
+                         ("true()", "urn:some-other-dialect")):
+        with pytest.raises(topics.FilterError):
+            topics.parse_content_expression(bad, ns, dialect)
