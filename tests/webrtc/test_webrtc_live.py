@@ -64,6 +64,12 @@ class Viewer:
                     and not self._enough.done():
                 self._enough.set_result(None)
 
+    async def size_seen(self, size, after, timeout=30):
+        """Wait until a frame of ``size`` comes after the first ``after`` frames."""
+        deadline = time.monotonic() + timeout
+        while size not in self.frames[after:]:
+            await self.frames_seen(len(self.frames) + 1, deadline - time.monotonic())
+
     async def frames_seen(self, count, timeout=30):
         """Wait until ``count`` frames have been decoded."""
         self._want = count
@@ -314,10 +320,12 @@ def test_a_viewer_is_switched_between_streams_without_renegotiating(daemon):
             missing = http.patch(base + "/api/webrtc/sessions/nope", json={"stream": "stream2"})
             down = http.patch(url, json={"stream": "stream2"})
             mark = len(viewer.frames)
-            await viewer.frames_seen(mark + 30)
+            await viewer.size_seen((640, 360), mark)   # at stream2's next keyframe
+            await viewer.frames_seen(len(viewer.frames) + 15)
             up = http.patch(url, json={"stream": "stream1"})
             mark2 = len(viewer.frames)
-            await viewer.frames_seen(mark2 + 45)
+            await viewer.size_seen((1280, 720), mark2)
+            await viewer.frames_seen(len(viewer.frames) + 15)
         await viewer.pc.close()
         return viewer.frames, mark, bad, missing, down, up, mark2
     frames, mark, bad, missing, down, up, mark2 = run(go())
