@@ -74,6 +74,20 @@ def make_recorder(tmp_path, segment_seconds=300, max_total_mb=0, min_free_mb=0):
     return rec, ctx.pipeline.hubs["stream1"], clock
 
 
+def started_recorder(tmp_path, encoded, **kw):
+    """A recorder recording from the first keyframe: (recorder, hub, clock)."""
+    rec, hub, clock = make_recorder(tmp_path, **kw)
+    feed(hub, encoded, 0, 1)
+    rec.start()
+    return rec, hub, clock
+
+
+def only_file(rec):
+    """(entry, path) of the one recording in the store."""
+    [entry] = rec.store.entries.values()
+    return entry, rec.store.path(entry["id"])
+
+
 def feed(hub, encoded, start, stop, generation=0):
     for i in range(start, stop):
         hub.publish(make_au(encoded, i, generation))
@@ -91,8 +105,8 @@ def test_recording_starts_at_the_cached_keyframe_and_is_continuous(tmp_path, enc
     rec.start(name="unit")
     feed(hub, encoded, 20, 90)
     rec.stop()
-    [entry] = rec.store.entries.values()
-    got = packets(rec.store.path(entry["id"]))
+    entry, path = only_file(rec)
+    got = packets(path)
     assert got[0] == (0.0, True)
     assert len(got) == 90 - 15         # from the cached keyframe, nothing lost
     steps = {round(b[0] - a[0], 4) for a, b in zip(got, got[1:])}
@@ -103,9 +117,7 @@ def test_recording_starts_at_the_cached_keyframe_and_is_continuous(tmp_path, enc
 
 
 def test_segments_cut_at_keyframes_lose_and_repeat_nothing(tmp_path, encoded):
-    rec, hub, clock = make_recorder(tmp_path, segment_seconds=1)
-    feed(hub, encoded, 0, 1)
-    rec.start()
+    rec, hub, clock = started_recorder(tmp_path, encoded, segment_seconds=1)
     feed(hub, encoded, 1, 100)
     rec.stop()
     entries = sorted(rec.store.entries.values(), key=lambda e: e["segment"])
@@ -121,9 +133,7 @@ def test_segments_cut_at_keyframes_lose_and_repeat_nothing(tmp_path, encoded):
 
 
 def test_pause_and_resume_keep_one_gapless_timeline(tmp_path, encoded):
-    rec, hub, clock = make_recorder(tmp_path)
-    feed(hub, encoded, 0, 1)
-    rec.start()
+    rec, hub, clock = started_recorder(tmp_path, encoded)
     feed(hub, encoded, 1, 40)
     rec.pause()
     assert rec.state.get("record") == "paused"
@@ -131,8 +141,8 @@ def test_pause_and_resume_keep_one_gapless_timeline(tmp_path, encoded):
     rec.resume()                        # the replayed GOP starts at keyframe 60
     feed(hub, encoded, 70, 100)
     rec.stop()
-    [entry] = rec.store.entries.values()
-    got = packets(rec.store.path(entry["id"]))
+    entry, path = only_file(rec)
+    got = packets(path)
     assert len(got) == 40 + 40
     steps = {round(b[0] - a[0], 4) for a, b in zip(got, got[1:])}
     assert steps == {round(1 / FPS, 4)}
@@ -140,22 +150,17 @@ def test_pause_and_resume_keep_one_gapless_timeline(tmp_path, encoded):
 
 
 def test_resume_within_the_same_gop_writes_no_frame_twice(tmp_path, encoded):
-    rec, hub, clock = make_recorder(tmp_path)
-    feed(hub, encoded, 0, 1)
-    rec.start()
+    rec, hub, clock = started_recorder(tmp_path, encoded)
     feed(hub, encoded, 1, 20)
     rec.pause()
     rec.resume()                        # the cache replays 15..19, already written
     feed(hub, encoded, 20, 30)
     rec.stop()
-    [entry] = rec.store.entries.values()
-    assert len(packets(rec.store.path(entry["id"]))) == 30
+    assert len(packets(only_file(rec)[1])) == 30
 
 
 def test_a_new_encoder_generation_starts_a_new_file(tmp_path, encoded):
-    rec, hub, clock = make_recorder(tmp_path)
-    feed(hub, encoded, 0, 1)
-    rec.start()
+    rec, hub, clock = started_recorder(tmp_path, encoded)
     feed(hub, encoded, 1, 30)
     feed(hub, encoded, 30, 60, generation=1)
     rec.stop()
@@ -298,13 +303,10 @@ def test_listing_pages_and_filters(tmp_path):
 
 
 def test_a_torn_last_fragment_is_cut_off(tmp_path, encoded):
-    rec, hub, clock = make_recorder(tmp_path)
-    feed(hub, encoded, 0, 1)
-    rec.start()
+    rec, hub, clock = started_recorder(tmp_path, encoded)
     feed(hub, encoded, 1, 61)
     rec.stop()
-    [entry] = rec.store.entries.values()
-    path = rec.store.path(entry["id"])
+    entry, path = only_file(rec)
     whole = os.path.getsize(path)
     assert mp4.trim_torn_tail(path) == 0
     with open(path, "ab") as f:          # half a fragment, as a crash leaves it
@@ -335,9 +337,7 @@ def test_each_fragment_is_on_disk_once_the_next_keyframe_closes_it(tmp_path, enc
         else:
             durable.append(path)  # a directory
     monkeypatch.setattr(os, "fsync", fsync)
-    rec, hub, clock = make_recorder(tmp_path)
-    feed(hub, encoded, 0, 1)
-    rec.start()
+    rec, hub, clock = started_recorder(tmp_path, encoded)
     feed(hub, encoded, 1, 61)              # keyframes at 15, 30, 45, 60
     monkeypatch.setattr(os, "fsync", real_fsync)
     files = [d for d in durable if isinstance(d, bytes)]

@@ -71,8 +71,12 @@ def test_stopping_the_track_leaves_the_hub_and_ends_recv():
         pending = asyncio.ensure_future(track.recv())
         await pending  # the cached keyframe
         waiting = asyncio.ensure_future(track.recv())
-        await asyncio.sleep(0)  # let recv reach the empty queue (no time passes)
-        track.stop()
+        # Stop once recv waits on the empty queue: the loop runs that task's first step
+        # before a callback queued after it.
+        stopped = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(lambda: (track.stop(), stopped.set_result(
+            waiting.done())))
+        assert await stopped is False  # recv was waiting when stop came
         with pytest.raises(MediaStreamError):
             await waiting
         with pytest.raises(MediaStreamError):
