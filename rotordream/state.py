@@ -495,9 +495,13 @@ class CameraState:
         self._version += 1
         if self._clock is None:
             self.flush()
-        elif self._pending_write is None and not self._writing:
-            # Coalesce: one write per reactor turn however many keys change;
-            # while one is in the pool, the next waits for it (see _written_back).
+        else:
+            self._queue_write()
+
+    def _queue_write(self):
+        # Coalesce: one write per reactor turn however many keys change; while one
+        # is in the pool, the next waits for it (_written_back queues it then).
+        if self._pending_write is None and not self._writing:
             self._pending_write = self._clock.callLater(0, self._write_soon)
 
     def _snapshot(self):
@@ -525,8 +529,8 @@ class CameraState:
 
     def _written_back(self, _):
         self._writing = False
-        if self._version > self._written and self._pending_write is None:
-            self._pending_write = self._clock.callLater(0, self._write_soon)
+        if self._version > self._written:
+            self._queue_write()
 
     def _write_failed(self, failure):
         # Not retried in a loop: the next change (or flush at stop) tries again.

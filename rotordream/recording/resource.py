@@ -11,7 +11,6 @@ import time
 from twisted.web import static
 
 from rotordream.auth import roles
-from rotordream.recording import RecorderError
 from rotordream.recording.store import UnknownRecording, valid_id
 from rotordream.web.api import openapi
 from rotordream.web.api.base import ApiError, ApiResource, read_json
@@ -37,13 +36,6 @@ openapi.EXTRA_ROUTES.extend([
 ])
 
 
-def _recorder_call(fn, **kwargs):
-    try:
-        return fn(**kwargs)
-    except RecorderError as e:
-        raise ApiError(e.status, e.message, e.code)
-
-
 class Control(ApiResource):
     """POST /api/recording/<verb>: start, stop, pause, resume."""
 
@@ -59,10 +51,10 @@ class Control(ApiResource):
         if self.verb == "stop":
             # Answer once the file is finished: the status then counts its bytes and the
             # recording is listed as complete.
-            _recorder_call(recorder.stop, origin="rest")
+            recorder.stop(origin="rest")
             return recorder.closed().addCallback(lambda _: recorder.status())
         if self.verb != "start":
-            return _recorder_call(getattr(recorder, self.verb), origin="rest")
+            return getattr(recorder, self.verb)(origin="rest")
         name, duration = None, None
         length = request.getHeader(b"content-length")
         if length and length != b"0":
@@ -82,7 +74,7 @@ class Control(ApiResource):
                                          duration <= 0):
                 raise ApiError(400, "duration must be a positive number of seconds",
                                key="duration")
-        return _recorder_call(recorder.start, name=name, duration=duration, origin="rest")
+        return recorder.start(name=name, duration=duration, origin="rest")
 
 
 class Status(ApiResource):

@@ -6,12 +6,8 @@ is the REST side (/api/webrtc).
 """
 
 
-class WebRTCError(Exception):
-    """A request the WebRTC service refuses: HTTP status, message, error code."""
+from rotordream.errors import ServiceError
 
-    def __init__(self, status, message, code="BAD_REQUEST", **extra):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-        self.extra = extra
+
+class WebRTCError(ServiceError):
+    """A request the WebRTC service refuses: HTTP status, message, error code."""

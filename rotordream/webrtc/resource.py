@@ -12,7 +12,6 @@ import re
 from rotordream.auth import roles
 from rotordream.web.api import openapi
 from rotordream.web.api.base import ApiError, ApiResource, envelope, read_json
-from rotordream.webrtc import WebRTCError
 
 COOKIE = b"rotordream_webrtc"
 SDP_START = re.compile(r"v=0\r?\n")
@@ -44,25 +43,6 @@ openapi.EXTRA_ROUTES.extend([
      {"type": "object", "required": ["stream"], "additionalProperties": False,
       "properties": {"stream": {"enum": list(STREAMS)}}}, 200, None),
 ])
-
-
-def _call(fn, *args):
-    try:
-        return fn(*args).addErrback(_as_api_error)
-    except WebRTCError as e:
-        return _as_api_error_now(e)
-
-
-def _as_api_error_now(e):
-    headers = {}
-    if "retry_after" in e.extra:
-        headers[b"retry-after"] = str(e.extra["retry_after"]).encode()
-    raise ApiError(e.status, e.message, e.code, headers=headers, **e.extra)
-
-
-def _as_api_error(failure):
-    failure.trap(WebRTCError)
-    _as_api_error_now(failure.value)
 
 
 def _description(request, kind):
@@ -105,7 +85,7 @@ class Offer(ApiResource):
             # A HEAD must not leave a peer connection behind.
             raise ApiError(405, "HEAD is not allowed here", headers={b"allow": b"GET, POST"},
                            allowed=["GET", "POST"])
-        d = _call(self.ctx.webrtc.offer, _stream(request), principal)
+        d = self.ctx.webrtc.offer(_stream(request), principal)
 
         def offered(result):
             request.addCookie(COOKIE, result["id"].encode(), path=b"/api/webrtc",
@@ -116,7 +96,7 @@ class Offer(ApiResource):
     def post(self, request, principal):
         stream = _stream(request)
         sdp, _ = _description(request, "offer")
-        return _call(self.ctx.webrtc.accept, stream, sdp, principal).addCallback(
+        return self.ctx.webrtc.accept(stream, sdp, principal).addCallback(
             _with_description)
 
 
@@ -132,7 +112,7 @@ class Answer(ApiResource):
         if not sid:
             raise ApiError(400, "which session? send the offer's id (body or ?id=) or its "
                                 "cookie", key="id")
-        return _call(self.ctx.webrtc.answer, sid, sdp, principal)
+        return self.ctx.webrtc.answer(sid, sdp, principal)
 
 
 def _arg(request, name):
@@ -178,7 +158,7 @@ class OneSession(ApiResource):
     def delete(self, request, principal):
         if request.postpath:
             raise ApiError(404, "no WebRTC session %r" % self.sid)
-        return _call(self.ctx.webrtc.hang_up, self.sid, principal).addCallback(
+        return self.ctx.webrtc.hang_up(self.sid, principal).addCallback(
             lambda _: {"ended": self.sid})
 
     def patch(self, request, principal):
@@ -188,10 +168,7 @@ class OneSession(ApiResource):
         if not isinstance(body, dict) or set(body) != {"stream"} or body["stream"] not in STREAMS:
             raise ApiError(400, "the body must be {\"stream\": one of %s}" % ", ".join(STREAMS),
                            key="stream", allowed=list(STREAMS))
-        try:
-            return self.ctx.webrtc.switch(self.sid, body["stream"], principal)
-        except WebRTCError as e:
-            _as_api_error_now(e)
+        return self.ctx.webrtc.switch(self.sid, body["stream"], principal)
 
 
 class WebRTCRoot(ApiResource):

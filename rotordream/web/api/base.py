@@ -17,6 +17,7 @@ from twisted.web import resource, server
 
 from rotordream import API_VERSION
 from rotordream.auth.service import SESSION_COOKIE, AuthError
+from rotordream.errors import ServiceError
 from rotordream.state import StateError
 
 log = Logger()
@@ -48,6 +49,14 @@ class ApiError(Exception):
             extra["allowed"] = e.allowed
         code = "BAD_REQUEST" if e.code == "UNKNOWN_KEY" else e.code
         return cls(e.http_status, e.message, code, **extra)
+
+    @classmethod
+    def from_service(cls, e):
+        """The ApiError for a service's refusal (recorder, WebRTC, ...)."""
+        headers = {}
+        if e.extra.get("retry_after") is not None:
+            headers[b"retry-after"] = str(e.extra["retry_after"]).encode()
+        return cls(e.status, e.message, e.code, headers=headers, **e.extra)
 
 
 class Raw:
@@ -280,6 +289,8 @@ class ApiResource(resource.Resource):
     def _fail(self, request, exc, failure=None):
         if isinstance(exc, StateError):
             exc = ApiError.from_state(exc)
+        elif isinstance(exc, ServiceError):
+            exc = ApiError.from_service(exc)
         if not isinstance(exc, ApiError):
             if failure is not None:
                 log.failure("internal error in {uri}", failure, uri=request.uri)

@@ -3,6 +3,7 @@
 import os
 import shutil
 import time
+from collections import Counter
 
 from rotordream import API_VERSION, PRODUCT, __version__
 from rotordream.auth import roles
@@ -129,13 +130,10 @@ class Streams(ApiResource):
     def get(self, request, principal):
         urls = self.ctx.stream_urls(host_of(request))
         state = self.ctx.state
-        counts, webrtc = {}, {}
-        if self.ctx.rtsp is not None:
-            for s in self.ctx.rtsp.sessions():
-                counts[s.get("stream")] = counts.get(s.get("stream"), 0) + 1
-        if self.ctx.webrtc is not None:
-            for s in self.ctx.webrtc.sessions.values():
-                webrtc[s.stream] = webrtc.get(s.stream, 0) + 1
+        counts = Counter(s.get("stream") for s in
+                         (self.ctx.rtsp.sessions() if self.ctx.rtsp is not None else ()))
+        webrtc = Counter(s.stream for s in
+                         (self.ctx.webrtc.sessions.values() if self.ctx.webrtc else ()))
         out = []
         for name, hub in self.ctx.pipeline.hubs.items():
             prefix = "" if name == "stream1" else "stream2-"
@@ -143,8 +141,8 @@ class Streams(ApiResource):
             out.append({"name": name, "url": urls[name], "codec": "H.264",
                         "width": int(w), "height": int(h), "fps": state.get(prefix + "fps"),
                         "bitrate": state.get(name + "-bitrate") * 1000,
-                        "measured_bitrate": hub.bitrate, "clients": counts.get(name, 0),
-                        "webrtc_clients": webrtc.get(name, 0)})
+                        "measured_bitrate": hub.bitrate, "clients": counts[name],
+                        "webrtc_clients": webrtc[name]})
         return {"streams": out}
 
 
