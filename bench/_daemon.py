@@ -60,6 +60,12 @@ class BenchDaemon:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def cpu_percent(self, seconds):
+        """The daemon's CPU use (% of one core) over the next ``seconds`` of wall time."""
+        c0, t0 = self.cpu_seconds(), time.monotonic()
+        time.sleep(seconds)  # a measurement window, not a wait for an event
+        return 100.0 * (self.cpu_seconds() - c0) / (time.monotonic() - t0)
+
     def stop(self):
         """Stop the daemon."""
         self.proc.terminate()

@@ -21,13 +21,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench._daemon import NO_LIMITS, PASSWORD, BenchDaemon  # noqa: E402
 
 
-def window(d, seconds):
-    """Daemon CPU (% of one core) over ``seconds`` of wall time."""
-    c0, t0 = d.cpu_seconds(), time.monotonic()
-    time.sleep(seconds)
-    return 100.0 * (d.cpu_seconds() - c0) / (time.monotonic() - t0)
-
-
 def remux_throughput(path, repeat):
     """Re-mux the access units of ``path`` ``repeat`` times into one file as fast as possible."""
     import av
@@ -63,13 +56,13 @@ def main():
     d = BenchDaemon(NO_LIMITS, settings={"resolution": args.resolution, "fps": args.fps})
     auth = ("admin", PASSWORD)
     try:
-        idle1 = window(d, args.seconds)
+        idle1 = d.cpu_percent(args.seconds)
         r = requests.post(d.http + "/api/recording/start", json={"name": "bench"}, auth=auth)
         r.raise_for_status()
-        busy = window(d, args.seconds)
+        busy = d.cpu_percent(args.seconds)
         status = requests.get(d.http + "/api/recording/status", auth=auth).json()["data"]
         requests.post(d.http + "/api/recording/stop", auth=auth).raise_for_status()
-        idle2 = window(d, args.seconds)
+        idle2 = d.cpu_percent(args.seconds)
         time.sleep(1)
         entry = requests.get(d.http + "/api/recordings", auth=auth).json()["data"]["recordings"][0]
         path = os.path.join(d.dir, "state", "recordings", entry["id"] + ".mp4")

@@ -69,13 +69,6 @@ async def viewers(base, count, seconds, stream):
     return [f for _, _, f in started], fps
 
 
-def window(d, seconds):
-    """Daemon CPU (% of one core) over ``seconds`` of wall time."""
-    c0, t0 = d.cpu_seconds(), time.monotonic()
-    time.sleep(seconds)
-    return 100.0 * (d.cpu_seconds() - c0) / (time.monotonic() - t0)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--viewers", type=int, nargs="+", default=[1, 4])
@@ -92,14 +85,14 @@ def main():
     try:
         print("webrtc bench: %d cores, %s, daemon 1280x720@30, viewers of %s"
               % (os.cpu_count(), time.strftime("%Y-%m-%d"), args.stream))
-        idle = window(d, args.seconds)
+        idle = d.cpu_percent(args.seconds)
         print("  0 viewers: daemon CPU %.1f %% of one core" % idle, flush=True)
         for n in args.viewers:
             proc = subprocess.Popen([sys.executable, __file__, "--client", d.http, str(n),
                                      str(args.seconds), args.stream],
                                     stdout=subprocess.PIPE, text=True)
             assert proc.stdout.readline().strip() == "READY", "viewers did not start"
-            busy = window(d, args.seconds * 0.9)  # inside the viewers' window
+            busy = d.cpu_percent(args.seconds * 0.9)  # inside the viewers' window
             result = json.loads(proc.stdout.read().strip().splitlines()[-1])
             proc.wait(60)
             first = sorted(result["first"])
