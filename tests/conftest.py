@@ -34,6 +34,28 @@ def require_module(name):
         pytest.skip("python module %s missing" % name)
 
 
+def run_in_netns(script, work, timeout, complete):
+    """Run ``python SCRIPT RESULT.json WORK`` in a network namespace of its own; its result.
+
+    ``unshare -n`` as root (``-rn`` otherwise): the script sees only ``lo`` plus what it
+    makes, so nothing it sends can leave the machine. ``complete(result)`` says whether
+    the script got far enough; if not, the test fails with its output.
+    """
+    import json
+    unshare = require_tool("unshare", "util-linux")
+    require_tool("ip", "iproute2")
+    result = work / "result.json"
+    prefix = [unshare, "-n"] if os.geteuid() == 0 else [unshare, "-r", "-n"]
+    proc = subprocess.run(prefix + [sys.executable, script, str(result), str(work)],
+                          capture_output=True, text=True, timeout=timeout)
+    data = json.loads(result.read_text()) if result.exists() else None
+    if data is None or not complete(data):
+        pytest.fail("namespace helper failed (%d):\n%s\n%s\n%s"
+                    % (proc.returncode, proc.stdout[-3000:], proc.stderr[-5000:],
+                       result.read_text()[-4000:] if result.exists() else ""))
+    return data
+
+
 # -- a running daemon ---------------------------------------------------------
 
 import secrets

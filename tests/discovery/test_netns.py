@@ -6,15 +6,12 @@ otherwise): the daemon runs there with ``[discovery] enabled = true``; the
 the ONVIF scopes; Hello on start and Bye on stop must be heard.
 """
 
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from rotordream.discovery import message as m
-from tests.conftest import require_module, require_tool
+from tests.conftest import require_module, run_in_netns
 
 HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netns_discovery.py")
 NAMESPACE_ADDRESSES = ("10.77.0.1", "10.77.0.2")
@@ -23,18 +20,8 @@ HTTP_PORT = 18080
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    unshare = require_tool("unshare", "util-linux")
-    require_tool("ip", "iproute2")
     require_module("wsdiscovery")
-    work = tmp_path_factory.mktemp("netns")
-    result = work / "result.json"
-    prefix = [unshare, "-n"] if os.geteuid() == 0 else [unshare, "-r", "-n"]
-    proc = subprocess.run(prefix + [sys.executable, HELPER, str(result), str(work)],
-                          capture_output=True, text=True, timeout=180)
-    if not result.exists():
-        pytest.fail("namespace helper failed (%d):\n%s\n%s"
-                    % (proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:]))
-    return json.loads(result.read_text())
+    return run_in_netns(HELPER, tmp_path_factory.mktemp("netns"), 180, lambda result: True)
 
 
 def _xaddr_ok(xaddr):

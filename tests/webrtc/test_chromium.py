@@ -5,33 +5,20 @@ otherwise): daemon and browser share a network namespace whose only link is
 ``lo``, so every ICE candidate is 127.0.0.1 and nothing leaves the machine.
 """
 
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import require_tool
+from tests.conftest import require_tool, run_in_netns
 
 HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netns_chromium.py")
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    unshare = require_tool("unshare", "util-linux")
-    require_tool("ip", "iproute2")
     require_tool("chromium", "chromium")
-    work = tmp_path_factory.mktemp("chromium")
-    result = work / "result.json"
-    prefix = [unshare, "-n"] if os.geteuid() == 0 else [unshare, "-r", "-n"]
-    proc = subprocess.run(prefix + [sys.executable, HELPER, str(result), str(work)],
-                          capture_output=True, text=True, timeout=240)
-    if not result.exists() or "stream1" not in json.loads(result.read_text()):
-        pytest.fail("namespace helper failed (%d):\n%s\n%s\n%s"
-                    % (proc.returncode, proc.stdout[-3000:], proc.stderr[-5000:],
-                       result.read_text()[-4000:] if result.exists() else ""))
-    return json.loads(result.read_text())
+    return run_in_netns(HELPER, tmp_path_factory.mktemp("chromium"), 240,
+                        lambda result: "stream1" in result)
 
 
 def test_chromium_plays_stream1_at_full_size_over_loopback(run):
