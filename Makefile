@@ -28,7 +28,7 @@ run: venv
 	@echo "Starting RotorDream: HTTP $(HTTP), RTSP $(RTSP), state in $(STATE)/"
 	@# The embedded defaults, never an installed /etc/rotordream/rotordream.toml
 	@# (it turns WS-Discovery multicast on).
-	$(VENV)/bin/twistd -n --pidfile= rotordream --config /dev/null --http $(HTTP) --rtsp $(RTSP) --state-dir $(STATE)
+	$(VENV)/bin/twistd -n --pidfile= rotordream --config /dev/null --http $(HTTP) --rtsp $(RTSP) --state-dir $(STATE) --secret-file $(STATE).key
 
 system-deps:
 	@if [ "$$(id -u)" = "0" ]; then \

@@ -57,8 +57,16 @@ class Auth:
     initial_admin_password: str = ""   # used once, on first start
     token_lifetime: int = 86400        # seconds a bearer token lives
     nonce_lifetime: int = 300          # seconds a Digest nonce lives
-    login_failures: int = 5            # failed logins allowed per window ...
-    login_window: int = 300            # ... of this many seconds
+    login_failures: int = 5            # failed logins per user name and address per window ...
+    login_window: int = 300            # ... of this many seconds (a lockout doubles on repeat)
+    lockout_max: int = 3600            # longest lockout of one user name at one address, seconds
+    user_failures: int = 1000          # failed logins per user name from all addresses per window
+    attempts_per_address: int = 30     # password checks (not cached) per address per window ...
+    attempts_window: int = 60          # ... of this many seconds; 0 attempts = off
+    hash_threads: int = 2              # threads that verify password hashes
+    hash_queue: int = 16               # password checks waiting for a thread; more are refused
+    cache_seconds: int = 60            # a verified user name + password is remembered this long
+    secret_file: str = "/etc/rotordream/secret.key"  # key for recoverable passwords, outside state_dir
 
 
 @dataclass(frozen=True)
@@ -67,8 +75,10 @@ class HTTP:
 
     rate_limit: int = 100              # requests per client per period; 0 disables
     rate_period: int = 60              # seconds
-    max_body: int = 1048576            # bytes
+    max_body: int = 65536              # largest JSON request body, bytes
     cors_origins: tuple = ()           # allowed origins; empty disables CORS
+    allowed_origins: tuple = ()        # foreign origins allowed to send state-changing requests
+    max_ranges: int = 8                # byte ranges in one request; more, or overlapping: 416
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,11 @@ class RTSP:
     rtp_port_max: int = 50999
     session_timeout: int = 60
     client_queue: int = 4194304        # bytes queued per TCP client before dropping to a keyframe
+    setup_timeout: int = 10            # seconds a SETUP session lives before PLAY
+    max_sessions_per_address: int = 4  # sessions one client address may hold
+    reserved_sessions: int = 2         # of max_sessions, kept for authenticated users
+    tunnel_timeout: int = 10           # seconds an RTSP-over-HTTP half waits for its partner
+    max_tunnels_per_address: int = 4   # RTSP-over-HTTP tunnels (and waiting halves) per address
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,9 @@ class ONVIF:
     password_text: bool = False        # accept WS-Security PasswordText
     created_window: int = 300          # seconds of clock skew allowed on Created
     max_subscriptions: int = 16
+    max_subscriptions_per_user: int = 4  # per user name (anonymous counts as one); admins exempt
+    password_digest: bool = True       # keep a recoverable password copy for PasswordDigest
+    max_body: int = 131072             # largest SOAP request body, bytes
 
 
 @dataclass(frozen=True)
@@ -138,6 +156,8 @@ class WebRTC:
     offer_timeout: int = 30            # seconds an offer waits for its answer, and for ICE
     addresses: tuple = ()              # host candidate addresses; empty: every interface
     ice_servers: tuple = ()            # STUN/TURN URLs the camera uses; none by default
+    max_sessions_per_address: int = 4  # sessions one client address may hold
+    reserved_sessions: int = 2         # of max_sessions, kept for authenticated users
 
 
 @dataclass(frozen=True)
@@ -172,7 +192,12 @@ _POSITIVE = {("rtsp", "max_sessions"), ("rtsp", "mtu"), ("rtsp", "session_timeou
              ("motor", "baud"), ("video", "threads"), ("video", "snapshot_threads"),
              ("http", "max_body"), ("websocket", "max_message"), ("auth", "token_lifetime"),
              ("recording", "segment_seconds"), ("onvif", "max_subscriptions"),
-             ("webrtc", "max_sessions"), ("webrtc", "offer_timeout")}
+             ("webrtc", "max_sessions"), ("webrtc", "offer_timeout"),
+             ("auth", "login_window"), ("auth", "lockout_max"), ("auth", "hash_threads"), ("auth", "hash_queue"),
+             ("http", "max_ranges"), ("rtsp", "setup_timeout"),
+             ("rtsp", "max_sessions_per_address"), ("rtsp", "tunnel_timeout"),
+             ("rtsp", "max_tunnels_per_address"), ("onvif", "max_subscriptions_per_user"),
+             ("onvif", "max_body"), ("webrtc", "max_sessions_per_address")}
 _ENDPOINT_KEYS = {("server", "http"), ("server", "https"), ("server", "rtsp"), ("server", "rtsps")}
 
 

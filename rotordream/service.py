@@ -30,6 +30,7 @@ _OPTION_KEYS = {
     "state-dir": ("server", "state_dir"),
     "source": ("server", "source"),
     "motor": ("server", "motor"),
+    "secret-file": ("auth", "secret_file"),
 }
 
 
@@ -69,6 +70,8 @@ class Options(usage.Options):
         ["state-dir", None, None, "state directory (default /var/lib/rotordream)"],
         ["source", None, None, "video source: testsrc | v4l2:/dev/videoN | file:PATH"],
         ["motor", None, None, "motor controller: sim | serial:/dev/ttyX[:baud] | none"],
+        ["secret-file", None, None, "key file for recoverable passwords, outside the state "
+         "directory (default /etc/rotordream/secret.key)"],
     ]
 
     def __init__(self):

@@ -1,8 +1,7 @@
 """Shared test fixtures: tool requirements, free ports, a running daemon.
 
-NOTE TO EVERY HELPER: hard deadline 04:00 machine time (`date`): have your work committed
-and your final report sent by then; the lead integrates and runs the full suite after it.
-The `daemon` and `fresh_daemon` fixtures below are ready to use.
+The `daemon` fixture is one daemon shared by the session; `fresh_daemon` makes
+daemons private to one test.
 """
 
 import os
@@ -109,10 +108,13 @@ class Daemon:
         # Never the installed /etc/rotordream/rotordream.toml: it turns WS-Discovery on,
         # and a test's daemon must not multicast on a real network.
         config = [] if "--config" in self.extra else ["--config", os.devnull]
+        # The password key lives beside the state dir, never in it (and never in /etc).
+        secret = [] if "--secret-file" in self.extra else \
+            ["--secret-file", self.state_dir.rstrip("/") + ".key"]
         return [os.path.join(VENV_BIN, "twistd"), "-n", "--pidfile=", "rotordream",
                 "--http", "tcp:%d:interface=127.0.0.1" % self.http_port,
                 "--rtsp", "tcp:%d:interface=127.0.0.1" % self.rtsp_port,
-                "--state-dir", self.state_dir] + config + list(self.extra)
+                "--state-dir", self.state_dir] + config + secret + list(self.extra)
 
     def start(self, timeout=60):
         """Start the process and wait for its ready banner (or fail with its output)."""
@@ -192,10 +194,14 @@ SHARED_CONFIG = """
 rate_limit = 0
 [auth]
 login_failures = 100000
+attempts_per_address = 0
 [websocket]
 rate_limit = 0
+[rtsp]
+max_sessions_per_address = 10
 [webrtc]
 addresses = ["127.0.0.1"]
+max_sessions_per_address = 10
 """
 
 
