@@ -1,0 +1,68 @@
+"""Is a browser request from a foreign origin? (CSRF defence for REST and WebSocket upgrades.)
+
+Pure functions over header values: a request is same-origin when its ``Origin`` (or,
+lacking one, its ``Referer``) names the scheme, host and port the request was sent to;
+configured origins (``[http] allowed_origins`` and ``cors_origins``) are trusted too.
+Requests without either header (curl, SDKs, NVRs) are not browser requests and pass.
+"""
+
+from urllib.parse import urlsplit
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def _origin_of(url):
+    """(scheme, host, port) of an absolute URL; None when it is not one."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme]
+
+
+def _host_of(host_header, secure):
+    """(host, port) the request was addressed to, from its Host header."""
+    scheme = "https" if secure else "http"
+    got = _origin_of("%s://%s" % (scheme, host_header.strip()))
+    return None if got is None else got[1:]
+
+
+def request_origin(origin, referer):
+    """The origin a browser says the request comes from: Origin, else Referer's; or None."""
+    if origin:
+        return origin.strip()
+    if referer:
+        got = _origin_of(referer)
+        if got is not None:
+            return "%s://%s:%d" % got
+        return referer.strip()
+    return None
+
+
+def is_foreign(origin, referer, host, secure, allowed=()):
+    """True when a browser sent this request from a page of another origin.
+
+    ``origin``/``referer``/``host`` are header values (str or None); ``secure`` tells
+    whether the request came over TLS; ``allowed`` lists trusted origins ("*" trusts all).
+    """
+    claimed = request_origin(origin, referer)
+    if claimed is None:
+        return False
+    if "*" in allowed or claimed.rstrip("/") in {a.rstrip("/") for a in allowed}:
+        return False
+    if claimed == "null":
+        return True  # sandboxed frames, file: pages, cross-origin redirects
+    got = _origin_of(claimed)
+    if got is None or not host:
+        return True
+    scheme, o_host, o_port = got
+    target = _host_of(host, secure)
+    if target is None:
+        return True
+    if scheme not in (("https", "wss") if secure else ("http", "ws")):
+        return True
+    return (o_host, o_port) != target
