@@ -39,7 +39,8 @@ class BenchDaemon:
         self.proc = subprocess.Popen(
             [twistd, "-n", "--pidfile=", "rotordream", "--config", conf,
              "--http", "tcp:%d:interface=127.0.0.1" % self.http_port,
-             "--rtsp", "tcp:%d:interface=127.0.0.1" % self.rtsp_port, "--state-dir", state],
+             "--rtsp", "tcp:%d:interface=127.0.0.1" % self.rtsp_port, "--state-dir", state,
+             "--secret-file", os.path.join(self.dir, "secret.key")],
             stdout=open(os.path.join(self.dir, "daemon.log"), "w"), stderr=subprocess.STDOUT,
             env=dict(os.environ, ROTORDREAM_ADMIN_PASSWORD=PASSWORD))
         self.http = "http://127.0.0.1:%d" % self.http_port
