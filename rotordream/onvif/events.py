@@ -10,8 +10,14 @@ the subscriptions whose filter selects it. Two kinds of subscription:
 * base notification (wsnt:Subscribe): events are POSTed to the consumer's
   URL as wsnt:Notify, one request in flight per subscription.
 
-Both expire at their termination time unless renewed and are capped at
-``[onvif] max_subscriptions``. A pull point made with a relative (or no)
+Both expire at their termination time unless renewed. Slots: ``[onvif]
+max_subscriptions`` in all and ``max_subscriptions_per_user`` per user name, every
+anonymous client counting as the one user "anonymous" (per address would let a
+client with a few addresses take every slot). Authenticated admins are exempt
+from the per-user quota and may go past the total by :data:`ADMIN_HEADROOM`, so
+the administrator can always subscribe while others hold every slot; the
+hard ceiling stays bounded. A refusal is the same ter:MaxPullPoints fault as the
+total limit. A pull point made with a relative (or no)
 termination time is also kept alive by its PullMessages requests, each moving
 the termination that far ahead again (ONVIF Core, real-time pull point).
 Subscription managers live at ``/onvif/events_service/subscription/<id>``, an
@@ -49,6 +55,9 @@ MAX_MESSAGE_LIMIT = 1000
 QUEUE_LIMIT = 1000           # events kept per subscription; the oldest go first
 NOTIFY_BATCH = 100           # events per Notify request
 NOTIFY_TIMEOUT = 10.0        # seconds for a consumer to take a Notify
+ADMIN_HEADROOM = 4           # subscriptions an admin may add past max_subscriptions
+ANONYMOUS_OWNER = "anonymous clients"  # the quota's one user for them all (no user name has
+                                       # a space, so no account shares it)
 SUB_PATH = "subscription"
 NOTIFY_ACTION = "http://docs.oasis-open.org/wsn/bw-2/NotificationConsumer/Notify"
 
@@ -64,7 +73,7 @@ PTZ_NODE = "ptz_node"
 
 
 class SubscriptionLimit(Exception):
-    """Every subscription slot is taken."""
+    """Every subscription slot is taken, or the caller's quota is used up."""
 
 
 class UnknownSubscription(KeyError):
@@ -78,12 +87,14 @@ class Broker:
 
     ``clock`` is an IReactorTime (its ``seconds()`` is wall-clock time);
     ``post(url, body)`` returns a Deferred and delivers base-notification
-    Notify requests.
+    Notify requests; ``max_per_user`` None: no per-user quota.
     """
 
-    def __init__(self, clock, max_subscriptions=16, post=None, topic_list=topics.TOPICS):
+    def __init__(self, clock, max_subscriptions=16, post=None, topic_list=topics.TOPICS,
+                 max_per_user=None):
         self.clock = clock
         self.max_subscriptions = max_subscriptions
+        self.max_per_user = max_per_user
         self.post = post
         self.topics = tuple(topic_list)
         self.subscriptions = {}
@@ -110,18 +121,38 @@ class Broker:
         """Every property's current value as an Initialized event (a synchronization point)."""
         return [e.as_operation(INITIALIZED) for e in self.properties.values()]
 
-    def add(self, make, termination, topic_filter):
+    def add(self, make, termination, topic_filter, owner=None, admin=False):
         """Register ``make(broker, id, termination, filter)``'s subscription; it starts with
-        the current properties queued (ONVIF Core: a new subscription gets their state)."""
-        if len(self.subscriptions) >= self.max_subscriptions:
-            raise SubscriptionLimit("all %d event subscriptions are taken"
-                                    % self.max_subscriptions)
+        the current properties queued (ONVIF Core: a new subscription gets their state).
+
+        ``owner`` is the quota's user name (None: not counted per user); ``admin``
+        lifts the per-user quota and the total up to the headroom.
+        """
+        self._admit(owner, admin)
         sub_id = secrets.token_hex(8)
         sub = make(self, sub_id, termination, topic_filter)
+        sub.owner = owner
         self.subscriptions[sub_id] = sub
         sub.schedule()
         sub.synchronize()
         return sub
+
+    def _admit(self, owner, admin):
+        held = len(self.subscriptions)
+        if admin:
+            if held >= self.max_subscriptions + ADMIN_HEADROOM:
+                raise SubscriptionLimit("all %d event subscriptions are taken, %d more for "
+                                        "administrators too" % (self.max_subscriptions,
+                                                                ADMIN_HEADROOM))
+            return
+        if held >= self.max_subscriptions:
+            raise SubscriptionLimit("all %d event subscriptions are taken"
+                                    % self.max_subscriptions)
+        if owner is not None and self.max_per_user is not None:
+            mine = sum(1 for s in self.subscriptions.values() if s.owner == owner)
+            if mine >= self.max_per_user:
+                raise SubscriptionLimit("%s holds %d event subscriptions, the most one user "
+                                        "may (max_subscriptions_per_user)" % (owner, mine))
 
     def get(self, sub_id):
         """The live subscription ``sub_id``; UnknownSubscription otherwise."""
@@ -157,6 +188,7 @@ class Subscription:
         self.filter = topic_filter
         self.queue = deque(maxlen=QUEUE_LIMIT)
         self.address = None       # set by the handler: where clients reach this subscription
+        self.owner = None         # the user name its quota counts against (set by the broker)
         self.keepalive = None     # seconds a PullMessages moves the termination ahead (or None)
         self._expiry = None
         self.closed = False
@@ -430,7 +462,8 @@ def broker_for(ctx):
                   if has_motor or t not in (PTZ_MOVE, MOTOR_FAILURE)]
     cfg = getattr(ctx.config, "onvif", None)
     broker = Broker(ctx.reactor, getattr(cfg, "max_subscriptions", 16),
-                    agent_post(ctx.reactor), topic_list)
+                    agent_post(ctx.reactor), topic_list,
+                    getattr(cfg, "max_subscriptions_per_user", None))
     attach_sources(broker, ctx)
     ctx.events = broker
     return broker
@@ -496,12 +529,20 @@ def _termination(call, name, now):
     return when, (when - now if relative else None)
 
 
+def quota_owner(principal):
+    """``(user name the quota counts, admin?)``: every anonymous client is one user, and
+    only an authenticated admin is exempt (an anonymous role of admin is not)."""
+    if not principal.authenticated:
+        return ANONYMOUS_OWNER, False
+    return principal.name, principal.role == "admin"
+
+
 def _create(call, make, filter_):
     broker = broker_for(call.ctx)
     now = broker.clock.seconds()
     termination, keepalive = _termination(call, "InitialTerminationTime", now)
     try:
-        sub = broker.add(make, termination, filter_)
+        sub = broker.add(make, termination, filter_, *quota_owner(call.principal))
     except SubscriptionLimit as e:
         raise soap.receiver(("ter:CapabilityViolated", "ter:MaxPullPoints"), str(e)) from None
     sub.keepalive = keepalive

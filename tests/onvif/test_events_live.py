@@ -411,37 +411,64 @@ def test_a_client_hanging_up_on_a_long_poll_leaves_the_server_working(daemon):
         '<wsnt:Unsubscribe xmlns:wsnt="%s"/>' % WSNT, security("admin", daemon.admin_password)))
 
 
-def test_subscriptions_are_capped_on_the_daemon(fresh_daemon, tmp_path, schema):
+def test_a_viewer_stops_at_its_quota_and_the_total_while_an_admin_still_subscribes(
+        fresh_daemon, tmp_path, recorder, schema):
+    onvif = require_module("onvif")
     conf = tmp_path / "cap.toml"
-    conf.write_text("[onvif]\nmax_subscriptions = 2\n")
+    conf.write_text("[onvif]\nmax_subscriptions = 6\nmax_subscriptions_per_user = 4\n")
     d = fresh_daemon(extra=["--config", str(conf)],
                      settings={"resolution": "640x360", "fps": 10})
-    headers = {"content-type": "application/soap+xml; charset=utf-8"}
-    codes = []
-    for _ in range(3):
-        r = requests.post(d.http + "/onvif/events_service", timeout=30, headers=headers,
-                          data=envelope('<tev:CreatePullPointSubscription xmlns:tev="%s">'
-                                        '<tev:InitialTerminationTime>PT2S'
-                                        '</tev:InitialTerminationTime>'
-                                        '</tev:CreatePullPointSubscription>' % TEV,
-                                        security("admin", d.admin_password)))
+    admin = ("admin", d.admin_password)
+    for name in ("watcher", "watcher2"):
+        r = requests.post(d.http + "/api/users", auth=admin, timeout=30, json={
+            "username": name, "password": name + "-pass-1", "role": "viewer"})
+        assert r.status_code in (200, 201), r.text
+
+    def zeep_events(user, password):
+        # onvif-zeep's ONVIFCamera makes a pull point of its own (60 s) as it starts.
+        cam = onvif.ONVIFCamera("127.0.0.1", d.http_port, user, password, no_cache=True,
+                                transport=recorder.transport())
+        return cam, cam.create_events_service()
+
+    def zeep_subscribe(service, seconds=600):
+        """None when subscribed, else (the fault's subcodes, its reason)."""
+        try:
+            service.CreatePullPointSubscription({"InitialTerminationTime": "PT%dS" % seconds})
+        except onvif.exceptions.ONVIFError as e:
+            fault = e.__context__    # onvif-zeep wraps zeep's Fault
+            return [q.localname for q in fault.subcodes or []], fault.message
+        return None
+
+    def raw_subscribe(user, password, seconds=2):
+        r = requests.post(d.http + "/onvif/events_service", timeout=30, headers={
+            "content-type": "application/soap+xml; charset=utf-8"}, data=envelope(
+                '<tev:CreatePullPointSubscription xmlns:tev="%s"><tev:InitialTerminationTime>'
+                'PT%dS</tev:InitialTerminationTime></tev:CreatePullPointSubscription>'
+                % (TEV, seconds), security(user, password)))
         validate(schema, r.content)
-        codes.append((r.status_code, fault_codes(etree.fromstring(r.content))[1]))
-    assert codes[:2] == [(200, []), (200, [])]
-    assert codes[2] == (500, ["ter:CapabilityViolated", "ter:MaxPullPoints"])
-    # Real expiry on a real daemon frees the slots (the Clock tests cover the timing).
+        return r.status_code, fault_codes(etree.fromstring(r.content))[1]
+
+    _, watcher = zeep_events("watcher", "watcher-pass-1")              # 1 of 4
+    assert [zeep_subscribe(watcher) for _ in range(3)] == [None] * 3   # 4 of 4
+    refusal = zeep_subscribe(watcher)
+    assert refusal is not None, "a fifth subscription for one viewer"
+    assert refusal[0] == ["CapabilityViolated", "MaxPullPoints"]
+    assert "watcher holds 4" in refusal[1]
+    # Another viewer takes the last two of six slots, then meets the total.
+    assert [raw_subscribe("watcher2", "watcher2-pass-1") for _ in range(2)] == [(200, [])] * 2
+    assert raw_subscribe("watcher2", "watcher2-pass-1") == (
+        500, ["ter:CapabilityViolated", "ter:MaxPullPoints"])
+    # The administrator subscribes all the same, past the total (up to its headroom).
+    cam, boss = zeep_events("admin", d.admin_password)
+    assert zeep_subscribe(boss, 2) is None
+    # Real expiry on a real daemon frees the 2 s ones (the Clock tests cover the timing);
+    # a 1 s long poll on the admin's own pull point paces the loop, no sleep.
+    pp = cam.create_pullpoint_service()
     deadline = time.monotonic() + 15
-    while True:
-        r = requests.post(d.http + "/onvif/events_service", timeout=30, headers=headers,
-                          data=envelope('<tev:CreatePullPointSubscription xmlns:tev="%s"/>'
-                                        % TEV, security("admin", d.admin_password)))
-        if r.status_code == 200 or time.monotonic() > deadline:
-            break
-        # Wait for the next expiry with a long poll on the device, not a sleep: a
-        # GetSystemDateAndTime round trip paces the loop.
-        requests.post(d.http + "/onvif/device_service", timeout=30, headers=headers,
-                      data=envelope("<tds:GetSystemDateAndTime/>"))
-    assert r.status_code == 200
+    while raw_subscribe("watcher2", "watcher2-pass-1")[0] != 200:
+        assert time.monotonic() < deadline, d.log()[-2000:]
+        pp.PullMessages({"Timeout": "PT1S", "MessageLimit": 100})
+    assert "Traceback" not in d.log()
 
 
 # -- Home Assistant's pull-point loop with onvif-zeep-async ------------------------------------

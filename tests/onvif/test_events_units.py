@@ -37,18 +37,21 @@ class ThreadClock(Clock):
 def make_ev(tmp_path, monkeypatch):
     monkeypatch.delenv("ROTORDREAM_ADMIN_PASSWORD", raising=False)
 
-    def make(max_subscriptions=16, motor=False, pipeline=None):
+    def make(max_subscriptions=16, motor=False, pipeline=None, max_per_user=4):
         clock = ThreadClock()
         clock.advance(NOW)
         cfg = from_dict({"auth": {"initial_admin_password": PASSWORD, "login_failures": 1000},
                          "server": {"state_dir": str(tmp_path)},
-                         "onvif": {"max_subscriptions": max_subscriptions}})
+                         "onvif": {"max_subscriptions": max_subscriptions,
+                                   "max_subscriptions_per_user": max_per_user}})
         ctx = Context(config=cfg, reactor=clock, state=CameraState(None))
         ctx.auth = AuthService(cfg, str(tmp_path), clock)
         ctx.motor = object() if motor else None
         ctx.pipeline = pipeline
-        if "viewer1" not in ctx.auth.users.names():
-            ctx.auth.users.add("viewer1", "viewer-password", "viewer")
+        for name, role in (("viewer1", "viewer"), ("viewer2", "viewer"),
+                           ("operator1", "operator")):
+            if name not in ctx.auth.users.names():
+                ctx.auth.users.add(name, role + "-password", role)
         root = make_onvif_resource(ctx)
         broker = events.broker_for(ctx)
         posts = []
@@ -292,22 +295,80 @@ def test_expiry_renew_and_unsubscribe(make_ev):
         topics.format_time(ev.clock.seconds() + events.MAX_TERMINATION)
 
 
-def test_subscriptions_are_capped(make_ev):
+VIEWER1 = dict(user="viewer1", password="viewer-password")
+VIEWER2 = dict(user="viewer2", password="viewer-password")
+OPERATOR = dict(user="operator1", password="operator-password")
+PULL_POINT = "<tev:CreatePullPointSubscription/>"
+SUBSCRIBE = ('<wsnt:Subscribe><wsnt:ConsumerReference><wsa:Address>http://127.0.0.1:9/x'
+             '</wsa:Address></wsnt:ConsumerReference></wsnt:Subscribe>')
+MAX_PULL_POINTS = ("env:Receiver", ["ter:CapabilityViolated", "ter:MaxPullPoints"])
+
+
+def refused(ev, body=PULL_POINT, **who):
+    """The fault text of a subscription refused for want of a slot."""
+    status, doc = ev.call(body, **who)
+    assert status == 500 and fault_codes(doc) == MAX_PULL_POINTS, etree.tostring(doc)
+    return doc.findtext(".//env:Reason/env:Text", namespaces=N)
+
+
+def test_subscriptions_are_capped_and_admins_have_headroom(make_ev):
     ev = make_ev(max_subscriptions=2)
-    _, first, _ = ev.create()
-    ev.create()
-    status, doc = ev.call("<tev:CreatePullPointSubscription/>")
-    assert status == 500
-    assert fault_codes(doc) == ("env:Receiver", ["ter:CapabilityViolated", "ter:MaxPullPoints"])
-    status, doc = ev.call('<wsnt:Subscribe><wsnt:ConsumerReference><wsa:Address>'
-                          'http://127.0.0.1:9/x</wsa:Address></wsnt:ConsumerReference>'
-                          '</wsnt:Subscribe>')
-    assert status == 500
+    _, first, _ = ev.create()                       # admin
+    assert ev.call(PULL_POINT, **VIEWER1)[0] == 200
+    assert "all 2 event subscriptions are taken" in refused(ev, **VIEWER2)
+    refused(ev, SUBSCRIBE, **OPERATOR)
+    # The administrator still subscribes, up to a hard ceiling past the total.
+    for _ in range(events.ADMIN_HEADROOM):
+        ev.create()
+    assert len(ev.broker.subscriptions) == 2 + events.ADMIN_HEADROOM
+    assert "administrators" in refused(ev)
+    refused(ev, SUBSCRIBE)
+    for sub_id in list(ev.broker.subscriptions)[2:]:
+        ev.call("<wsnt:Unsubscribe/>", ("subscription", sub_id))
     ev.call("<wsnt:Unsubscribe/>", first)
-    ev.create()
+    assert ev.call(PULL_POINT, **VIEWER2)[0] == 200
     # Expired ones free their slot too.
     ev.clock.advance(61)
     assert ev.broker.subscriptions == {}
+
+
+def test_one_user_stops_at_its_quota_and_others_still_subscribe(make_ev):
+    ev = make_ev(max_subscriptions=16, max_per_user=3)
+    for _ in range(3):
+        assert ev.call(PULL_POINT, **VIEWER1)[0] == 200
+    text = refused(ev, **VIEWER1)
+    assert "viewer1 holds 3" in text and "max_subscriptions_per_user" in text
+    # Both kinds count against one quota.
+    ev.call(PULL_POINT, **OPERATOR)
+    ev.call(PULL_POINT, **OPERATOR)
+    assert ev.call(SUBSCRIBE, **OPERATOR)[0] == 200
+    refused(ev, SUBSCRIBE, **OPERATOR)
+    assert ev.call(PULL_POINT, **VIEWER2)[0] == 200
+    for _ in range(5):                              # admins: no quota
+        ev.create()
+    # An unsubscribed or expired subscription gives its user the place back.
+    mine = [s for s in ev.broker.subscriptions.values() if s.owner == "viewer1"]
+    ev.call("<wsnt:Unsubscribe/>", ("subscription", mine[0].id), **VIEWER1)
+    assert ev.call(PULL_POINT, **VIEWER1)[0] == 200
+
+
+def test_the_quota_counts_anonymous_clients_as_one_user_and_admins_only_when_signed_in():
+    from rotordream.auth import roles
+    clock = Clock()
+    broker = events.Broker(clock, max_subscriptions=10, max_per_user=2)
+    flt = topics.parse_filter(None)
+
+    def add(principal):
+        return broker.add(events.PullPoint, 60.0, flt, *events.quota_owner(principal))
+    add(roles.anonymous())
+    add(roles.anonymous("admin"))                   # no credentials: no admin exemption
+    with pytest.raises(events.SubscriptionLimit):
+        add(roles.anonymous())
+    # A user literally called "anonymous" is another user.
+    add(roles.Principal("anonymous", "viewer"))
+    for _ in range(3):
+        add(roles.Principal("root", "admin"))
+    assert len(broker.subscriptions) == 6
 
 
 def test_cancelled_pull_keeps_the_events_and_a_newer_pull_takes_over(make_ev):
