@@ -2,16 +2,22 @@
 
 The API reference's browser code works as written: the offer's JSON is both
 our envelope and an RTCSessionDescriptionInit (``type`` and ``sdp`` at the
-top), and the answer it posts back carries no id, so the offer also sets a
-SameSite=Strict cookie naming its session. Scripts may name the session
-instead (``id`` in the body or ``?id=``).
+top), and the answer it posts back carries no id: it goes to the newest offer
+waiting under the viewer-key cookie (HttpOnly, SameSite=Strict) every offer
+sets. Scripts may name the session instead (``id`` in the body or ``?id=``).
+
+That cookie is also what makes an anonymous viewer the owner of its sessions
+(with its source address; see :mod:`rotordream.webrtc.access`): anonymous
+scripts keep it in a cookie jar (``curl -c/-b``, ``requests.Session``) to answer,
+switch or hang up.
 """
 
 import re
 
 from rotordream.auth import roles
 from rotordream.web.api import openapi
-from rotordream.web.api.base import ApiError, ApiResource, envelope, read_json
+from rotordream.web.api.base import ApiError, ApiResource, client_key, envelope, read_json
+from rotordream.webrtc.access import Caller
 
 COOKIE = b"rotordream_webrtc"
 SDP_START = re.compile(r"v=0\r?\n")
@@ -35,9 +41,9 @@ openapi.EXTRA_ROUTES.extend([
     ("/api/webrtc/answer", "post", "The browser's SDP answer to the camera's offer",
      openapi.V, _description_schema("answer"), 200, None),
     ("/api/webrtc/sessions", "get", "WebRTC sessions: id, stream, user, state (operators "
-     "see all, users their own)", openapi.V, None, 200, None),
-    ("/api/webrtc/sessions/{id}", "delete", "End a WebRTC session (its user or an admin)",
-     openapi.V, None, 200, None),
+     "see all and their client addresses, others their own)", openapi.V, None, 200, None),
+    ("/api/webrtc/sessions/{id}", "delete", "End a WebRTC session (its opener, an operator "
+     "or an admin)", openapi.V, None, 200, None),
     ("/api/webrtc/sessions/{id}", "patch", "Switch a session to the other stream from its "
      "next keyframe, without renegotiating", openapi.V,
      {"type": "object", "required": ["stream"], "additionalProperties": False,
@@ -69,6 +75,11 @@ def _stream(request):
     return raw
 
 
+def _caller(request, principal):
+    """Who asks: the principal, its source address and the viewer key it presented."""
+    return Caller(principal, client_key(request), _cookie(request))
+
+
 def _with_description(result):
     """The envelope with ``type`` and ``sdp`` also at the top (RTCSessionDescriptionInit)."""
     return envelope(result, type=result["type"], sdp=result["sdp"])
@@ -85,19 +96,22 @@ class Offer(ApiResource):
             # A HEAD must not leave a peer connection behind.
             raise ApiError(405, "HEAD is not allowed here", headers={b"allow": b"GET, POST"},
                            allowed=["GET", "POST"])
-        d = self.ctx.webrtc.offer(_stream(request), principal)
-
-        def offered(result):
-            request.addCookie(COOKIE, result["id"].encode(), path=b"/api/webrtc",
-                              httpOnly=True, sameSite="strict", secure=self.api.secure)
-            return _with_description(result)
-        return d.addCallback(offered)
+        return self.ctx.webrtc.offer(_stream(request), _caller(request, principal)) \
+            .addCallback(self._opened, request)
 
     def post(self, request, principal):
         stream = _stream(request)
         sdp, _ = _description(request, "offer")
-        return self.ctx.webrtc.accept(stream, sdp, principal).addCallback(
-            _with_description)
+        return self.ctx.webrtc.accept(stream, sdp, _caller(request, principal)) \
+            .addCallback(self._opened, request)
+
+    def _opened(self, result, request):
+        # The viewer key goes to the opener's cookie only, never into a body page
+        # scripts can read.
+        key = result.pop("key")
+        request.addCookie(COOKIE, key.encode(), path=b"/api/webrtc", httpOnly=True,
+                          sameSite="strict", secure=self.api.secure)
+        return _with_description(result)
 
 
 class Answer(ApiResource):
@@ -108,11 +122,12 @@ class Answer(ApiResource):
 
     def post(self, request, principal):
         sdp, sid = _description(request, "answer")
-        sid = sid or _arg(request, b"id") or _cookie(request)
-        if not sid:
+        sid = sid or _arg(request, b"id")
+        caller = _caller(request, principal)
+        if not sid and not caller.key:
             raise ApiError(400, "which session? send the offer's id (body or ?id=) or its "
                                 "cookie", key="id")
-        return self.ctx.webrtc.answer(sid, sdp, principal)
+        return self.ctx.webrtc.answer(sid or None, sdp, caller)
 
 
 def _arg(request, name):
@@ -126,19 +141,13 @@ def _cookie(request):
 
 
 class Sessions(ApiResource):
-    """GET the list: operators and admins see every session, a user their own.
-
-    Anonymous viewers see none: they all share one name, and a session's id
-    is what lets its viewer answer or hang up.
-    """
+    """GET the list: operators and admins see every session, a user their own, an
+    anonymous client those opened with its viewer key from its address."""
 
     methods = {"GET": ("get", roles.STREAM_WATCH)}
 
     def get(self, request, principal):
-        everyone = principal.can(roles.CAMERA_CONTROL)
-        mine = principal.authenticated
-        return {"sessions": [s.public() for s in self.ctx.webrtc.sessions.values()
-                             if everyone or (mine and s.user == principal.name)],
+        return {"sessions": self.ctx.webrtc.visible(_caller(request, principal)),
                 "max_sessions": self.ctx.config.webrtc.max_sessions}
 
     def getChild(self, name, request):
@@ -158,7 +167,7 @@ class OneSession(ApiResource):
     def delete(self, request, principal):
         if request.postpath:
             raise ApiError(404, "no WebRTC session %r" % self.sid)
-        return self.ctx.webrtc.hang_up(self.sid, principal).addCallback(
+        return self.ctx.webrtc.hang_up(self.sid, _caller(request, principal)).addCallback(
             lambda _: {"ended": self.sid})
 
     def patch(self, request, principal):
@@ -168,7 +177,7 @@ class OneSession(ApiResource):
         if not isinstance(body, dict) or set(body) != {"stream"} or body["stream"] not in STREAMS:
             raise ApiError(400, "the body must be {\"stream\": one of %s}" % ", ".join(STREAMS),
                            key="stream", allowed=list(STREAMS))
-        return self.ctx.webrtc.switch(self.sid, body["stream"], principal)
+        return self.ctx.webrtc.switch(self.sid, body["stream"], _caller(request, principal))
 
 
 class WebRTCRoot(ApiResource):

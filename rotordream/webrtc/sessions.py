@@ -10,6 +10,11 @@ Two ways in, as browsers and players do it:
 Each connection sends one hub's encoded stream through a :class:`HubTrack`
 and negotiates H.264 only. ICE is gathered whole before the SDP is returned
 (no trickle). aiortc runs on the asyncio loop under the reactor.
+
+Every call names its :class:`~rotordream.webrtc.access.Caller` (principal,
+source address, viewer key); :mod:`rotordream.webrtc.access` decides who gets a
+slot and who may touch a session. An offer nobody answers, or a connection
+that never comes up, ends after ``offer_timeout`` and frees its slot.
 """
 
 import asyncio
@@ -23,7 +28,7 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from rotordream.webrtc import WebRTCError
+from rotordream.webrtc import WebRTCError, access
 from rotordream.webrtc.track import HubTrack
 
 log = Logger()
@@ -84,24 +89,30 @@ def _deferred(coro):
 
 
 class Session:
-    """One viewer's peer connection."""
+    """One viewer's peer connection, and who opened it (see :mod:`.access`)."""
 
-    def __init__(self, session_id, pc, track, stream, user, created):
+    def __init__(self, session_id, pc, track, stream, caller, key, created):
         self.id = session_id
         self.pc = pc
         self.track = track
         self.stream = stream
-        self.user = user
+        self.user = caller.principal.name
+        self.authenticated = caller.authenticated
+        self.client = caller.client
+        self.key = key        # the opener's viewer key (its cookie): never shown
         self.created = created
         self.expiry = None  # the DelayedCall that ends it if it never connects
         self.estimate = None  # the viewer's last bandwidth estimate (REMB), bit/s
 
-    def public(self):
-        """What GET /api/webrtc/sessions shows."""
-        return {"id": self.id, "stream": self.stream, "user": self.user,
-                "state": self.pc.connectionState, "created": self.created,
-                "estimated_bitrate": self.estimate,
-                "frames_sent": self.track.sent, "frames_skipped": self.track.skipped}
+    def public(self, with_client=False):
+        """What GET /api/webrtc/sessions shows (the client address to operators only)."""
+        out = {"id": self.id, "stream": self.stream, "user": self.user,
+               "state": self.pc.connectionState, "created": self.created,
+               "estimated_bitrate": self.estimate,
+               "frames_sent": self.track.sent, "frames_skipped": self.track.skipped}
+        if with_client:
+            out["client"] = self.client
+        return out
 
 
 class WebRTCService(service.Service):
@@ -122,9 +133,10 @@ class WebRTCService(service.Service):
 
     # -- the two ways in ----------------------------------------------------
 
-    def offer(self, stream, principal):
-        """Deferred firing with ``{"id", "type": "offer", "sdp"}`` from the camera."""
-        session = self._open(stream, principal)
+    def offer(self, stream, caller):
+        """Deferred firing with ``{"id", "type": "offer", "sdp", "key"}`` from the camera
+        (``key``: the viewer key, for the opener's cookie only)."""
+        session = self._open(stream, caller)
         return _deferred(self._make_offer(session)).addErrback(self._failed, session)
 
     async def _make_offer(self, session):
@@ -132,9 +144,15 @@ class WebRTCService(service.Service):
         await session.pc.setLocalDescription(await session.pc.createOffer())
         return self._description(session)
 
-    def answer(self, session_id, sdp, principal):
-        """Deferred firing with the session once the viewer's answer is applied."""
-        session = self._own(session_id, principal)
+    def answer(self, session_id, sdp, caller):
+        """Deferred firing with the session once the viewer's answer is applied.
+
+        ``session_id`` None: the caller's newest offer still waiting (matched by its
+        viewer key, as the browser flow's answer carries no id).
+        """
+        if session_id is None:
+            session_id = self._waiting_for(caller)
+        session = self._own(session_id, caller)
         if session.pc.signalingState != "have-local-offer":
             raise WebRTCError(409, "session %s is not waiting for an answer" % session_id,
                               "CONFLICT")
@@ -142,9 +160,10 @@ class WebRTCService(service.Service):
         d = _deferred(session.pc.setRemoteDescription(description))
         return d.addCallbacks(lambda _: session.public(), self._refused, errbackArgs=(session,))
 
-    def accept(self, stream, sdp, principal):
-        """Deferred firing with ``{"id", "type": "answer", "sdp"}`` for a viewer's offer."""
-        session = self._open(stream, principal)
+    def accept(self, stream, sdp, caller):
+        """Deferred firing with ``{"id", "type": "answer", "sdp", "key"}`` for a viewer's
+        offer."""
+        session = self._open(stream, caller)
         return _deferred(self._make_answer(session, sdp)).addErrback(self._refused, session)
 
     async def _make_answer(self, session, sdp):
@@ -157,9 +176,9 @@ class WebRTCService(service.Service):
 
     # -- while connected --------------------------------------------------------
 
-    def switch(self, session_id, stream, principal):
+    def switch(self, session_id, stream, caller):
         """Send ``stream`` to a viewer from its next keyframe (no renegotiation)."""
-        session = self._own(session_id, principal)
+        session = self._own(session_id, caller)
         self._check_stream(stream)
         if stream != session.stream:
             log.info("WebRTC session {id}: {old} -> {new}", id=session.id, old=session.stream,
@@ -167,6 +186,12 @@ class WebRTCService(service.Service):
             session.stream = stream
             session.track.switch(self.hubs[stream])
         return session.public()
+
+    def visible(self, caller):
+        """The sessions ``caller`` may see: every one for operators, else its own."""
+        everyone = caller.manages_all
+        return [s.public(with_client=everyone) for s in self.sessions.values()
+                if everyone or access.owns(s, caller)]
 
     def _estimated(self, session, bitrate):
         if session.estimate is None:
@@ -176,9 +201,9 @@ class WebRTCService(service.Service):
 
     # -- ending ---------------------------------------------------------------
 
-    def hang_up(self, session_id, principal):
-        """End a session (its owner or an admin); Deferred firing when closed."""
-        return self._close(self._own(session_id, principal), "hung up")
+    def hang_up(self, session_id, caller):
+        """End a session (its owner, an operator or an admin); Deferred firing when closed."""
+        return self._close(self._own(session_id, caller), "hung up")
 
     def stopService(self):
         """Close every peer connection."""
@@ -193,16 +218,15 @@ class WebRTCService(service.Service):
             raise WebRTCError(404, "no stream %r; use %s" % (stream, " or ".join(
                 sorted(self.hubs))), "NOT_FOUND")
 
-    def _open(self, stream, principal):
+    def _open(self, stream, caller):
         self._check_stream(stream)
-        if len(self.sessions) >= self.config.max_sessions:
-            raise WebRTCError(429, "too many WebRTC sessions (%d)" % self.config.max_sessions,
-                              "RATE_LIMITED", limit=self.config.max_sessions,
-                              retry_after=self.config.offer_timeout)
+        live = list(self.sessions.values())
+        access.admit(live, caller, self.config)
         servers = [RTCIceServer(urls=url) for url in self.config.ice_servers]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        # 128 random bits: an id cannot be guessed, only learned from a listing.
         session = Session(secrets.token_urlsafe(16), pc, HubTrack(self.hubs[stream]), stream,
-                          principal.name, int(self.wall()))
+                          caller, access.key_for(live, caller), int(self.wall()))
         self.sessions[session.id] = session
         # One that has not connected within the timeout (no answer, ICE failing) ends.
         session.expiry = self.clock.callLater(self.config.offer_timeout, self._expire, session)
@@ -210,8 +234,9 @@ class WebRTCService(service.Service):
         @pc.on("connectionstatechange")
         def changed():
             state = pc.connectionState
-            log.info("WebRTC session {id} ({stream}, {user}): {state}", id=session.id,
-                     stream=session.stream, user=session.user, state=state)
+            log.info("WebRTC session {id} ({stream}, {user} at {client}): {state}",
+                     id=session.id, stream=session.stream, user=session.user,
+                     client=session.client, state=state)
             if state == "connected" and session.expiry is not None and session.expiry.active():
                 session.expiry.cancel()
             if state in _ENDED:
@@ -223,18 +248,31 @@ class WebRTCService(service.Service):
         _h264_only(transceiver)
         watch_estimates(transceiver.sender, lambda bitrate: self._estimated(session, bitrate))
 
-    def _own(self, session_id, principal):
+    def _own(self, session_id, caller):
         session = self.sessions.get(session_id)
         if session is None:
             raise WebRTCError(404, "no WebRTC session %r" % (session_id,), "NOT_FOUND")
-        if session.user != principal.name and principal.role != "admin":
-            raise WebRTCError(403, "session %s belongs to another user" % session_id,
+        if not access.may_manage(session, caller):
+            raise WebRTCError(403, "session %s belongs to another client" % session_id,
                               "FORBIDDEN")
         return session
 
+    def _waiting_for(self, caller):
+        """The id of the caller's newest session waiting for an answer, else of its newest
+        (answered already: a 409 then)."""
+        # Sessions are kept in the order they were opened.
+        mine = [s for s in self.sessions.values()
+                if access.same_key(s.key, caller.key) and access.owns(s, caller)]
+        waiting = [s for s in mine if s.pc.signalingState == "have-local-offer"]
+        if not mine:
+            raise WebRTCError(404, "no offer of yours is waiting for an answer (it may have "
+                                   "expired); send the offer's id and its cookie",
+                              "NOT_FOUND")
+        return (waiting or mine)[-1].id
+
     def _description(self, session):
         local = session.pc.localDescription
-        return {"id": session.id, "type": local.type, "sdp": local.sdp}
+        return {"id": session.id, "type": local.type, "sdp": local.sdp, "key": session.key}
 
     def _expire(self, session):
         if session.pc.connectionState != "connected":

@@ -6,7 +6,6 @@ candidates to 127.0.0.1 (the daemons under test are configured the same way).
 
 import asyncio
 import concurrent.futures
-import json
 import signal
 import time
 
@@ -88,7 +87,7 @@ class Viewer:
         body = {"type": "answer", "sdp": self.pc.localDescription.sdp}
         if answer_with_id:
             body["id"] = offer["data"]["id"]
-        r = http.post(base + "/api/webrtc/answer", data=json.dumps(body), timeout=30)
+        r = http.post(base + "/api/webrtc/answer", json=body, timeout=30)
         assert r.status_code == 200, r.text
         return offer["data"]["id"]
 
@@ -165,7 +164,8 @@ def test_bad_requests_get_clear_errors_and_the_daemon_keeps_serving(daemon):
 
     body = error(requests.get(base + "/api/webrtc/offer?stream=stream9"), 400, "BAD_REQUEST")
     assert body["key"] == "stream" and body["allowed"] == ["stream1", "stream2"]
-    error(requests.post(base + "/api/webrtc/answer", data="not json"), 400)
+    error(requests.post(base + "/api/webrtc/answer", data="not json",
+                        headers={"content-type": "application/json"}), 400)
     error(requests.post(base + "/api/webrtc/answer", json=["answer"]), 400)
     error(requests.post(base + "/api/webrtc/answer", json={"type": "offer", "sdp": "v=0"}), 400)
     error(requests.post(base + "/api/webrtc/answer", json={"type": "answer", "sdp": "hello"}), 400)
