@@ -2,7 +2,10 @@
 
 Nonces are stateless: a timestamp signed with a server secret, so they
 expire (``stale=true``) without a table; only the highest nonce count seen
-per live nonce is remembered, to refuse replays.
+per live nonce is remembered, to refuse replays. The secret is made anew at
+each start, so nonces (and captured headers) from an earlier run are unknown.
+A response is bound to its request target: the ``uri`` parameter must name it
+(RFC 7616 section 3.4.6).
 """
 
 import base64
@@ -10,6 +13,7 @@ import hashlib
 import hmac
 import re
 import struct
+from urllib.parse import urlsplit
 
 from rotordream.auth.passwords import REALM
 
@@ -109,10 +113,38 @@ def challenge(algorithm, nonce, opaque, stale=False, realm=REALM):
     return value + (", stale=true" if stale else "")
 
 
-def verify(header_params, method, lookup_ha1, nonces, realm=REALM):
-    """Check parsed Digest params; return the user name or raise DigestError.
+def _path_and_query(uri):
+    """``/path?query`` of a request target in origin or absolute form; None for others."""
+    if uri.startswith("/"):
+        return uri
+    if "://" not in uri:
+        return None  # "*" or an authority: only an exact match names them
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return None
+    return (parts.path or "/") + ("?" + parts.query if parts.query else "")
 
-    ``lookup_ha1(username, algorithm)`` returns the stored HA1 or None.
+
+def uri_matches(param_uri, target):
+    """True when a Digest ``uri`` parameter names the request target ``target``.
+
+    The same text, or the same path and query where either is an absolute URI (a
+    client may send ``http://host/path`` for ``/path``; RTSP requests carry the
+    full ``rtsp://`` URL).
+    """
+    if param_uri == target:
+        return True
+    mine, theirs = _path_and_query(param_uri), _path_and_query(target)
+    return mine is not None and mine == theirs
+
+
+def verify(header_params, method, uri, lookup_ha1, nonces, realm=REALM):
+    """Check parsed Digest params for a request to ``uri``; return the user name.
+
+    Raise DigestError otherwise. ``lookup_ha1(username, algorithm)`` returns the
+    stored HA1 or None. A right response on an expired, unknown or earlier run's
+    nonce is ``stale`` (the client knows the password: it retries on a fresh nonce).
     """
     p = header_params
     for key in ("username", "nonce", "uri", "response"):
@@ -127,10 +159,19 @@ def verify(header_params, method, lookup_ha1, nonces, realm=REALM):
         raise DigestError("unsupported qop")
     if p.get("qop") and not (p.get("nc") and p.get("cnonce")):
         raise DigestError("qop=auth needs nc and cnonce")
-    nonces.check(p["nonce"])  # stale/unknown before the password, so clients retry
+    if uri is None or not uri_matches(p["uri"], uri):
+        raise DigestError("the Digest uri is not this request's target")
+    try:
+        nonces.check(p["nonce"])
+        nonce_error = None
+    except DigestError as e:
+        nonce_error = e
     ha1 = lookup_ha1(p["username"], algorithm)
     if ha1 is None or not hmac.compare_digest(
-            expected_response(ha1, method, p, algorithm), p["response"].lower()):
+            expected_response(ha1, method, p, algorithm).encode(),
+            p["response"].lower().encode("utf-8", "surrogatepass")):
         raise DigestError("wrong credentials")
+    if nonce_error is not None:
+        raise DigestError(str(nonce_error), stale=True)
     nonces.check(p["nonce"], p.get("nc") or "%x" % (1 << 60))
     return p["username"]

@@ -1,25 +1,37 @@
 """AuthService: the one authentication every API (REST, WebSocket, RTSP, ONVIF) uses.
 
-API:
+API (every answer that may need a password hash is a Deferred; call these through
+``defer.maybeDeferred`` and always pass ``client``, the source IP address):
     auth.authenticate(method, uri, authorization=None, token=None, cookie=None, client=None)
-        -> Principal (anonymous when no credentials); raises AuthError on bad ones.
+        -> Deferred of a Principal (anonymous when no credentials); errback AuthError.
+    auth.check_password(username, password, client=None) -> Deferred of a Principal
+    auth.login(username, password, client) -> Deferred of dict(token, expires, csrf, principal)
     auth.challenges(stale=False) -> WWW-Authenticate values (Digest SHA-256, Digest MD5, Basic)
-    auth.check_password(username, password, client=None) -> Principal (counts failures)
-    auth.login(username, password, client) -> dict(token, expires, csrf)
+    auth.check_token(token) -> Principal (no hashing: synchronous)
     auth.logout(token)
     auth.csrf_for(session_token) -> the CSRF token that goes with a session cookie
+
+Limits, all from ``[auth]``: failed logins lock one user name at one address
+(``login_failures`` per ``login_window``, doubling on repeat up to
+``lockout_max``), so a guesser never locks the real user out from elsewhere;
+``user_failures`` per ``login_window`` caps one user name over all addresses;
+``attempts_per_address`` per ``attempts_window`` caps the password hashes one
+address may make us compute. Tokens, cookies, Digest and a password verified
+within ``cache_seconds`` never wait for the pool.
 """
 
 import base64
-import hmac
 import hashlib
+import hmac
 import os
 import secrets
 
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from rotordream.auth import digest, roles
-from rotordream.auth.ratelimit import RateLimiter
+from rotordream.auth.checker import CHANGED, PasswordChecker
+from rotordream.auth.ratelimit import Lockout, RateLimiter
 from rotordream.auth.tokens import TokenStore
 from rotordream.auth.users import UserStore
 from rotordream.fsutil import atomic_write
@@ -28,10 +40,11 @@ log = Logger()
 
 SECRET_FILE = "auth-secret"
 SESSION_COOKIE = "rotordream_session"
+_LOGGED_NAME = 64
 
 
 class AuthError(Exception):
-    """Refused credentials. ``code``: UNAUTHORIZED or RATE_LIMITED."""
+    """Refused credentials. ``code``: UNAUTHORIZED or RATE_LIMITED (with ``retry_after``)."""
 
     def __init__(self, message, code="UNAUTHORIZED", stale=False, retry_after=None):
         super().__init__(message)
@@ -39,6 +52,23 @@ class AuthError(Exception):
         self.code = code
         self.stale = stale
         self.retry_after = retry_after
+
+
+def loggable_name(name):
+    """A user name as a log line may show it: quoted, escaped, at most 64 characters."""
+    if not isinstance(name, str):
+        return "<%s>" % type(name).__name__
+    if len(name) <= _LOGGED_NAME:
+        return repr(name)
+    return "%r... (%d characters)" % (name[:_LOGGED_NAME], len(name))
+
+
+def _name_key(name):
+    """The key limits count a user name under: long (never valid) names are hashed."""
+    name = name if isinstance(name, str) else ""
+    if len(name) <= _LOGGED_NAME:
+        return name
+    return "#" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _secret(state_dir):
@@ -56,19 +86,30 @@ def _secret(state_dir):
 
 
 class AuthService:
-    """Users, tokens, Digest nonces and login limits, shared by every API."""
+    """Users, tokens, Digest nonces and login limits, shared by every API.
 
-    def __init__(self, config, state_dir, clock):
+    ``clock`` is the reactor (``seconds``, ``callLater``, ``callFromThread``); ``pool`` a
+    started ThreadPool for password hashes (None: hash in the caller, for unit tests).
+    """
+
+    def __init__(self, config, state_dir, clock, pool=None):
         a = config.auth
         self.config = config
         self.clock = clock
-        self.users = UserStore(state_dir, a.initial_admin_password)
+        self.users = UserStore(state_dir, a.initial_admin_password, key_file=a.secret_file,
+                               keep_copies=config.onvif.password_digest)
         self.tokens = TokenStore(state_dir, clock, a.token_lifetime)
+        # Persisted: CSRF tokens belong to session tokens, which survive a restart.
         self._secret = _secret(state_dir)
-        self.nonces = digest.NonceManager(self._secret, clock, a.nonce_lifetime)
+        # Not persisted: a Digest nonce, and so any captured Digest header, dies with
+        # the run that issued it.
+        self.nonces = digest.NonceManager(secrets.token_bytes(32), clock, a.nonce_lifetime)
         self._opaque = hashlib.sha256(self._secret + b"opaque").hexdigest()[:16]
-        self.failures_by_client = RateLimiter(a.login_failures, a.login_window, clock)
-        self.failures_by_user = RateLimiter(a.login_failures, a.login_window, clock)
+        self.lockouts = Lockout(a.login_failures, a.login_window, a.lockout_max, clock)
+        self.user_failures = RateLimiter(a.user_failures, a.login_window, clock)
+        self.attempts = RateLimiter(a.attempts_per_address, a.attempts_window, clock)
+        self.checker = PasswordChecker(self.users, clock, pool, a.hash_threads, a.hash_queue,
+                                       a.cache_seconds)
         self.anonymous_role = a.anonymous
         self.users.observe(self._user_changed)
 
@@ -89,28 +130,74 @@ class AuthService:
         """The principal of a client without credentials (config [auth] anonymous)."""
         return roles.anonymous(self.anonymous_role)
 
+    # -- failed logins ----------------------------------------------------
+
+    def refuse_if_locked(self, username, client):
+        """Raise AuthError RATE_LIMITED while ``username`` is locked at ``client``."""
+        key = _name_key(username)
+        here = self.lockouts.retry_after((key, client or ""))
+        if here:
+            raise AuthError("too many failed logins; try again in %d s" % here,
+                            code="RATE_LIMITED", retry_after=here)
+        everywhere = self.user_failures.retry_after(key)
+        if everywhere:
+            raise AuthError("too many failed logins for this user; try again in %d s"
+                            % everywhere, code="RATE_LIMITED", retry_after=everywhere)
+
+    def count_failure(self, username, client, protocol=""):
+        """Count a wrong password (or Digest/WS-Security response) for ``username`` at ``client``."""
+        key = _name_key(username)
+        locked = self.lockouts.failed((key, client or ""))
+        self.user_failures.hit(key)
+        log.info("failed {protocol}login for {user} from {client}{locked}",
+                 protocol=protocol + " " if protocol else "", user=loggable_name(username),
+                 client=client, locked="; locked there for %d s" % locked if locked else "")
+
+    def count_success(self, username, client):
+        """A correct password at ``client`` clears that address's failures for ``username``."""
+        self.lockouts.reset((_name_key(username), client or ""))
+
     # -- checks ---------------------------------------------------------
 
-    def _locked(self, username, client):
-        wait = max(self.failures_by_user.retry_after(username or ""),
-                   self.failures_by_client.retry_after(client or ""))
-        if wait:
-            raise AuthError("too many failed logins; try again in %d s" % wait,
-                            code="RATE_LIMITED", retry_after=wait)
-
-    def _failed(self, username, client):
-        self.failures_by_user.hit(username or "")
-        self.failures_by_client.hit(client or "")
-        log.info("failed login for {user!r} from {client}", user=username, client=client)
-
     def check_password(self, username, password, client=None):
-        """The Principal for correct credentials; AuthError otherwise (and during lockout)."""
-        self._locked(username, client)
-        if not isinstance(username, str) or not isinstance(password, str) or \
-                not self.users.verify(username, password):
-            self._failed(username if isinstance(username, str) else "", client)
+        """Deferred of the Principal for correct credentials; errback AuthError.
+
+        Refused at once (RATE_LIMITED) while the name is locked at ``client``, while
+        ``client`` has used up its password checks, or when the hashing pool is full
+        (retry_after 1). A password verified within ``cache_seconds`` skips the pool.
+        """
+        try:
+            if not isinstance(username, str) or not isinstance(password, str):
+                self.count_failure(username, client)
+                raise AuthError("wrong user name or password")
+            self.refuse_if_locked(username, client)
+            if self.checker.cached(username, password):
+                return defer.succeed(self._verified(True, username, client))
+            if not self.checker.joinable(username, password):
+                if self.checker.full:
+                    raise AuthError("too many logins at once; try again in 1 s",
+                                    code="RATE_LIMITED", retry_after=1)
+                wait = self.attempts.hit(client or "")
+                if wait:
+                    raise AuthError("too many password checks from this address; try again "
+                                    "in %d s" % wait, code="RATE_LIMITED", retry_after=wait)
+        except AuthError:
+            return defer.fail()
+        d = self.checker.check(username, password)
+        d.addCallback(self._verified, username, client, password)
+        return d
+
+    def _verified(self, outcome, username, client, password=None):
+        if outcome == CHANGED:
+            raise AuthError("the password changed during the check; try again")
+        principal = self.principal_for_user(username) if outcome else None
+        if principal is None:
+            self.count_failure(username, client)
             raise AuthError("wrong user name or password")
-        return self.principal_for_user(username)
+        self.count_success(username, client)
+        if password is not None:
+            self.users.remember_copy(username, password)
+        return principal
 
     def check_token(self, token):
         """The Principal a bearer/session token belongs to; AuthError if invalid."""
@@ -122,7 +209,14 @@ class AuthService:
 
     def authenticate(self, method, uri, authorization=None, token=None, cookie=None,
                      client=None):
-        """Who is asking: from an Authorization header, a token or a session cookie."""
+        """Deferred of who is asking: from an Authorization header, a token or a cookie.
+
+        ``uri`` is the request target as sent (Digest responses are bound to it).
+        """
+        return defer.maybeDeferred(self._authenticate, method, uri, authorization, token,
+                                   cookie, client)
+
+    def _authenticate(self, method, uri, authorization, token, cookie, client):
         if authorization:
             scheme, _, rest = authorization.strip().partition(" ")
             scheme = scheme.lower()
@@ -134,7 +228,7 @@ class AuthService:
                     raise AuthError("malformed Basic credentials") from None
                 return self.check_password(user, password, client)
             if scheme == "digest":
-                return self._digest(method, rest, client)
+                return self._digest(method, uri, rest, client)
             if scheme == "bearer":
                 return self.check_token(rest.strip())
             raise AuthError("unsupported authorization scheme")
@@ -144,20 +238,24 @@ class AuthService:
             return self.check_token(cookie)
         return self.anonymous()
 
-    def _digest(self, method, params_text, client):
+    def _digest(self, method, uri, params_text, client):
         try:
             params = digest.parse_params(params_text)
         except digest.DigestError as e:
             raise AuthError(str(e)) from None
         username = params.get("username")
-        self._locked(username, client)
+        self.refuse_if_locked(username, client)
         try:
-            name = digest.verify(params, method, self.users.ha1, self.nonces)
+            name = digest.verify(params, method, uri, self.users.ha1, self.nonces)
         except digest.DigestError as e:
             if not e.stale:
-                self._failed(username, client)
+                self.count_failure(username, client, "Digest")
             raise AuthError(str(e), stale=e.stale) from None
-        return self.principal_for_user(name)
+        principal = self.principal_for_user(name)
+        if principal is None:
+            raise AuthError("wrong user name or password")
+        self.count_success(name, client)
+        return principal
 
     def challenges(self, stale=False):
         """WWW-Authenticate values: Digest SHA-256, Digest MD5, then Basic."""
@@ -169,9 +267,12 @@ class AuthService:
     # -- sessions -------------------------------------------------------
 
     def login(self, username, password, client=None):
-        """Check credentials and issue a bearer token (also the session cookie value)."""
-        principal = self.check_password(username, password, client)
-        self.failures_by_user.reset(username)
+        """Deferred of a new bearer token (also the session cookie value) for these credentials."""
+        d = self.check_password(username, password, client)
+        d.addCallback(self._issue)
+        return d
+
+    def _issue(self, principal):
         token, expires = self.tokens.issue(principal.name)
         return {"token": token, "expires": expires, "csrf": self.csrf_for(token),
                 "principal": principal}
@@ -188,3 +289,4 @@ class AuthService:
     def _user_changed(self, name, what, password):
         if what in ("deleted", "password"):
             self.tokens.revoke_user(name)
+            self.checker.forget(name)

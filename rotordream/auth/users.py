@@ -1,11 +1,17 @@
 """The user store: names, roles, password hashes, persisted atomically in the state dir.
 
 WS-Security PasswordDigest (ONVIF) hashes the password itself with a client
-nonce, so no one-way hash can check it: each record also keeps the password
-encrypted (Fernet, AES-128-CBC + HMAC) under a key in ``<state_dir>/onvif-key``
-(0600, separate from users.json, so a leaked users file or backup alone
-reveals nothing). Records written before this existed get it on the next
-successful password check.
+nonce, so no one-way hash can check it: unless ``[onvif] password_digest`` is
+false, each record also keeps the password encrypted (Fernet, AES-128-CBC +
+HMAC) under the key in ``[auth] secret_file``, which lives outside the state
+directory (rotordream/auth/secretkey.py): a copy of the state directory alone
+reveals no password. Without a usable key no copy is made and PasswordDigest is
+refused. Records written before a copy existed get one at the next successful
+password check.
+
+Earlier versions kept the key beside the data (``<state_dir>/onvif-key``); at
+start it is used once to move the copies under the new key (or to drop them)
+and is then deleted.
 """
 
 import json
@@ -17,13 +23,14 @@ from twisted.logger import Logger
 
 from rotordream.auth import roles
 from rotordream.auth.passwords import digest_ha1, hash_password, verify_password
+from rotordream.auth.secretkey import KeyUnusable, load_key
 from rotordream.fsutil import atomic_write, keep_corrupt_copy
 
 log = Logger()
 
 USERS_FILE = "users.json"
 INITIAL_PASSWORD_FILE = "initial-admin-password"
-SECRET_KEY_FILE = "onvif-key"
+LEGACY_KEY_FILE = "onvif-key"  # the key as earlier versions kept it, in the state dir
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,32}$")
 
 
@@ -59,19 +66,22 @@ def check_role(role):
 class UserStore:
     """Users persisted in ``<state_dir>/users.json`` (mode 0600).
 
-    Each record keeps the scrypt hash and the Digest HA1 values (MD5 and
-    SHA-256), never the password. On first start with no users, ``admin`` is
+    Each record keeps the scrypt hash, the Digest HA1 values (MD5 and SHA-256)
+    and, when ``key_file`` is usable and ``keep_copies`` true, the password
+    encrypted under that key. On first start with no users, ``admin`` is
     created as contract.md says.
     """
 
-    def __init__(self, state_dir, initial_password="", environ=os.environ):
+    def __init__(self, state_dir, initial_password="", environ=os.environ, key_file=None,
+                 keep_copies=True):
         self.path = os.path.join(state_dir, USERS_FILE)
         self.state_dir = state_dir
         self._users = {}
         self._observers = []
         self.initial_password_file = None
-        self._fernet = None
+        self._fernet, self.copies_refused = self._open_key(key_file, keep_copies)
         self._load()
+        self._migrate(keep_copies)
         if not self._users:
             self._create_first_admin(initial_password, environ)
 
@@ -113,42 +123,79 @@ class UserStore:
         return {"role": role, "hash": hash_password(password),
                 "ha1_md5": digest_ha1(name, password, "MD5"),
                 "ha1_sha256": digest_ha1(name, password, "SHA-256"),
-                "secret": self._encrypt(password)}
+                "secret": self._encrypt(password)}  # None: no copy kept
 
     # -- the reversible copy WS-Security needs ----------------------------
 
-    def _cipher(self):
-        if self._fernet is None:
-            from cryptography.fernet import Fernet
-            path = os.path.join(self.state_dir, SECRET_KEY_FILE)
-            try:
-                with open(path, "rb") as f:
-                    key = f.read().strip()
-                Fernet(key)  # refuse a damaged key file here, not at first use
-            except FileNotFoundError:
-                key = Fernet.generate_key()
-                atomic_write(path, key + b"\n", mode=0o600)
-            self._fernet = Fernet(key)
-        return self._fernet
+    def _open_key(self, key_file, keep_copies):
+        """(Fernet or None, why PasswordDigest is refused or None)."""
+        if not keep_copies:
+            return None, ("PasswordDigest is off on this device ([onvif] password_digest = "
+                          "false); use HTTP Digest, or PasswordText over TLS")
+        try:
+            return load_key(key_file, self.state_dir), None
+        except KeyUnusable as e:
+            log.warn("no recoverable password copies, so WS-Security PasswordDigest is off: "
+                     "{why}", why=str(e))
+            return None, ("PasswordDigest is unavailable: the device has no usable key file "
+                          "(see its log); use HTTP Digest, or PasswordText over TLS")
+
+    def _migrate(self, keep_copies):
+        """Move copies from a state-dir key under the key file (or drop them); delete it.
+
+        Copies are dropped as well when ``keep_copies`` is false. Copies under a key
+        file that is only unusable for now are kept: they reveal nothing without it.
+        """
+        legacy_path = os.path.join(self.state_dir, LEGACY_KEY_FILE)
+        legacy = _legacy_fernet(legacy_path)
+        moved = dropped = 0
+        for rec in self._users.values():
+            token = rec.get("secret")
+            if not token:
+                continue
+            if not keep_copies:
+                password = None
+            elif self._fernet is not None and _decrypt(self._fernet, token) is not None:
+                continue  # already under the key file (an earlier start moved it)
+            elif legacy is not None:
+                password = _decrypt(legacy, token)
+            elif self._fernet is None:
+                continue
+            else:
+                password = None  # under a key nobody has any more: useless
+            rec["secret"] = self._encrypt(password) if password is not None else None
+            moved += rec["secret"] is not None
+            dropped += rec["secret"] is None
+        if moved or dropped:
+            self._save()  # before the old key goes: a crash in between loses nothing
+        if os.path.lexists(legacy_path):
+            os.unlink(legacy_path)
+            log.warn("moved {moved} password copies under the key file and dropped {dropped}; "
+                     "deleted the old key {path}", moved=moved, dropped=dropped,
+                     path=legacy_path)
+        elif dropped:
+            log.info("dropped {n} recoverable password copies", n=dropped)
 
     def _encrypt(self, password):
-        try:
-            return self._cipher().encrypt(password.encode("utf-8")).decode("ascii")
-        except (OSError, ValueError) as e:
-            log.error("cannot keep the ONVIF copy of a password ({e}); WS-Security "
-                      "PasswordDigest will refuse this user", e=e)
+        if self._fernet is None:
             return None
+        return self._fernet.encrypt(password.encode("utf-8")).decode("ascii")
 
     def secret(self, name):
         """The password of ``name`` for WS-Security PasswordDigest, or None if unknown."""
         rec = self._users.get(name)
-        if rec is None or not rec.get("secret"):
+        if rec is None or not rec.get("secret") or self._fernet is None:
             return None
-        try:
-            return self._cipher().decrypt(rec["secret"].encode("ascii")).decode("utf-8")
-        except Exception:
-            # A replaced key file: the copy is useless until the password is set again.
-            return None
+        # None for a copy under a replaced key: useless until the password is set again.
+        return _decrypt(self._fernet, rec["secret"])
+
+    def remember_copy(self, name, password):
+        """Keep the copy of a password just verified, when it is missing or stale."""
+        rec = self._users.get(name)
+        if rec is None or self._fernet is None or self.secret(name) == password:
+            return
+        rec["secret"] = self._encrypt(password)
+        self._save()
 
     # -- queries --------------------------------------------------------
 
@@ -166,19 +213,21 @@ class UserStore:
         rec = self._users.get(name)
         return rec["role"] if rec else None
 
-    def verify(self, name, password):
-        """True when ``password`` is ``name``'s password."""
+    def password_hash(self, name):
+        """The stored scrypt hash of ``name``, or a dummy one for unknown names.
+
+        Checking against the dummy costs the same time, so names cannot be probed
+        by timing.
+        """
         rec = self._users.get(name)
-        if rec is None:
-            # Spend the same time as a real check so names cannot be probed by timing.
-            verify_password(password, _DUMMY_HASH)
-            return False
-        ok = verify_password(password, rec["hash"])
-        if ok and self.secret(name) != password:
-            # Missing (record from before ONVIF) or unreadable (key replaced): refill.
-            rec["secret"] = self._encrypt(password)
-            if rec["secret"]:
-                self._save()
+        return DUMMY_HASH if rec is None else rec["hash"]
+
+    def verify(self, name, password):
+        """True when ``password`` is ``name``'s password (scrypt, here: not on the reactor)."""
+        known = name in self._users
+        ok = verify_password(password, self.password_hash(name)) and known
+        if ok:
+            self.remember_copy(name, password)
         return ok
 
     def ha1(self, name, algorithm):
@@ -246,4 +295,20 @@ class UserStore:
         return sum(1 for r in self._users.values() if r["role"] == "admin")
 
 
-_DUMMY_HASH = hash_password("not a real password")
+def _legacy_fernet(path):
+    try:
+        with open(path, "rb") as f:
+            from cryptography.fernet import Fernet
+            return Fernet(f.read(4096).strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _decrypt(fernet, token):
+    try:
+        return fernet.decrypt(token.encode("ascii")).decode("utf-8")
+    except Exception:  # InvalidToken, or a damaged record
+        return None
+
+
+DUMMY_HASH = hash_password("not a real password")

@@ -19,7 +19,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from rotordream.auth import roles
-from rotordream.auth.service import AuthError
+from rotordream.auth.service import AuthError, loggable_name
 from rotordream.motor import MotorError
 from rotordream.onvif import soap, wsse
 from rotordream.state import StateError
@@ -106,12 +106,13 @@ class Dispatcher:
         self.tables = {}
         cfg = getattr(ctx.config, "onvif", None)
         users = ctx.auth.users if ctx.auth is not None else None
+        # Built at start: tokens Created before now are refused (see wsse.Verifier).
         self.verifier = wsse.Verifier(
             password_for=(lambda name: users.secret(name)) if users else (lambda name: None),
             clock=clock or ctx.reactor,
             window=getattr(cfg, "created_window", 300),
             allow_text=getattr(cfg, "password_text", False),
-            check_text=(lambda name, pw: users.verify(name, pw)) if users else None)
+            digest_refusal=getattr(users, "copies_refused", None))
 
     def register(self, service, table):
         """Serve ``table`` (a :class:`Table` or plain dict) at ``/onvif/<service>_service``."""
@@ -125,6 +126,7 @@ class Dispatcher:
         ``http`` is a dict: method, uri, authorization, scheme, host, port, client and
         path (segments after the service's own path). Cancelling the Deferred (the
         client went away) cancels the handler's Deferred: long polls end there.
+        Checking a password may wait for the auth service's hashing pool.
         """
         soap_ns = soap.SOAP12
         header = None
@@ -135,23 +137,27 @@ class Dispatcher:
             operation = table.get(envelope.name)
             if operation is None:
                 raise soap.action_not_supported(envelope.operation.tag)
-            principal = self._principal(operation, envelope, http)
-            call = Call(self.ctx, service, envelope, principal, http.get("scheme", "http"),
-                        http.get("host", "127.0.0.1"), http.get("port", 80),
-                        http.get("client"), {"tables": self.tables},
-                        tuple(http.get("path", ())))
-            if operation.permission is not PRE_AUTH:
-                call.require(operation.permission)
         except soap.SoapFault as fault:
             return defer.succeed(self._fault(fault, soap_ns, header))
-        d = defer.maybeDeferred(operation.handler, call)
+        d = defer.maybeDeferred(self._principal, operation, envelope, http)
+        d.addCallback(self._run, service, operation, envelope, http)
         d.addCallback(lambda result: (200, {b"content-type": soap.content_type(soap_ns)},
                                       soap.envelope(soap_ns, [result],
                                                     soap.addressing_reply(header))))
         d.addErrback(self._failed, soap_ns, operation.name, header)
         return d
 
+    def _run(self, principal, service, operation, envelope, http):
+        call = Call(self.ctx, service, envelope, principal, http.get("scheme", "http"),
+                    http.get("host", "127.0.0.1"), http.get("port", 80),
+                    http.get("client"), {"tables": self.tables},
+                    tuple(http.get("path", ())))
+        if operation.permission is not PRE_AUTH:
+            call.require(operation.permission)
+        return operation.handler(call)  # a Deferred is chained: cancelling reaches it
+
     def _principal(self, operation, envelope, http):
+        """The caller's Principal, or a Deferred of it; SoapFault when refused."""
         auth = self.ctx.auth
         if operation.permission is PRE_AUTH:
             return roles.anonymous("guest")
@@ -160,38 +166,60 @@ class Dispatcher:
         if token is not None:
             return self._wsse_principal(token, client)
         if http.get("authorization"):
-            try:
-                principal = auth.authenticate(http.get("method", "POST"), http.get("uri", ""),
-                                              authorization=http["authorization"],
-                                              client=client)
-            except AuthError as e:
-                raise self._challenge(e.message, stale=e.stale, retry_after=e.retry_after)
-            if principal is not None and principal.authenticated:
-                return principal
+            d = defer.maybeDeferred(auth.authenticate, http.get("method", "POST"),
+                                    http.get("uri", ""), authorization=http["authorization"],
+                                    client=client)
+            return d.addCallbacks(self._http_principal, self._http_refused)
         raise self._challenge("this operation needs credentials (WS-Security UsernameToken "
                               "or HTTP Digest)")
 
+    def _http_principal(self, principal):
+        if principal is not None and principal.authenticated:
+            return principal
+        raise self._challenge("this operation needs credentials (WS-Security UsernameToken "
+                              "or HTTP Digest)")
+
+    def _http_refused(self, failure):
+        failure.trap(AuthError)
+        e = failure.value
+        raise self._challenge(e.message, stale=e.stale, retry_after=e.retry_after)
+
     def _wsse_principal(self, token, client):
         auth = self.ctx.auth
-        username = (token.findtext("{%s}Username" % wsse.WSSE) or "").strip()
-        # The same lockout as every other login (REST, RTSP, WebSocket).
-        wait = max(auth.failures_by_user.retry_after(username),
-                   auth.failures_by_client.retry_after(client or ""))
-        if wait:
-            raise soap.not_authorized("too many failed logins; try again in %d s" % wait,
-                                      headers={b"retry-after": b"%d" % wait})
         try:
-            name = self.verifier.verify(token)
+            tok = wsse.read_token(token)
+            # The same lockout as every other login (REST, RTSP, WebSocket).
+            auth.refuse_if_locked(tok.username, client)
+            if tok.text:
+                self.verifier.refuse_text_unless_allowed(tok)
+                d = defer.maybeDeferred(auth.check_password, tok.username, tok.password,
+                                        client=client)
+                return d.addErrback(self._wsse_auth_refused)
+            name = self.verifier.verify_digest(tok)
+        except AuthError as e:
+            raise self._not_authorized(e)
         except wsse.WsseError as e:
-            auth.failures_by_user.hit(username)
-            auth.failures_by_client.hit(client or "")
-            log.info("ONVIF WS-Security refused for {user!r} from {client}: {why}",
-                     user=username, client=client, why=e.message)
+            if e.counts:
+                auth.count_failure(e.username or "", client, "ONVIF WS-Security")
+            else:
+                log.info("ONVIF WS-Security refused for {user} from {client}: {why}",
+                         user=loggable_name(e.username or ""), client=client, why=e.message)
             raise soap.not_authorized(e.message) from None
+        auth.count_success(name, client)
         principal = auth.principal_for_user(name)
         if principal is None:
             raise soap.not_authorized("unknown user")
         return principal
+
+    def _wsse_auth_refused(self, failure):
+        failure.trap(AuthError)
+        raise self._not_authorized(failure.value)
+
+    @staticmethod
+    def _not_authorized(e):
+        """ter:NotAuthorized for an AuthError, with Retry-After when rate limited."""
+        headers = {b"retry-after": b"%d" % e.retry_after} if e.retry_after else {}
+        return soap.not_authorized(e.message, headers=headers)
 
     def _challenge(self, reason, stale=False, retry_after=None):
         headers = {b"www-authenticate": [c.encode() for c in self.ctx.auth.challenges(stale)]}

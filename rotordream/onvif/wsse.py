@@ -2,8 +2,11 @@
 
 PasswordDigest = Base64(SHA1(nonce + Created as sent + password)). Nonce
 and Created are required; Created must be within ``window`` seconds of our
-clock, and a nonce is accepted once while it could still be fresh.
-PasswordText is accepted only when the configuration allows it.
+clock and not before this run of the daemon started (the nonce cache is not
+persisted: a token captured before a restart must not pass after it), and a
+nonce is accepted once while it could still be fresh. PasswordText is
+accepted only when the configuration allows it; its check is the caller's
+(a password hash: see :func:`read_token`).
 """
 
 import base64
@@ -11,7 +14,9 @@ import binascii
 import calendar
 import hashlib
 import hmac
+import math
 import re
+from dataclasses import dataclass
 
 from rotordream.onvif import soap
 
@@ -27,12 +32,17 @@ _CREATED = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?"
 
 
 class WsseError(Exception):
-    """Refused WS-Security credentials; ``username`` when the token named one."""
+    """Refused WS-Security credentials; ``username`` when the token named one.
 
-    def __init__(self, message, username=None):
+    ``counts`` is False for refusals that say nothing about the password (a stale
+    Created, a password type turned off): they do not count towards a lockout.
+    """
+
+    def __init__(self, message, username=None, counts=True):
         super().__init__(message)
         self.message = message
         self.username = username
+        self.counts = counts
 
 
 def parse_created(text):
@@ -98,67 +108,114 @@ def find_token(header):
     return security.find("{%s}UsernameToken" % WSSE)
 
 
+@dataclass
+class UsernameToken:
+    """The parts of a wsse:UsernameToken, as sent."""
+
+    username: str
+    text: bool                   # PasswordText (else PasswordDigest)
+    password: str                # the password (text) or the digest
+    nonce_text: str = ""
+    nonce: bytes = b""
+    created: str = None
+
+
+def read_token(token):
+    """A :class:`UsernameToken` from its element, or raise WsseError when malformed."""
+    username = (token.findtext("{%s}Username" % WSSE) or "").strip()
+    if not username:
+        raise WsseError("the UsernameToken has no Username")
+    pw_el = token.find("{%s}Password" % WSSE)
+    if pw_el is None:
+        raise WsseError("the UsernameToken has no Password", username)
+    ptype = (pw_el.get("Type") or PASSWORD_TEXT).strip()
+    if ptype == PASSWORD_TEXT:
+        return UsernameToken(username, True, pw_el.text or "")
+    if ptype != PASSWORD_DIGEST:
+        raise WsseError("unknown password type", username)
+    nonce_text = (token.findtext("{%s}Nonce" % WSSE) or "").strip()
+    created = token.findtext("{%s}Created" % WSU)
+    if created is None:
+        created = token.findtext("{%s}Created" % WSSE)  # some clients use wsse:Created
+    if not nonce_text or created is None:
+        raise WsseError("PasswordDigest needs a Nonce and a Created time", username)
+    try:
+        nonce = base64.b64decode(nonce_text, validate=True)
+    except (binascii.Error, ValueError):
+        raise WsseError("the Nonce is not Base64", username) from None
+    if not 1 <= len(nonce) <= 256:
+        raise WsseError("bad Nonce length", username)
+    return UsernameToken(username, False, (pw_el.text or "").strip(), nonce_text, nonce,
+                         created.strip())
+
+
 class Verifier:
     """Checks UsernameTokens against ``password_for(name) -> str or None``.
 
     ``clock`` is an IReactorTime; ``window`` the allowed skew of Created in seconds.
+    Tokens Created before ``not_before`` (default: now, i.e. this run's start) are
+    refused. ``digest_refusal``, when set, refuses every PasswordDigest with that
+    message (no recoverable password copies are kept).
     """
 
-    def __init__(self, password_for, clock, window=300, allow_text=False, check_text=None):
+    def __init__(self, password_for, clock, window=300, allow_text=False, check_text=None,
+                 not_before=None, digest_refusal=None):
         self.password_for = password_for
         self.clock = clock
         self.window = window
         self.allow_text = allow_text
         # PasswordText can be checked against the scrypt hash without the cleartext.
         self.check_text = check_text
+        self.digest_refusal = digest_refusal
+        # Whole seconds: Created is often sent without fractions.
+        self.not_before = math.floor(clock.seconds() if not_before is None else not_before)
+        # Nonces are remembered past the whole Created window, so none passes twice.
         self.nonces = NonceCache(clock, 2 * window + 60)
 
     def verify(self, token):
-        """The user name a UsernameToken element authenticates, or raise WsseError."""
-        username = (token.findtext("{%s}Username" % WSSE) or "").strip()
-        if not username:
-            raise WsseError("the UsernameToken has no Username")
-        pw_el = token.find("{%s}Password" % WSSE)
-        if pw_el is None:
-            raise WsseError("the UsernameToken has no Password", username)
-        ptype = (pw_el.get("Type") or PASSWORD_TEXT).strip()
-        password_value = pw_el.text or ""
-        if ptype == PASSWORD_TEXT:
-            if not self.allow_text:
-                raise WsseError("PasswordText is not accepted; use PasswordDigest", username)
-            ok = self.check_text(username, password_value) if self.check_text else \
-                hmac.compare_digest((self.password_for(username) or "\0").encode(),
-                                    password_value.encode())
+        """The user name a UsernameToken element authenticates, or raise WsseError.
+
+        PasswordText goes to ``check_text`` here; the daemon checks it through the
+        auth service instead (a password hash, off the event loop).
+        """
+        tok = read_token(token)
+        if tok.text:
+            self.refuse_text_unless_allowed(tok)
+            ok = self.check_text(tok.username, tok.password) if self.check_text else \
+                hmac.compare_digest((self.password_for(tok.username) or "\0").encode(),
+                                    tok.password.encode())
             if not ok:
-                raise WsseError("wrong user name or password", username)
-            return username
-        if ptype != PASSWORD_DIGEST:
-            raise WsseError("unknown password type", username)
-        nonce_text = (token.findtext("{%s}Nonce" % WSSE) or "").strip()
-        created = token.findtext("{%s}Created" % WSU)
-        if created is None:
-            created = token.findtext("{%s}Created" % WSSE)  # some clients use wsse:Created
-        if not nonce_text or created is None:
-            raise WsseError("PasswordDigest needs a Nonce and a Created time", username)
-        try:
-            nonce = base64.b64decode(nonce_text, validate=True)
-        except (binascii.Error, ValueError):
-            raise WsseError("the Nonce is not Base64", username) from None
-        if not 1 <= len(nonce) <= 256:
-            raise WsseError("bad Nonce length", username)
-        created = created.strip()
-        skew = abs(parse_created(created) - self.clock.seconds())
-        if skew > self.window:
+                raise WsseError("wrong user name or password", tok.username)
+            return tok.username
+        return self.verify_digest(tok)
+
+    def refuse_text_unless_allowed(self, tok):
+        """Raise WsseError for PasswordText when the configuration does not accept it."""
+        if not self.allow_text:
+            raise WsseError("PasswordText is not accepted; use PasswordDigest", tok.username,
+                            counts=False)
+
+    def verify_digest(self, tok):
+        """The user name a PasswordDigest :class:`UsernameToken` authenticates, or WsseError."""
+        username = tok.username
+        if self.digest_refusal:
+            raise WsseError(self.digest_refusal, username, counts=False)
+        created = parse_created(tok.created)
+        now = self.clock.seconds()
+        if abs(created - now) > self.window:
             raise WsseError("Created is %d s away from the device clock (allowed %d s)"
-                            % (skew, self.window), username)
+                            % (abs(created - now), self.window), username, counts=False)
+        if created < self.not_before:
+            raise WsseError("Created is before the device started; make a new token",
+                            username, counts=False)
         password = self.password_for(username)
         # Compute a digest even for unknown users so timing does not reveal names.
-        expected = password_digest(nonce, created, password if password is not None
+        expected = password_digest(tok.nonce, tok.created, password if password is not None
                                    else "\0unknown")
-        if password is None or not hmac.compare_digest(expected.encode(),
-                                                       password_value.strip().encode()):
+        if password is None or not hmac.compare_digest(
+                expected.encode(), tok.password.encode("utf-8", "surrogatepass")):
             raise WsseError("wrong user name or password", username)
         # Only a correct token burns its nonce: a forger cannot block a real client's nonce.
-        if not self.nonces.check_and_add(nonce_text):
+        if not self.nonces.check_and_add(tok.nonce_text):
             raise WsseError("the Nonce was already used", username)
         return username

@@ -4,6 +4,14 @@ One state subscription for the whole factory; each change is serialized once
 per distinct permission set and sent to every client that may read it.
 Limits: messages per second per connection, message size, and a bounded send
 buffer: a client that stops reading is dropped, never slowing the others.
+
+Browsers send cookies (and saved Basic/Digest credentials) with a WebSocket
+upgrade from any page, and the Same-Origin Policy does not apply to
+WebSockets: an upgrade whose Origin is foreign (rotordream.web.origin) and
+that carries such ambient credentials is refused with 403 unless the origin
+is listed in ``[http] allowed_origins`` or ``cors_origins``. A foreign page
+without them gets the anonymous role (and may log in in-band); upgrades
+without an Origin (scripts, SDKs) are not browser requests and pass.
 """
 
 import itertools
@@ -13,11 +21,14 @@ from http.cookies import SimpleCookie
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
+from twisted.internet import defer
+from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 
 from rotordream.auth.ratelimit import RateLimiter
 from rotordream.netutil import bound_send_buffer, unsent_bytes, write_now
 from rotordream.auth.service import SESSION_COOKIE, AuthError
+from rotordream.web.origin import is_foreign
 from rotordream.web.ws_message import ControlSession, error
 
 log = Logger()
@@ -32,27 +43,54 @@ class ControlProtocol(WebSocketServerProtocol):
     session = None
 
     def onConnect(self, request):
-        """Authenticate from the upgrade request: Authorization, cookie or ?token=."""
+        """Authenticate from the upgrade request: Authorization, cookie or ?token=.
+
+        Returns a Deferred (a password may need hashing); Autobahn answers the
+        upgrade when it fires.
+        """
         f = self.factory
         self.conn_id = next(_ids)
         headers = request.headers
         token = (request.params.get("token") or [None])[0]
         cookie = None
         if "cookie" in headers:
-            morsel = SimpleCookie(headers["cookie"]).get(SESSION_COOKIE)
+            try:
+                morsel = SimpleCookie(headers["cookie"]).get(SESSION_COOKIE)
+            except Exception:  # CookieError on a malformed header: no session cookie
+                morsel = None
             cookie = morsel.value if morsel else None
+        authorization = headers.get("authorization")
         client = request.peer.split(":")[1] if request.peer.count(":") >= 2 else request.peer
-        try:
-            principal = f.auth.authenticate("GET", request.path,
-                                            authorization=headers.get("authorization"),
-                                            token=token, cookie=cookie, client=client)
-        except AuthError as e:
-            raise ConnectionDeny(429 if e.code == "RATE_LIMITED" else 401, e.message)
+        if (cookie or _ambient(authorization)) and is_foreign(
+                headers.get("origin"), headers.get("referer"), headers.get("host"),
+                ISSLTransport.providedBy(self.transport), f.allowed_origins):
+            log.info("refused a WebSocket upgrade with credentials from {origin} ({client})",
+                     origin=repr((headers.get("origin") or headers.get("referer") or "")[:100]),
+                     client=client)
+            raise ConnectionDeny(403, "credentials from a foreign origin are not accepted; "
+                                      "log in in-band, or list the origin in "
+                                      "[http] allowed_origins")
+        # The whole target as sent: a Digest response is bound to it.
+        uri = getattr(self, "http_request_uri", None) or request.path
+        d = defer.maybeDeferred(f.auth.authenticate, "GET", uri, authorization=authorization,
+                                token=token, cookie=cookie, client=client)
+        return d.addCallbacks(self._authenticated, self._refused, callbackArgs=(client,))
+
+    def _authenticated(self, principal, client):
+        if self.state == self.STATE_CLOSED:
+            raise ConnectionDeny(400, "the client went away")  # nothing to open any more
+        f = self.factory
         self.session = ControlSession(f.state, f.auth, principal, client,
-                                      origin="websocket:%d" % self.conn_id)
+                                      origin="websocket:%d" % self.conn_id, send=self.send_json)
         self.limiter = RateLimiter(f.rate_limit, 1, f.clock)
         self.strikes = 0
         return None
+
+    @staticmethod
+    def _refused(failure):
+        failure.trap(AuthError)
+        e = failure.value
+        raise ConnectionDeny(429 if e.code == "RATE_LIMITED" else 401, e.message)
 
     def onOpen(self):
         self.factory.clients[self.conn_id] = self
@@ -60,6 +98,8 @@ class ControlProtocol(WebSocketServerProtocol):
 
     def onClose(self, wasClean, code, reason):
         self.factory.clients.pop(getattr(self, "conn_id", None), None)
+        if self.session is not None:
+            self.session.close()
 
     def onMessage(self, payload, isBinary):
         if self.session is None or self.state != self.STATE_OPEN:
@@ -71,24 +111,24 @@ class ControlProtocol(WebSocketServerProtocol):
                 self.sendCloseFrame(code=CLOSE_POLICY,
                                     reasonUtf8=b"message rate limit exceeded", isReply=False)
                 return
-            self.send_json(error("rate limit exceeded: %d messages per second"
-                                 % self.factory.rate_limit, None, "RATE_LIMITED"))
+            self.session.refuse(error("rate limit exceeded: %d messages per second"
+                                      % self.factory.rate_limit, None, "RATE_LIMITED"))
             return
         self.strikes = 0
         if isBinary:
-            self.send_json(error("binary frames are not accepted; send JSON text"))
+            self.session.refuse(error("binary frames are not accepted; send JSON text"))
             return
         try:
             text = payload.decode("utf-8")
         except UnicodeDecodeError:
-            self.send_json(error("message is not UTF-8"))
+            self.session.refuse(error("message is not UTF-8"))
             return
-        for reply in self.session.handle(text):
-            self.send_json(reply)
+        self.session.receive(text)
 
     def send_json(self, obj):
-        """Send one JSON message to this client."""
-        self.sendMessage(json.dumps(obj).encode("utf-8"))
+        """Send one JSON message to this client (nothing once it is closing)."""
+        if self.state == self.STATE_OPEN:
+            self.sendMessage(json.dumps(obj).encode("utf-8"))
 
     def send_prepared(self, prepared):
         """Send a message serialized once for many clients; drop this client if it lags."""
@@ -121,6 +161,8 @@ class ControlFactory(WebSocketServerFactory):
         self.clock = ctx.reactor
         self.rate_limit = cfg.rate_limit
         self.send_buffer = cfg.send_buffer
+        http = ctx.config.http
+        self.allowed_origins = tuple(http.allowed_origins) + tuple(http.cors_origins)
         self.clients = {}
         self.dropped = 0
         self.setProtocolOptions(maxMessagePayloadSize=cfg.max_message,
@@ -162,6 +204,12 @@ class ControlFactory(WebSocketServerFactory):
             fn()
         for proto in list(self.clients.values()):
             proto.sendCloseFrame(code=1001, reasonUtf8=b"server shutting down", isReply=False)
+
+
+def _ambient(authorization):
+    """True for Authorization schemes a browser adds by itself (saved Basic/Digest)."""
+    scheme = (authorization or "").strip().partition(" ")[0].lower()
+    return scheme in ("basic", "digest")
 
 
 def make_websocket_resource(ctx):

@@ -1,7 +1,6 @@
 """Auth units with a Clock: Digest (RFC 7616), tokens, rate limits, users."""
 
 import base64
-import hashlib
 import json
 import os
 import stat
@@ -11,38 +10,16 @@ from twisted.internet.task import Clock
 
 from rotordream.auth import digest
 from rotordream.auth.ratelimit import RateLimiter
-from rotordream.auth.service import AuthError, AuthService
+from rotordream.auth.service import AuthError
 from rotordream.auth.users import UserError, UserStore
-from rotordream.config import from_dict
-
-
-def make_auth(tmp_path, **auth):
-    clock = Clock()
-    clock.advance(1_800_000_000)
-    cfg = from_dict({"auth": dict({"initial_admin_password": "first-password"}, **auth)})
-    return AuthService(cfg, str(tmp_path), clock), clock
-
-
-def digest_header(auth, method, uri, user, password, algorithm="SHA-256", nc="00000001",
-                  nonce=None, cnonce="abcdef"):
-    if nonce is None:
-        offer = [c for c in auth.challenges() if algorithm in c][0]
-        nonce = digest.parse_params(offer[len("Digest "):])["nonce"]
-    h = hashlib.sha256 if algorithm == "SHA-256" else hashlib.md5
-    H = lambda s: h(s.encode()).hexdigest()
-    ha1 = H("%s:RotorDream:%s" % (user, password))
-    ha2 = H("%s:%s" % (method, uri))
-    response = H(":".join((ha1, nonce, nc, cnonce, "auth", ha2)))
-    return ('Digest username="%s", realm="RotorDream", nonce="%s", uri="%s", '
-            'algorithm=%s, qop=auth, nc=%s, cnonce="%s", response="%s"'
-            % (user, nonce, uri, algorithm, nc, cnonce, response)), nonce
+from tests.auth.helpers import digest_header, make_auth, result
 
 
 def test_first_start_admin_from_config_and_env(tmp_path, monkeypatch):
     auth, _ = make_auth(tmp_path)
-    assert auth.check_password("admin", "first-password").role == "admin"
-    assert stat.S_IMODE(os.stat(tmp_path / "users.json").st_mode) == 0o600
-    assert "first-password" not in (tmp_path / "users.json").read_text()
+    assert result(auth.check_password("admin", "first-password")).role == "admin"
+    assert stat.S_IMODE(os.stat(tmp_path / "state" / "users.json").st_mode) == 0o600
+    assert "first-password" not in (tmp_path / "state" / "users.json").read_text()
     monkeypatch.setenv("ROTORDREAM_ADMIN_PASSWORD", "from-the-env")
     store = UserStore(str(tmp_path / "other"), "first-password")
     assert store.verify("admin", "from-the-env") and not store.verify("admin", "first-password")
@@ -61,27 +38,34 @@ def test_digest_accepts_right_and_refuses_wrong_replayed_and_stale(tmp_path, alg
     auth, clock = make_auth(tmp_path)
     header, nonce = digest_header(auth, "GET", "/api/users", "admin", "first-password",
                                   algorithm)
-    assert auth.authenticate("GET", "/api/users", header).name == "admin"
+    assert result(auth.authenticate("GET", "/api/users", header)).name == "admin"
     with pytest.raises(AuthError, match="replayed"):
-        auth.authenticate("GET", "/api/users", header)
+        result(auth.authenticate("GET", "/api/users", header))
     header2, _ = digest_header(auth, "GET", "/api/users", "admin", "first-password",
                                algorithm, nc="00000002", nonce=nonce)
-    assert auth.authenticate("GET", "/api/users", header2).name == "admin"
+    assert result(auth.authenticate("GET", "/api/users", header2)).name == "admin"
     wrong, _ = digest_header(auth, "GET", "/api/users", "admin", "nope", algorithm)
     with pytest.raises(AuthError) as e:
-        auth.authenticate("GET", "/api/users", wrong)
+        result(auth.authenticate("GET", "/api/users", wrong))
     assert not e.value.stale
     clock.advance(301)
     late, _ = digest_header(auth, "GET", "/api/users", "admin", "first-password", algorithm,
                             nc="00000003", nonce=nonce)
     with pytest.raises(AuthError) as e:
-        auth.authenticate("GET", "/api/users", late)
+        result(auth.authenticate("GET", "/api/users", late))
     assert e.value.stale
+    # A nonce we never issued: stale when the response is right (the client retries
+    # on a fresh one), a failure when it is not.
     forged = nonce[:-2] + ("AA" if not nonce.endswith("AA") else "BB")
     bad, _ = digest_header(auth, "GET", "/api/users", "admin", "first-password", algorithm,
                            nonce=forged)
-    with pytest.raises(AuthError, match="unknown nonce"):
-        auth.authenticate("GET", "/api/users", bad)
+    with pytest.raises(AuthError, match="unknown nonce") as e:
+        result(auth.authenticate("GET", "/api/users", bad))
+    assert e.value.stale
+    bad, _ = digest_header(auth, "GET", "/api/users", "admin", "nope", algorithm, nonce=forged)
+    with pytest.raises(AuthError, match="wrong credentials") as e:
+        result(auth.authenticate("GET", "/api/users", bad))
+    assert not e.value.stale
 
 
 def test_digest_params_parse_quoted_escapes_byte_by_byte_equivalent():
@@ -95,30 +79,34 @@ def test_digest_params_parse_quoted_escapes_byte_by_byte_equivalent():
 def test_basic_bearer_anonymous_and_lockout(tmp_path):
     auth, clock = make_auth(tmp_path)
     basic = "Basic " + base64.b64encode(b"admin:first-password").decode()
-    assert auth.authenticate("GET", "/", basic).role == "admin"
-    assert auth.authenticate("GET", "/").authenticated is False
-    assert auth.authenticate("GET", "/").role == "viewer"
-    result = auth.login("admin", "first-password", client="1.2.3.4")
-    assert auth.authenticate("GET", "/", "Bearer " + result["token"]).name == "admin"
-    assert auth.authenticate("GET", "/", token=result["token"]).name == "admin"
-    assert result["token"] not in (tmp_path / "tokens.json").read_text()
-    auth.logout(result["token"])
+    assert result(auth.authenticate("GET", "/", basic)).role == "admin"
+    assert result(auth.authenticate("GET", "/")).authenticated is False
+    assert result(auth.authenticate("GET", "/")).role == "viewer"
+    login = result(auth.login("admin", "first-password", client="1.2.3.4"))
+    assert result(auth.authenticate("GET", "/", "Bearer " + login["token"])).name == "admin"
+    assert result(auth.authenticate("GET", "/", token=login["token"])).name == "admin"
+    assert login["token"] not in (tmp_path / "state" / "tokens.json").read_text()
+    auth.logout(login["token"])
     with pytest.raises(AuthError):
-        auth.authenticate("GET", "/", "Bearer " + result["token"])
+        result(auth.authenticate("GET", "/", "Bearer " + login["token"]))
     for _ in range(5):
         with pytest.raises(AuthError) as e:
-            auth.check_password("admin", "wrong", client="5.6.7.8")
+            result(auth.check_password("admin", "wrong", client="5.6.7.8"))
         assert e.value.code == "UNAUTHORIZED"
     with pytest.raises(AuthError) as e:
-        auth.check_password("admin", "first-password", client="5.6.7.8")
+        result(auth.check_password("admin", "first-password", client="5.6.7.8"))
     assert e.value.code == "RATE_LIMITED" and 0 < e.value.retry_after <= 300
+    # Locked for this user name at that address only.
+    assert result(auth.check_password("admin", "first-password", client="1.2.3.4")).name == \
+        "admin"
     clock.advance(301)
-    assert auth.check_password("admin", "first-password", client="5.6.7.8").name == "admin"
+    assert result(auth.check_password("admin", "first-password", client="5.6.7.8")).name == \
+        "admin"
 
 
 def test_tokens_expire(tmp_path):
     auth, clock = make_auth(tmp_path, token_lifetime=60)
-    token = auth.login("admin", "first-password")["token"]
+    token = result(auth.login("admin", "first-password"))["token"]
     clock.advance(59)
     assert auth.check_token(token).name == "admin"
     clock.advance(2)

@@ -14,6 +14,7 @@ from rotordream.onvif import soap, wsse
 from rotordream.onvif.dispatch import Dispatcher
 from rotordream.onvif.resource import make_onvif_resource, request_host
 from rotordream.state import CameraState
+from tests.auth.helpers import result
 from tests.onvif.soapkit import NS, SOAP11, created_now, envelope, fault_codes, security
 
 NOW = 1_800_000_000
@@ -178,7 +179,8 @@ def onvif(tmp_path, monkeypatch):
     monkeypatch.delenv("ROTORDREAM_ADMIN_PASSWORD", raising=False)
     clock = Clock()
     clock.advance(NOW)
-    cfg = from_dict({"auth": {"initial_admin_password": PASSWORD, "login_failures": 1000},
+    cfg = from_dict({"auth": {"initial_admin_password": PASSWORD, "login_failures": 1000,
+                              "secret_file": str(tmp_path) + ".key"},
                      "server": {"state_dir": str(tmp_path)}})
     ctx = Context(config=cfg, reactor=clock, state=CameraState(None))
     ctx.auth = AuthService(cfg, str(tmp_path), clock)
@@ -329,7 +331,9 @@ def test_password_copy_is_encrypted_and_follows_changes(onvif, tmp_path):
     users = ctx.auth.users
     text = (tmp_path / "users.json").read_text()
     assert "viewer-password" not in text and PASSWORD not in text
-    assert oct(os.stat(tmp_path / "onvif-key").st_mode & 0o777) == "0o600"
+    # The key is kept outside the state directory ([auth] secret_file).
+    assert oct(os.stat(str(tmp_path) + ".key").st_mode & 0o777) == "0o600"
+    assert not (tmp_path / "onvif-key").exists()
     users.set_password("viewer1", "another-password")
     assert users.secret("viewer1") == "another-password"
     status, _, _ = run(d, "device", envelope("<tds:GetDeviceInformation/>",
@@ -442,7 +446,8 @@ def test_wsse_failures_count_towards_the_shared_lockout(tmp_path, monkeypatch):
     monkeypatch.delenv("ROTORDREAM_ADMIN_PASSWORD", raising=False)
     clock = Clock()
     clock.advance(NOW)
-    cfg = from_dict({"auth": {"initial_admin_password": PASSWORD, "login_failures": 3},
+    cfg = from_dict({"auth": {"initial_admin_password": PASSWORD, "login_failures": 3,
+                              "secret_file": str(tmp_path) + ".key"},
                      "server": {"state_dir": str(tmp_path)}})
     ctx = Context(config=cfg, reactor=clock, state=CameraState(None))
     ctx.auth = AuthService(cfg, str(tmp_path), clock)
@@ -453,9 +458,11 @@ def test_wsse_failures_count_towards_the_shared_lockout(tmp_path, monkeypatch):
     status, headers, doc = run(d, "device", envelope("<tds:GetDeviceInformation/>", sec()))
     assert status == 400 and b"retry-after" in headers
     assert "too many" in doc.findtext(".//env:Text", namespaces=NS)
-    # The REST/RTSP password check is locked for this user too: one limiter for every API.
+    # The REST/RTSP password check is locked for this user there too: one lockout for
+    # every API; from another address it is not.
     with pytest.raises(Exception, match="too many"):
-        ctx.auth.check_password("admin", PASSWORD, "192.0.2.99")
+        result(ctx.auth.check_password("admin", PASSWORD, "192.0.2.99"))
+    assert result(ctx.auth.check_password("admin", PASSWORD, "192.0.2.7")).name == "admin"
     clock.advance(cfg.auth.login_window + 1)
     fresh = security("admin", PASSWORD, created=created_now(now=clock.seconds()))
     assert run(d, "device", envelope("<tds:GetDeviceInformation/>", fresh))[0] == 200
@@ -517,19 +524,102 @@ def test_records_from_before_the_password_copy_get_it_at_the_next_login(tmp_path
     import json
     from rotordream.auth.users import UserStore
     monkeypatch.delenv("ROTORDREAM_ADMIN_PASSWORD", raising=False)
-    store = UserStore(str(tmp_path), PASSWORD)
+    key = str(tmp_path) + ".key"
+    store = UserStore(str(tmp_path), PASSWORD, key_file=key)
     data = json.loads((tmp_path / "users.json").read_text())
     del data["users"]["admin"]["secret"]  # as written by the store before ONVIF
     (tmp_path / "users.json").write_text(json.dumps(data))
-    store = UserStore(str(tmp_path), "")
+    store = UserStore(str(tmp_path), "", key_file=key)
     assert store.secret("admin") is None
     assert store.verify("admin", PASSWORD)
-    assert UserStore(str(tmp_path), "").secret("admin") == PASSWORD  # persisted
+    assert UserStore(str(tmp_path), "", key_file=key).secret("admin") == PASSWORD  # persisted
     # A replaced key makes the copy useless, never a crash: set the password again.
-    (tmp_path / "onvif-key").write_bytes(__import__("cryptography.fernet").fernet
-                                         .Fernet.generate_key())
-    store = UserStore(str(tmp_path), "")
+    with open(key, "wb") as f:
+        f.write(__import__("cryptography.fernet").fernet.Fernet.generate_key())
+    store = UserStore(str(tmp_path), "", key_file=key)
     assert store.secret("admin") is None
     assert store.verify("admin", PASSWORD) and store.secret("admin") == PASSWORD
     store.set_password("admin", "a-new-password")
     assert store.secret("admin") == "a-new-password"
+
+
+# -- replay after a restart, password copies off, checks off the event loop -----------
+
+def _dispatcher(tmp_path, clock, pool=None, **onvif):
+    from rotordream.testing import ImmediateReactor
+    cfg = from_dict({"auth": {"initial_admin_password": PASSWORD,
+                              "secret_file": str(tmp_path) + ".key"},
+                     "server": {"state_dir": str(tmp_path)}, "onvif": onvif})
+    reactor = ImmediateReactor(clock)
+    ctx = Context(config=cfg, reactor=reactor, state=CameraState(None))
+    ctx.auth = AuthService(cfg, str(tmp_path), reactor, pool=pool)
+    return make_onvif_resource(ctx).dispatcher, ctx
+
+
+def test_a_token_created_before_the_start_is_refused_and_not_counted(tmp_path, monkeypatch):
+    monkeypatch.delenv("ROTORDREAM_ADMIN_PASSWORD", raising=False)
+    clock = Clock()
+    clock.advance(NOW)
+    first, _ = _dispatcher(tmp_path, clock)
+    captured = sec()
+    assert run(first, "device", envelope("<tds:GetDeviceInformation/>", captured))[0] == 200
+    clock.advance(30)  # a restart: a new dispatcher on the same state dir, well inside 300 s
+    again, ctx = _dispatcher(tmp_path, clock)
+    for _ in range(6):
+        status, _, doc = run(again, "device", envelope("<tds:GetDeviceInformation/>", captured))
+        assert status == 400 and "before the device started" in doc.findtext(
+            ".//env:Text", namespaces=NS)
+    # A fresh token works: the refusals did not lock the user out.
+    fresh = security("admin", PASSWORD, created=created_now(now=clock.seconds()))
+    assert run(again, "device", envelope("<tds:GetDeviceInformation/>", fresh))[0] == 200
+
+
+def test_password_digest_off_refuses_clearly_but_text_and_http_digest_work(tmp_path,
+                                                                          monkeypatch):
+    from tests.auth.helpers import digest_value
+    from rotordream.auth import digest
+    monkeypatch.delenv("ROTORDREAM_ADMIN_PASSWORD", raising=False)
+    clock = Clock()
+    clock.advance(NOW)
+    d, ctx = _dispatcher(tmp_path, clock, password_digest=False, password_text=True)
+    status, _, doc = run(d, "device", envelope("<tds:GetDeviceInformation/>", sec()))
+    assert status == 400 and fault_codes(doc) == ("env:Sender", ["ter:NotAuthorized"])
+    assert "password_digest = false" in doc.findtext(".//env:Text", namespaces=NS)
+    text = security("admin", PASSWORD, created=created_now(now=NOW), digest=False)
+    assert run(d, "device", envelope("<tds:GetDeviceInformation/>", text))[0] == 200
+    nonce = digest.parse_params(ctx.auth.challenges()[0][len("Digest "):])["nonce"]
+    value = digest_value("POST", "/onvif/device_service", "admin", PASSWORD, nonce)
+    assert run(d, "device", envelope("<tds:GetDeviceInformation/>"), method="POST",
+               uri="/onvif/device_service", authorization=value)[0] == 200
+    assert "secret" not in (tmp_path / "users.json").read_text().replace('"secret": null', "")
+
+
+def test_http_digest_is_bound_to_the_service_it_was_made_for(tmp_path, monkeypatch):
+    from tests.auth.helpers import digest_value
+    from rotordream.auth import digest
+    monkeypatch.delenv("ROTORDREAM_ADMIN_PASSWORD", raising=False)
+    clock = Clock()
+    clock.advance(NOW)
+    d, ctx = _dispatcher(tmp_path, clock)
+    nonce = digest.parse_params(ctx.auth.challenges()[0][len("Digest "):])["nonce"]
+    value = digest_value("POST", "/onvif/media_service", "admin", PASSWORD, nonce)
+    status, headers, _ = run(d, "device", envelope("<tds:GetDeviceInformation/>"),
+                             method="POST", uri="/onvif/device_service", authorization=value)
+    assert status == 401 and b"www-authenticate" in headers
+
+
+def test_password_text_waits_for_the_hashing_pool(tmp_path, monkeypatch):
+    from rotordream.testing import QueuedThreadPool
+    monkeypatch.delenv("ROTORDREAM_ADMIN_PASSWORD", raising=False)
+    clock = Clock()
+    clock.advance(NOW)
+    pool = QueuedThreadPool()
+    d, _ = _dispatcher(tmp_path, clock, pool=pool, password_text=True)
+    text = security("admin", PASSWORD, created=created_now(now=NOW), digest=False)
+    answers = []
+    d.handle("device", envelope("<tds:GetDeviceInformation/>", text),
+             {"host": "192.0.2.10", "port": 80, "client": "192.0.2.99"}).addCallback(
+        answers.append)
+    assert not answers and len(pool.queue) == 1  # nothing hashed on the event loop
+    pool.run_next()
+    assert answers[0][0] == 200

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from twisted.internet import defer
 
 from rotordream.auth.roles import Principal, anonymous
 from rotordream.auth.service import AuthError
@@ -27,8 +28,31 @@ class FakeAuth:
         raise AuthError("unknown or expired token")
 
 
-def session(principal=None):
-    return ControlSession(CameraState(), FakeAuth(), principal or anonymous())
+class SlowAuth(FakeAuth):
+    """Password checks answer when the test says (as the hashing pool would)."""
+
+    def __init__(self):
+        self.checks = []
+
+    def check_password(self, username, password, client=None):
+        d = defer.Deferred()
+        self.checks.append((d, username, password))
+        return d
+
+    def answer(self):
+        d, username, password = self.checks.pop(0)
+        try:
+            d.callback(FakeAuth.check_password(self, username, password))
+        except AuthError:
+            d.errback()
+
+
+def session(principal=None, auth=None):
+    replies = []
+    s = ControlSession(CameraState(), auth or FakeAuth(), principal or anonymous(),
+                       send=replies.append)
+    s.replies = replies
+    return s
 
 
 @pytest.mark.parametrize("text, key", [
@@ -93,9 +117,11 @@ def test_get_star_never_shows_admin_only_keys_to_a_viewer():
 
 def test_in_band_login_by_password_and_token_changes_who_writes():
     s = session()
-    [reply] = s.handle('{"username": "op", "password": "wrong"}')
+    s.receive('{"username": "op", "password": "wrong"}')
+    [reply] = s.replies
     assert reply["code"] == "UNAUTHORIZED" and s.principal.authenticated is False
-    [reply] = s.handle('{"username": "op", "password": "secret"}')
+    s.receive('{"username": "op", "password": "secret"}')
+    reply = s.replies[-1]
     assert reply["authenticated"] is True and reply["user"] == "op"
     assert reply["role"] == "operator"
     assert reply["permissions"] == sorted(OPERATOR.permissions)
@@ -104,3 +130,44 @@ def test_in_band_login_by_password_and_token_changes_who_writes():
     [reply] = s.handle('{"token": "tok"}')
     assert reply["role"] == "admin"
     assert s.handle('{"token": 5}')[0]["code"] == "UNAUTHORIZED"
+
+
+def test_messages_after_a_login_are_answered_after_it_in_order():
+    auth = SlowAuth()
+    s = session(auth=auth)
+    s.receive('{"username": "op", "password": "secret"}')
+    s.receive('{"brightness": 7}')
+    s.refuse({"error": "binary frames are not accepted; send JSON text", "key": None,
+              "code": "BAD_REQUEST"})
+    s.receive('{"get": ["brightness"]}')
+    assert s.replies == []  # nothing answered before the login
+    auth.answer()
+    assert [sorted(r) for r in s.replies] == [
+        ["authenticated", "permissions", "role", "user"], ["brightness", "info"],
+        ["code", "error", "key"], ["brightness"]]
+    assert s.state.get("brightness") == 7  # written as op, the login's principal
+    # A wrong password: what waited is answered as the unchanged principal (anonymous).
+    s2 = session(auth=auth)
+    s2.receive('{"username": "op", "password": "wrong"}')
+    s2.receive('{"contrast": 3}')
+    auth.answer()
+    assert s2.replies[0]["code"] == "UNAUTHORIZED" and s2.replies[1]["code"] == "UNAUTHORIZED"
+    assert s2.replies[1]["key"] == "contrast"
+
+
+def test_what_waits_for_a_login_is_bounded_and_the_rest_refused_at_once():
+    auth = SlowAuth()
+    s = session(auth=auth)
+    s.receive('{"username": "op", "password": "secret"}')
+    for _ in range(ControlSession.MAX_WAITING + 3):
+        s.receive('{"get": ["brightness"]}')
+    assert [r["code"] for r in s.replies] == ["RATE_LIMITED"] * 3
+    auth.answer()
+    assert len(s.replies) == 3 + 1 + ControlSession.MAX_WAITING
+    # Closed while a login runs: its answer and the waiting messages go nowhere.
+    s.receive('{"username": "op", "password": "secret"}')
+    s.receive('{"get": ["brightness"]}')
+    sent = len(s.replies)
+    s.close()
+    auth.answer()
+    assert len(s.replies) == sent
