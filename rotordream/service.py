@@ -194,7 +194,12 @@ def makeService(options):
     ctx = Context(config=cfg, reactor=reactor, state=state, threadpool=pool,
                   started=time.time())
 
-    ctx.auth = AuthService(cfg, state_dir, reactor)
+    # Password hashes (scrypt, ~40 ms each) are checked here, never on the event loop;
+    # AuthService bounds the work waiting for it ([auth] hash_threads, hash_queue).
+    hash_pool = threadpool.ThreadPool(minthreads=0, maxthreads=max(1, cfg.auth.hash_threads),
+                                      name="rotordream-auth")
+    top.addService(_PoolService(hash_pool))
+    ctx.auth = AuthService(cfg, state_dir, reactor, pool=hash_pool)
 
     source = make_source(*configmod.parse_source(cfg.server.source))
     ctx.pipeline = VideoPipeline(reactor, state, source, pool, profile=cfg.video.profile,
