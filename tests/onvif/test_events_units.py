@@ -40,7 +40,8 @@ def make_ev(tmp_path, monkeypatch):
     def make(max_subscriptions=16, motor=False, pipeline=None, max_per_user=4):
         clock = ThreadClock()
         clock.advance(NOW)
-        cfg = from_dict({"auth": {"initial_admin_password": PASSWORD, "login_failures": 1000},
+        cfg = from_dict({"auth": {"initial_admin_password": PASSWORD, "login_failures": 1000,
+                                  "secret_file": str(tmp_path) + ".key"},
                          "server": {"state_dir": str(tmp_path)},
                          "onvif": {"max_subscriptions": max_subscriptions,
                                    "max_subscriptions_per_user": max_per_user}})
