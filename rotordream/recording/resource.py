@@ -1,7 +1,9 @@
 """REST for recording: /api/recording/{start,stop,pause,resume,status} and /api/recordings[/<id>].
 
 Downloads are served by twisted.web.static.File, which answers HTTP Range
-with 206 (and 416), so players can seek and downloads resume.
+with 206, so players can seek and downloads resume. The Range header is checked
+first (:mod:`rotordream.web.byteranges`): at most ``[http] max_ranges`` ranges,
+none overlapping, else 416; static.File then sees only the resolved ranges.
 """
 
 import calendar
@@ -12,8 +14,10 @@ from twisted.web import static
 
 from rotordream.auth import roles
 from rotordream.recording.store import UnknownRecording, valid_id
+from rotordream.web import byteranges
 from rotordream.web.api import openapi
-from rotordream.web.api.base import ApiError, ApiResource, read_json
+from rotordream.web.api.base import ApiError, ApiResource, error_body, read_json, \
+    write_json
 
 MAX_PAGE = 1000
 
@@ -178,7 +182,7 @@ class OneRecording(ApiResource):
         path = self.ctx.recorder.store.path(entry["id"])
         if not os.path.exists(path):
             raise ApiError(404, "no such recording")
-        return _Download(path, entry)
+        return _Download(path, entry, self.ctx.config.http.max_ranges)
 
     def delete(self, request, principal):
         entry = self._entry(request)
@@ -197,18 +201,44 @@ class OneRecording(ApiResource):
 class _Download:
     """A recording file answered by static.File (Range, 206, 416, HEAD)."""
 
-    def __init__(self, path, entry):
+    def __init__(self, path, entry, max_ranges):
         self.path = path
         self.entry = entry
+        self.max_ranges = max_ranges
 
     def render(self, request):
         f = static.File(self.path, defaultType="video/mp4")
         f.type, f.encoding = "video/mp4", None
+        refused = self._check_range(request, f.getFileSize())
+        if refused:
+            return _unsatisfiable(request, f.getFileSize(), refused)
         request.setHeader(b"content-disposition",
                           ('attachment; filename="%s.mp4"' % self.entry["id"]).encode())
         request.setHeader(b"cache-control", b"no-store" if self.entry.get("recording")
                           else b"private, max-age=3600")
         return f.render(request)
+
+    def _check_range(self, request, size):
+        """Replace Range by the ranges to send (or drop it); the reason if it is refused."""
+        header = request.getHeader(b"range")
+        if header is None:
+            return None
+        try:
+            ranges = byteranges.parse_range(header, size, self.max_ranges)
+        except byteranges.RangeNotSatisfiable as e:
+            return e.reason
+        if ranges is None:
+            request.requestHeaders.removeHeader(b"range")
+        else:
+            request.requestHeaders.setRawHeaders(b"range", [byteranges.header_value(ranges)])
+        return None
+
+
+def _unsatisfiable(request, size, reason):
+    """416 with the error envelope and the file's size in Content-Range."""
+    return write_json(request, 416, error_body(416, "range refused: %s" % reason,
+                                               "RANGE_NOT_SATISFIABLE", size=size),
+                      {b"content-range": b"bytes */%d" % size, b"accept-ranges": b"bytes"})
 
 
 def make_recording_resources(ctx, api):

@@ -8,6 +8,7 @@ from twisted.web import resource, server, static
 from rotordream.auth.ratelimit import RateLimiter
 from rotordream.web.api import openapi, settings, system, users
 from rotordream.web.api.base import ApiContext, ApiResource, NotFound
+from rotordream.web.request import BodyLimits, BoundedRequest
 
 log = Logger()
 
@@ -35,7 +36,8 @@ async function live(stream) {
   await pc.setRemoteDescription(offer);
   const answer = await pc.createAnswer();
   await pc.setLocalDescription(answer);
-  const sent = await fetch("/api/webrtc/answer", {method: "POST", body: JSON.stringify(answer)});
+  const sent = await fetch("/api/webrtc/answer", {method: "POST", body: JSON.stringify(answer),
+                                                  headers: {"Content-Type": "application/json"}});
   if (!sent.ok) throw new Error((await sent.json()).error);
   return pc;
 }
@@ -109,7 +111,10 @@ def make_site(ctx, secure=False):
     onvif = _optional("rotordream.onvif.resource", "make_onvif_resource")
     if onvif is not None:
         root.putChild(b"onvif", onvif(ctx))
-    site = server.Site(root)
+    # Bodies are bounded per route while they arrive and kept in memory; no form
+    # parsing (every endpoint takes JSON or SOAP).
+    factory = BoundedRequest.with_limits(BodyLimits.from_config(ctx.config))
+    site = server.Site(root, requestFactory=factory, parsePOSTFormSubmission=False)
     site.displayTracebacks = False
     if getattr(ctx, "rtsp", None) is not None:
         # RTSP over HTTP on this port too (ONVIF GetStreamUri with the HTTP transport).

@@ -12,6 +12,7 @@ from tests.conftest import require_tool
 from tests.live import StateWatcher
 
 ADMIN = ("admin", None)
+JSON = {"Content-Type": "application/json"}
 
 
 def admin(daemon):
@@ -46,30 +47,31 @@ def test_curl_basic_digest_bearer_and_cookie_jar(daemon, tmp_path):
     code, body = curl("-u", "%s:%s" % (user, password), daemon.http + "/api/settings")
     assert code == 200 and json.loads(body)["data"]["brightness"] in range(101)
     code, body = curl("--digest", "-u", "%s:%s" % (user, password), "-X", "POST",
-                      "-d", "55", daemon.http + "/api/settings/contrast")
+                      "--json", "55", daemon.http + "/api/settings/contrast")
     assert code == 200, body
     assert json.loads(body)["data"] == {"contrast": 55}
     code, body = curl("--digest", "-u", "%s:wrong-password" % user, daemon.http + "/api/users")
     assert code == 401
-    # Token, the reference's automation pattern: login -> token -> use it.
-    code, body = curl("-X", "POST", daemon.http + "/api/login",
-                      "-d", json.dumps({"username": user, "password": password}))
+    # Token, the reference's automation pattern: login -> token -> use it (JSON typed:
+    # curl -d alone says form-urlencoded, which JSON endpoints refuse with 415).
+    code, body = curl("-X", "POST", daemon.http + "/api/login", "-H",
+                      "Content-Type: application/json", "-d", json.dumps({"username": user, "password": password}))
     assert code == 200
     token = json.loads(body)["token"]
     code, body = curl("-H", "Authorization: Bearer " + token, daemon.http + "/api/users")
     assert code == 200 and "admin" in body
     # Cookie jar: the session cookie authenticates; writes need the CSRF token.
     jar = str(tmp_path / "jar")
-    code, body = curl("-c", jar, "-X", "POST", daemon.http + "/api/login",
-                      "-d", json.dumps({"username": user, "password": password}))
+    code, body = curl("-c", jar, "--json", json.dumps({"username": user, "password": password}),
+                      daemon.http + "/api/login")
     csrf = json.loads(body)["data"]["csrf_token"]
     jar_text = open(jar).read()
     assert "rotordream_session" in jar_text and "#HttpOnly_" in jar_text
     code, body = curl("-b", jar, daemon.http + "/api/users/admin/permissions")
     assert code == 200 and "users.admin" in body
-    code, _ = curl("-b", jar, "-X", "POST", "-d", "60", daemon.http + "/api/settings/contrast")
+    code, _ = curl("-b", jar, "--json", "60", daemon.http + "/api/settings/contrast")
     assert code == 403  # no CSRF token
-    code, _ = curl("-b", jar, "-H", "X-CSRF-Token: " + csrf, "-X", "POST", "-d", "50",
+    code, _ = curl("-b", jar, "-H", "X-CSRF-Token: " + csrf, "--json", "50",
                    daemon.http + "/api/settings/contrast")
     assert code == 200
     # Logout revokes the token.
@@ -127,12 +129,14 @@ def test_settings_errors_name_key_and_range_and_change_nothing(daemon):
     for payload, code in ((b"{not json", "BAD_REQUEST"), (b"[1, 2]", "BAD_REQUEST"),
                           (b'{"nope": 1}', "BAD_REQUEST"), (b'{"brightness": "x"}',
                                                            "BAD_REQUEST")):
-        r = requests.post(daemon.http + "/api/settings", auth=auth, data=payload)
+        r = requests.post(daemon.http + "/api/settings", auth=auth, data=payload,
+                          headers=JSON)
         assert r.status_code == 400 and r.json()["code"] == code, (payload, r.text)
     # A bare value, as in the reference's performance tips.
-    r = requests.post(daemon.http + "/api/settings/brightness", auth=auth, data="75")
+    r = requests.post(daemon.http + "/api/settings/brightness", auth=auth, data="75",
+                      headers=JSON)
     assert r.status_code == 200 and r.json()["data"] == {"brightness": 75}
-    requests.post(daemon.http + "/api/settings/brightness", auth=auth, data="50")
+    requests.post(daemon.http + "/api/settings/brightness", auth=auth, data="50", headers=JSON)
 
 
 def test_not_found_method_not_allowed_and_too_large(daemon):
@@ -251,6 +255,53 @@ def test_cors_is_off_by_default_and_follows_the_config(daemon, fresh_daemon, tmp
 
 
 def test_deeply_nested_json_is_a_400_not_a_500(daemon):
-    r = requests.post(daemon.http + "/api/settings", auth=admin(daemon),
-                      data="[" * 50000 + "]" * 50000)
+    # 30,000 deep fits in [http] max_body (64 KiB) and is still far past the parser's depth.
+    r = requests.post(daemon.http + "/api/settings", auth=admin(daemon), headers=JSON,
+                      data="[" * 30000 + "]" * 30000)
     assert r.status_code == 400 and r.json()["code"] == "BAD_REQUEST"
+
+
+def rtsp_setup(daemon, source="127.0.0.2"):
+    """An RTSP session (SETUP over TCP from ``source``), its socket and its id."""
+    import socket
+    s = socket.socket()
+    s.settimeout(10)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", daemon.rtsp_port))
+    s.sendall(("SETUP %s/trackID=0 RTSP/1.0\r\nCSeq: 1\r\n"
+               "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+               % daemon.rtsp("stream1")).encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(4096)
+    assert head.startswith(b"RTSP/1.0 200"), head
+    session = [line.split(b":", 1)[1].split(b";")[0].strip().decode()
+               for line in head.split(b"\r\n") if line.lower().startswith(b"session:")][0]
+    return s, session
+
+
+def test_status_shows_session_ids_and_addresses_to_operators_only(daemon):
+    auth = admin(daemon)
+    r = requests.post(daemon.http + "/api/users", auth=auth, json={
+        "username": "statusop", "password": "password-statusop", "role": "operator"})
+    assert r.status_code in (201, 409), r.text
+    r = requests.post(daemon.http + "/api/users", auth=auth, json={
+        "username": "statusview", "password": "password-statusview", "role": "viewer"})
+    assert r.status_code in (201, 409), r.text
+    sock, session = rtsp_setup(daemon)
+    try:
+        for who in (None, ("statusview", "password-statusview")):
+            r = requests.get(daemon.http + "/api/status", auth=who)
+            assert r.status_code == 200
+            assert session not in r.text and "127.0.0.2" not in r.text, who
+            clients = r.json()["data"]["clients"]
+            assert clients["rtsp"] >= 1
+            assert clients["rtsp_sessions"] and all(
+                set(s) == {"stream", "state", "transport"} for s in clients["rtsp_sessions"])
+        for who in (auth, ("statusop", "password-statusop")):
+            r = requests.get(daemon.http + "/api/status", auth=who)
+            mine = [s for s in r.json()["data"]["clients"]["rtsp_sessions"]
+                    if s.get("session") == session]
+            assert mine and mine[0]["client"] == "127.0.0.2", r.text
+    finally:
+        sock.close()

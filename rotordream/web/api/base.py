@@ -5,6 +5,11 @@ permission)}`` (permission None = public) and write handlers
 ``handler(request, principal)`` returning data for the envelope, a
 Deferred of it, or a :class:`Raw` response. Raise :class:`ApiError` for
 errors. The recording and WebRTC resources reuse this base.
+
+Every call first passes the checks that cost nothing (rate limit, 405, 413,
+a foreign browser Origin 403, a non-JSON body 415), then authentication,
+which may be asynchronous (password hashes are verified off the reactor),
+then the permission check and the handler.
 """
 
 import json
@@ -19,6 +24,7 @@ from rotordream import API_VERSION
 from rotordream.auth.service import SESSION_COOKIE, AuthError
 from rotordream.errors import ServiceError
 from rotordream.state import StateError
+from rotordream.web import origin
 
 log = Logger()
 
@@ -26,6 +32,7 @@ STATE_CHANGING = (b"POST", b"PUT", b"DELETE", b"PATCH")
 
 _STATUS_CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
                  405: "METHOD_NOT_ALLOWED", 409: "CONFLICT", 413: "PAYLOAD_TOO_LARGE",
+                 415: "UNSUPPORTED_MEDIA_TYPE", 416: "RANGE_NOT_SATISFIABLE",
                  429: "RATE_LIMITED", 500: "INTERNAL", 503: "CAMERA_NOT_CONNECTED",
                  507: "INSUFFICIENT_STORAGE"}
 
@@ -57,6 +64,17 @@ class ApiError(Exception):
         if e.extra.get("retry_after") is not None:
             headers[b"retry-after"] = str(e.extra["retry_after"]).encode()
         return cls(e.status, e.message, e.code, headers=headers, **e.extra)
+
+    @classmethod
+    def from_auth(cls, e, config):
+        """The ApiError for refused credentials (AuthError): 401, or 429 in a lockout."""
+        if e.code != "RATE_LIMITED":
+            return cls(401, e.message, stale=e.stale or None)
+        limit = getattr(e, "limit", None) or config.auth.login_failures
+        period = getattr(e, "period", None) or config.auth.login_window
+        wait = e.retry_after or 1
+        return cls(429, e.message, limit=limit, period=_period_name(period), retry_after=wait,
+                   headers={b"retry-after": str(wait).encode()})
 
 
 class Raw:
@@ -112,6 +130,29 @@ def client_key(request):
     return getattr(addr, "host", None) or "local"
 
 
+def is_json_type(value):
+    """True for a JSON media type: application/json or application/<x>+json, any params."""
+    if not value:
+        return False
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    kind = value.split(";", 1)[0].strip().lower()
+    top, _, sub = kind.partition("/")
+    return top == "application" and (sub == "json" or (sub.endswith("+json") and len(sub) > 5))
+
+
+def body_size(request):
+    """How many body bytes the request carries (its content is already read in)."""
+    content = getattr(request, "content", None)
+    if content is None:
+        return 0
+    where = content.tell()
+    content.seek(0, 2)
+    size = content.tell()
+    content.seek(where)
+    return size
+
+
 def read_json(request, allow_bare=False):
     """Parse the request body as JSON; ApiError 400 when it is not."""
     raw = request.content.read() if request.content is not None else b""
@@ -165,7 +206,7 @@ class ApiResource(resource.Resource):
     # -- request handling -----------------------------------------------
 
     def render(self, request):
-        """Run the checks every API call shares, then the handler."""
+        """Run the checks every API call shares, authenticate, then call the handler."""
         if self._cors(request) and request.method == b"OPTIONS" and \
                 request.getHeader(b"access-control-request-method"):
             request.setResponseCode(204)  # a CORS preflight from an allowed origin
@@ -176,16 +217,16 @@ class ApiResource(resource.Resource):
             request.setHeader(b"access-control-max-age", b"600")
             return b""
         try:
-            principal, handler = self._prepare(request)
-            result = handler(request, principal)
+            method, (name, permission) = self._precheck(request)
         except Exception as e:
             return self._fail(request, e)
-        if isinstance(result, defer.Deferred):
-            result.addCallbacks(lambda r: self._finish(request, r),
-                                lambda f: self._finish_failure(request, f))
-            request.notifyFinish().addErrback(lambda _: result.cancel())
-            return server.NOT_DONE_YET
-        return self._respond(request, result)
+        d = defer.maybeDeferred(self.authenticate, request)
+        d.addCallback(self._authorize, method, permission)
+        d.addCallback(lambda principal: getattr(self, name)(request, principal))
+        d.addCallbacks(lambda r: self._finish(request, r),
+                       lambda f: self._finish_failure(request, f))
+        request.notifyFinish().addErrback(lambda _: d.cancel())
+        return server.NOT_DONE_YET
 
     def _cors(self, request):
         """Add CORS headers when the request's Origin is configured; True if it is."""
@@ -200,7 +241,8 @@ class ApiResource(resource.Resource):
         request.setHeader(b"vary", b"Origin")
         return True
 
-    def _prepare(self, request):
+    def _precheck(self, request):
+        """The checks before authentication, all cheap; the method and its (handler, permission)."""
         api = self.api
         wait = api.limiter.hit(client_key(request))
         if wait:
@@ -219,8 +261,34 @@ class ApiResource(resource.Resource):
         if length and length.isdigit() and int(length) > max_body:
             raise ApiError(413, "the body is larger than %d bytes" % max_body,
                            limit=max_body)
-        name, permission = self.methods[method]
-        principal = self.authenticate(request)
+        browser = self._browser_origin(request)
+        if request.method in STATE_CHANGING and browser == "foreign":
+            raise ApiError(403, "requests from this page's origin are not allowed; "
+                                "list it in [http] allowed_origins to trust it")
+        if body_size(request) and not is_json_type(request.getHeader(b"content-type")) and \
+                browser != "trusted":
+            # A browser sends text/plain, form and multipart bodies across sites without
+            # asking first; JSON only reaches us from pages the browser let ask.
+            raise ApiError(415, "the body must be JSON: send Content-Type: application/json",
+                           allowed=["application/json"])
+        return method, self.methods[method]
+
+    def _browser_origin(self, request):
+        """"none" (not a browser), "trusted" (same or allowed origin) or "foreign"."""
+        sent, referer = request.getHeader(b"origin"), request.getHeader(b"referer")
+        if sent is None and referer is None:
+            return "none"
+        http = self.ctx.config.http
+        host = request.getHeader(b"host")
+        foreign = origin.is_foreign(
+            sent.decode("latin-1") if sent is not None else None,
+            referer.decode("latin-1") if referer is not None else None,
+            host.decode("latin-1") if host is not None else None,
+            request.isSecure(), tuple(http.allowed_origins) + tuple(http.cors_origins))
+        return "foreign" if foreign else "trusted"
+
+    def _authorize(self, principal, method, permission):
+        """``principal`` when it may call ``method`` needing ``permission``; else 401/403."""
         if permission is None and method in ("POST", "PUT", "DELETE", "PATCH") and \
                 not self.public_write and not principal.authenticated:
             # Writes always need credentials; say so before looking at the body
@@ -230,32 +298,34 @@ class ApiResource(resource.Resource):
             if not principal.authenticated:
                 raise ApiError(401, "authentication required")
             raise ApiError(403, "%s may not do this" % principal.role)
-        return principal, getattr(self, name)
+        return principal
 
     def authenticate(self, request):
-        """The Principal of this request (checking CSRF for cookie sessions)."""
+        """A Deferred of this request's Principal (checking CSRF for cookie sessions)."""
         auth = self.ctx.auth
         header = request.getHeader(b"authorization")
         cookie = request.getCookie(SESSION_COOKIE.encode())
         token = request.args.get(b"token", [None])[0]
-        try:
-            principal = auth.authenticate(
-                request.method.decode("ascii", "replace"), request.uri.decode("latin-1"),
-                authorization=header.decode("latin-1") if header else None,
-                token=token.decode("latin-1") if token else None,
-                cookie=cookie.decode("latin-1") if cookie and not header else None,
-                client=client_key(request))
-        except AuthError as e:
-            if e.code == "RATE_LIMITED":
-                raise ApiError(429, e.message, limit=self.ctx.config.auth.login_failures,
-                               period=_period_name(self.ctx.config.auth.login_window),
-                               retry_after=e.retry_after,
-                               headers={b"retry-after": str(e.retry_after).encode()})
-            raise ApiError(401, e.message, stale=e.stale or None)
+        d = defer.maybeDeferred(
+            auth.authenticate,
+            request.method.decode("ascii", "replace"), request.uri.decode("latin-1"),
+            authorization=header.decode("latin-1") if header else None,
+            token=token.decode("latin-1") if token else None,
+            cookie=cookie.decode("latin-1") if cookie and not header else None,
+            client=client_key(request))
+        d.addErrback(self._refused)
         if cookie and not header and not token and request.method in STATE_CHANGING:
-            sent = request.getHeader(b"x-csrf-token")
-            if not sent or sent.decode("latin-1") != auth.csrf_for(cookie.decode("latin-1")):
-                raise ApiError(403, "cookie sessions must send the X-CSRF-Token from login")
+            d.addCallback(self._check_csrf, request, cookie)
+        return d
+
+    def _refused(self, failure):
+        failure.trap(AuthError)
+        raise ApiError.from_auth(failure.value, self.ctx.config)
+
+    def _check_csrf(self, principal, request, cookie):
+        sent = request.getHeader(b"x-csrf-token")
+        if not sent or sent.decode("latin-1") != self.ctx.auth.csrf_for(cookie.decode("latin-1")):
+            raise ApiError(403, "cookie sessions must send the X-CSRF-Token from login")
         return principal
 
     def _respond(self, request, result):
@@ -273,14 +343,16 @@ class ApiResource(resource.Resource):
         return write_json(request, code, envelope(result))
 
     def _finish(self, request, result):
-        if request.finished or request._disconnected:
+        if request.finished or getattr(request, "_disconnected", False):
             return
         body = self._respond(request, result)
+        if body is server.NOT_DONE_YET:
+            return  # a producer (a file download) finishes the request
         request.write(body)
         request.finish()
 
     def _finish_failure(self, request, failure):
-        if request.finished or request._disconnected:
+        if request.finished or getattr(request, "_disconnected", False):
             return
         body = self._fail(request, failure.value, failure)
         request.write(body)

@@ -87,11 +87,12 @@ _ERROR = {
     "properties": {"status": {"const": "error"}, "version": _STR, "error": _STR,
                    "code": {"enum": ["BAD_REQUEST", "INVALID_VALUE", "UNAUTHORIZED",
                                      "FORBIDDEN", "NOT_FOUND", "METHOD_NOT_ALLOWED",
-                                     "CONFLICT", "PAYLOAD_TOO_LARGE", "RATE_LIMITED",
-                                     "INSUFFICIENT_STORAGE", "CAMERA_NOT_CONNECTED",
-                                     "INTERNAL"]},
+                                     "CONFLICT", "PAYLOAD_TOO_LARGE",
+                                     "UNSUPPORTED_MEDIA_TYPE", "RANGE_NOT_SATISFIABLE",
+                                     "RATE_LIMITED", "INSUFFICIENT_STORAGE",
+                                     "CAMERA_NOT_CONNECTED", "INTERNAL"]},
                    "timestamp": {"type": "integer"}, "key": {}, "allowed": {},
-                   "limit": {}, "period": {}, "retry_after": {}},
+                   "limit": {}, "period": {}, "retry_after": {}, "size": {}},
 }
 _ERRORS = {"400": "Bad request", "401": "Unauthorized", "403": "Forbidden",
            "404": "Not found", "405": "Method not allowed", "409": "Conflict",
@@ -129,7 +130,12 @@ def document():
                   "content": {"application/json": {"schema": _OBJ if media else
                                                    {"$ref": "#/components/schemas/Envelope"}}}}
         op["responses"][str(status)] = ok
-        for code, text in _ERRORS.items():
+        errors = dict(_ERRORS)
+        if body is not None:
+            errors["415"] = "Unsupported media type (the body must be JSON)"
+        if media == "video/mp4":
+            errors["416"] = "Range not satisfiable (too many or overlapping ranges)"
+        for code, text in sorted(errors.items()):
             op["responses"][code] = {"description": text, "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/Error"}}}}
         paths.setdefault(path, {})[method] = op

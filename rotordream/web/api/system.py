@@ -76,6 +76,11 @@ def rss_bytes():
     return None
 
 
+def sees_sessions(principal):
+    """May ``principal`` see session ids and client addresses? Operators and admins only."""
+    return principal.authenticated and principal.can(roles.CAMERA_CONTROL)
+
+
 class Status(ApiResource):
     """GET /api/status: uptime, CPU, memory, disk, encoder counters, recording, clients."""
 
@@ -92,6 +97,10 @@ class Status(ApiResource):
         recorder = ctx.recorder.status() if ctx.recorder is not None else None
         rtsp = ctx.rtsp.sessions() if ctx.rtsp is not None else []
         ws = getattr(ctx, "websocket", None)
+        if not sees_sessions(principal):
+            # A session id is what PAUSE/TEARDOWN name, an address who watches: counts only.
+            rtsp = [{"stream": s.get("stream"), "state": s.get("state"),
+                     "transport": s.get("transport")} for s in rtsp]
         return {
             "uptime": round(time.time() - ctx.started, 3),
             "cpu_percent": self.meter.cpu_percent(),

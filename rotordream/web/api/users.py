@@ -1,5 +1,7 @@
 """/api/login, /api/logout and /api/users: sessions and user management."""
 
+from twisted.internet import defer
+
 from rotordream.auth import roles
 from rotordream.auth.service import SESSION_COOKIE, AuthError
 from rotordream.auth.users import UserError
@@ -24,15 +26,13 @@ class Login(ApiResource):
 
     def post(self, request, principal):
         username, password = require_object(read_json(request), "username", "password")
-        try:
-            result = self.ctx.auth.login(username, password, client=client_key(request))
-        except AuthError as e:
-            if e.code == "RATE_LIMITED":
-                raise ApiError(429, e.message, limit=self.ctx.config.auth.login_failures,
-                               period="%d seconds" % self.ctx.config.auth.login_window,
-                               retry_after=e.retry_after,
-                               headers={b"retry-after": str(e.retry_after).encode()})
-            raise ApiError(401, e.message)
+        # The password check may run in a thread: answer when it is done.
+        d = defer.maybeDeferred(self.ctx.auth.login, username, password,
+                                client=client_key(request))
+        d.addErrback(self._refused)
+        return d.addCallback(self._logged_in, request)
+
+    def _logged_in(self, result, request):
         who = result["principal"]
         request.addCookie(SESSION_COOKIE.encode(), result["token"].encode(), path=b"/",
                           httpOnly=True, sameSite="strict", secure=request.isSecure(),
@@ -164,10 +164,22 @@ class Password(User):
         self._existing(principal)
         body = read_json(request)
         (password,) = require_object(body, "password")
-        if not principal.can(roles.USERS_ADMIN):
-            (current,) = require_object(body, "current")
-            if not self.ctx.auth.users.verify(self.name, current):
-                raise ApiError(403, "the current password is wrong")
+        if principal.can(roles.USERS_ADMIN):
+            return self._set(password)
+        (current,) = require_object(body, "current")
+        # Checked like a login (off the reactor, counted against lockouts).
+        d = defer.maybeDeferred(self.ctx.auth.check_password, self.name, current,
+                                client=client_key(request))
+        d.addErrback(self._wrong_current)
+        return d.addCallback(lambda _: self._set(password))
+
+    def _wrong_current(self, failure):
+        e = failure.trap(AuthError) and failure.value
+        if e.code == "RATE_LIMITED":
+            raise ApiError.from_auth(e, self.ctx.config)
+        raise ApiError(403, "the current password is wrong")
+
+    def _set(self, password):
         try:
             self.ctx.auth.users.set_password(self.name, password)
         except UserError as e:
