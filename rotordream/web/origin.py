@@ -43,26 +43,46 @@ def request_origin(origin, referer):
     return None
 
 
+def _trusted(claimed, allowed):
+    """Is ``claimed`` one of the configured origins (compared as scheme, host, port)?"""
+    if "*" in allowed:
+        return True
+    got = _origin_of(claimed)
+    for entry in allowed:
+        if entry.strip().rstrip("/") == claimed.rstrip("/"):
+            return True
+        if got is not None and _origin_of(entry.rstrip("/")) == got:
+            return True
+    return False
+
+
 def is_foreign(origin, referer, host, secure, allowed=()):
     """True when a browser sent this request from a page of another origin.
 
     ``origin``/``referer``/``host`` are header values (str or None); ``secure`` tells
     whether the request came over TLS; ``allowed`` lists trusted origins ("*" trusts all).
     """
+    return classify(origin, referer, host, secure, allowed) == FOREIGN
+
+
+NONE, TRUSTED, FOREIGN = "none", "trusted", "foreign"
+
+
+def classify(origin, referer, host, secure, allowed=()):
+    """Where a request comes from: NONE (no Origin or Referer: not a browser, e.g. curl),
+    TRUSTED (a page of this origin, or of a configured one) or FOREIGN."""
     claimed = request_origin(origin, referer)
     if claimed is None:
-        return False
-    if "*" in allowed or claimed.rstrip("/") in {a.rstrip("/") for a in allowed}:
-        return False
+        return NONE
+    if _trusted(claimed, allowed):
+        return TRUSTED
     if claimed == "null":
-        return True  # sandboxed frames, file: pages, cross-origin redirects
+        return FOREIGN  # sandboxed frames, file: pages, cross-origin redirects
     got = _origin_of(claimed)
-    if got is None or not host:
-        return True
+    target = _host_of(host, secure) if host else None
+    if got is None or target is None:
+        return FOREIGN
     scheme, o_host, o_port = got
-    target = _host_of(host, secure)
-    if target is None:
-        return True
     if scheme not in (("https", "wss") if secure else ("http", "ws")):
-        return True
-    return (o_host, o_port) != target
+        return FOREIGN
+    return TRUSTED if (o_host, o_port) == target else FOREIGN

@@ -262,30 +262,29 @@ class ApiResource(resource.Resource):
             raise ApiError(413, "the body is larger than %d bytes" % max_body,
                            limit=max_body)
         browser = self._browser_origin(request)
-        if request.method in STATE_CHANGING and browser == "foreign":
+        if request.method in STATE_CHANGING and browser == origin.FOREIGN:
             raise ApiError(403, "requests from this page's origin are not allowed; "
                                 "list it in [http] allowed_origins to trust it")
         if body_size(request) and not is_json_type(request.getHeader(b"content-type")) and \
-                browser != "trusted":
+                browser != origin.TRUSTED:
             # A browser sends text/plain, form and multipart bodies across sites without
-            # asking first; JSON only reaches us from pages the browser let ask.
+            # a CORS preflight; a JSON one only after asking. Pages of this origin (the
+            # camera's own, as the API reference's browser code) or a configured one are
+            # trusted whatever they send.
             raise ApiError(415, "the body must be JSON: send Content-Type: application/json",
                            allowed=["application/json"])
         return method, self.methods[method]
 
     def _browser_origin(self, request):
-        """"none" (not a browser), "trusted" (same or allowed origin) or "foreign"."""
-        sent, referer = request.getHeader(b"origin"), request.getHeader(b"referer")
-        if sent is None and referer is None:
-            return "none"
+        """origin.NONE (not a browser), TRUSTED (same or allowed origin) or FOREIGN."""
         http = self.ctx.config.http
-        host = request.getHeader(b"host")
-        foreign = origin.is_foreign(
-            sent.decode("latin-1") if sent is not None else None,
-            referer.decode("latin-1") if referer is not None else None,
-            host.decode("latin-1") if host is not None else None,
-            request.isSecure(), tuple(http.allowed_origins) + tuple(http.cors_origins))
-        return "foreign" if foreign else "trusted"
+
+        def text(name):
+            value = request.getHeader(name)
+            return None if value is None else value.decode("latin-1")
+        return origin.classify(text(b"origin"), text(b"referer"), text(b"host"),
+                               request.isSecure(),
+                               tuple(http.allowed_origins) + tuple(http.cors_origins))
 
     def _authorize(self, principal, method, permission):
         """``principal`` when it may call ``method`` needing ``permission``; else 401/403."""
