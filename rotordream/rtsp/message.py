@@ -1,17 +1,24 @@
 """RTSP 1.0 messages without I/O: an incremental request parser and response serializer.
 
-``RequestParser.feed(bytes)`` returns the complete events so far: a
-:class:`Request`, or an :class:`Interleaved` frame (``$``, channel, length,
-data: RTP/RTCP over the TCP connection). Sizes are bounded; a bad request
-raises :class:`ParseError` carrying the status to answer with.
+``RequestParser.receive_data(bytes)`` buffers, ``next_event()`` returns the
+next complete event or None: a :class:`Request`, or an :class:`Interleaved`
+frame (``$``, channel, length, data: RTP/RTCP over the TCP connection);
+``feed(bytes)`` does both and returns every complete event. Sizes are
+bounded; a bad request raises :class:`ParseError` carrying the status to
+answer with. The Transport and URL helpers raise ValueError on anything out
+of range, so a bad SETUP is refused when it arrives, never later.
 """
 
 import email.utils
 import re
 import struct
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs, unquote, urlsplit
 
 _METHOD = re.compile(r"^[A-Z][A-Z_]{0,31}$")
+# ASCII digits only: str.isdigit() and int() also take digits of other scripts ('١٢').
+_DIGITS = re.compile(r"[0-9]{1,10}\Z")
+SERVER_NAME = "RotorDream RTSP"
 MAX_HEADER_BYTES = 16384
 MAX_BODY_BYTES = 65536
 MAX_HEADERS = 64
@@ -19,7 +26,7 @@ MAX_HEADERS = 64
 REASONS = {
     200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
     405: "Method Not Allowed", 413: "Request Entity Too Large", 414: "Request-URI Too Long",
-    451: "Parameter Not Understood", 454: "Session Not Found",
+    451: "Parameter Not Understood", 453: "Not Enough Bandwidth", 454: "Session Not Found",
     455: "Method Not Valid in This State", 457: "Invalid Range", 459: "Aggregate Operation Not Allowed",
     461: "Unsupported Transport", 500: "Internal Server Error", 501: "Not Implemented",
     503: "Service Unavailable", 505: "RTSP Version Not Supported",
@@ -84,14 +91,16 @@ class Interleaved:
 
 @dataclass
 class Response:
-    """One RTSP response."""
+    """One RTSP response; ``reason`` replaces the standard reason phrase when given."""
 
     status: int
     headers: list = field(default_factory=list)
     body: bytes = b""
+    reason: str = None
 
     def __bytes__(self):
-        lines = ["RTSP/1.0 %d %s" % (self.status, REASONS.get(self.status, "Unknown"))]
+        reason = self.reason or REASONS.get(self.status, "Unknown")
+        lines = ["RTSP/1.0 %d %s" % (self.status, " ".join(reason.split()))]
         for name, value in self.headers:
             lines.append("%s: %s" % (name, value))
         if self.body:
@@ -110,43 +119,59 @@ class RequestParser:
     def __init__(self):
         self._buf = bytearray()
 
+    @property
+    def buffered(self):
+        """Bytes received and not yet returned as events."""
+        return len(self._buf)
+
+    def receive_data(self, data):
+        """Add bytes; nothing is parsed until :meth:`next_event`."""
+        self._buf += data
+
     def feed(self, data):
         """Add bytes; return the list of complete events. Raises ParseError."""
-        self._buf += data
+        self.receive_data(data)
         events = []
-        while self._buf:
-            if self._buf[0] == 0x24:  # '$'
-                if len(self._buf) < 4:
-                    break
-                channel, length = struct.unpack("!BH", self._buf[1:4])
-                if len(self._buf) < 4 + length:
-                    break
-                events.append(Interleaved(channel, bytes(self._buf[4:4 + length])))
-                del self._buf[:4 + length]
-                continue
-            if self._buf[:2] == b"\r\n":  # stray keep-alive newlines between messages
-                del self._buf[:2]
-                continue
-            end = self._buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buf) > MAX_HEADER_BYTES:
-                    raise ParseError(400, "request headers too large")
-                break
-            if end > MAX_HEADER_BYTES:
-                raise ParseError(400, "request headers too large")
-            request = self._parse_head(bytes(self._buf[:end]))
-            length = request.headers.get("Content-Length", "0")
-            if not length.isdigit():
-                raise ParseError(400, "bad Content-Length", request.cseq)
-            length = int(length)
-            if length > MAX_BODY_BYTES:
-                raise ParseError(413, "request body too large", request.cseq)
-            if len(self._buf) < end + 4 + length:
-                break
-            request.body = bytes(self._buf[end + 4:end + 4 + length])
-            del self._buf[:end + 4 + length]
-            events.append(request)
+        event = self.next_event()
+        while event is not None:
+            events.append(event)
+            event = self.next_event()
         return events
+
+    def next_event(self):
+        """The next complete Request or Interleaved frame, or None. Raises ParseError."""
+        while self._buf[:2] == b"\r\n":  # stray keep-alive newlines between messages
+            del self._buf[:2]
+        if not self._buf:
+            return None
+        if self._buf[0] == 0x24:  # '$'
+            if len(self._buf) < 4:
+                return None
+            channel, length = struct.unpack("!BH", self._buf[1:4])
+            if len(self._buf) < 4 + length:
+                return None
+            event = Interleaved(channel, bytes(self._buf[4:4 + length]))
+            del self._buf[:4 + length]
+            return event
+        end = self._buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buf) > MAX_HEADER_BYTES:
+                raise ParseError(400, "request headers too large")
+            return None
+        if end > MAX_HEADER_BYTES:
+            raise ParseError(400, "request headers too large")
+        request = self._parse_head(bytes(self._buf[:end]))
+        length = request.headers.get("Content-Length", "0")
+        if not _DIGITS.match(length):
+            raise ParseError(400, "bad Content-Length", request.cseq)
+        length = int(length)
+        if length > MAX_BODY_BYTES:
+            raise ParseError(413, "request body too large", request.cseq)
+        if len(self._buf) < end + 4 + length:
+            return None
+        request.body = bytes(self._buf[end + 4:end + 4 + length])
+        del self._buf[:end + 4 + length]
+        return request
 
     @staticmethod
     def _parse_head(head):
@@ -155,6 +180,10 @@ class RequestParser:
         except UnicodeDecodeError:
             raise ParseError(400, "request is not text") from None
         lines = text.split("\r\n")
+        bare = text.replace("\r\n", "")
+        if "\r" in bare or "\n" in bare:
+            # Values and the URI are echoed into responses (CSeq, Content-Base, RTP-Info).
+            raise ParseError(400, "bare CR or LF in the request head")
         parts = lines[0].split(" ")
         headers = []
         for line in lines[1:]:
@@ -165,14 +194,17 @@ class RequestParser:
             if len(headers) > MAX_HEADERS:
                 raise ParseError(400, "too many headers")
         h = Headers(headers)
+        cseq = h.get("CSeq")
+        if cseq is None or not _DIGITS.match(cseq):
+            cseq = None   # never echoed unless it is a number
         if len(parts) != 3 or not _METHOD.match(parts[0]):
-            raise ParseError(400, "malformed request line", h.get("CSeq"))
+            raise ParseError(400, "malformed request line", cseq)
         method, uri, version = parts
         if not version.startswith("RTSP/"):
-            raise ParseError(400, "not an RTSP request", h.get("CSeq"))
+            raise ParseError(400, "not an RTSP request", cseq)
         if version != "RTSP/1.0":
-            raise ParseError(505, "only RTSP/1.0 is spoken here", h.get("CSeq"))
-        if h.get("CSeq") is None or not h.get("CSeq").isdigit():
+            raise ParseError(505, "only RTSP/1.0 is spoken here", cseq)
+        if cseq is None:
             raise ParseError(400, "missing or bad CSeq")
         return Request(method, uri, version, h)
 
@@ -192,11 +224,45 @@ def parse_transport(value):
     return offers
 
 
-def parse_pair(value):
-    """Parse ``a-b`` (or ``a``) port/channel pairs."""
-    a, _, b = str(value).partition("-")
+def parse_pair(value, low=0, high=65535):
+    """Parse ``a-b`` (or ``a``, meaning ``a-(a+1)``), both in [low, high]; else ValueError."""
+    a, sep, b = str(value).partition("-")
+    if not _DIGITS.match(a) or sep and not _DIGITS.match(b):
+        raise ValueError("not a number pair: %r" % (value,))
     a = int(a)
-    return a, int(b) if b else a + 1
+    b = int(b) if sep else a + 1
+    if not (low <= a <= high and low <= b <= high):
+        raise ValueError("%d-%d is outside %d-%d" % (a, b, low, high))
+    return a, b
+
+
+def interleaved_channels(value):
+    """The (RTP, RTCP) channels of ``interleaved=a-b``: 0-255 and distinct; else ValueError."""
+    rtp, rtcp = parse_pair(value, 0, 255)
+    if rtp == rtcp:
+        raise ValueError("RTP and RTCP need two channels")
+    return rtp, rtcp
+
+
+def client_ports(value):
+    """The (RTP, RTCP) ports of ``client_port=p[-q]``: an even port and the next; else ValueError.
+
+    RFC 3550 section 11 pairs RTP on an even port with RTCP on the next one.
+    """
+    rtp, rtcp = parse_pair(value, 1, 65535)
+    if rtp % 2 or rtcp != rtp + 1:
+        raise ValueError("client_port must be an even port and the next one")
+    return rtp, rtcp
+
+
+def split_url(uri):
+    """(path segments, query dict) of a request URI (``*`` has none); ValueError if unparsable."""
+    if uri == "*":
+        return [], {}
+    parts = urlsplit(uri)   # raises ValueError, e.g. on "rtsp://[::1/stream1"
+    parts.port              # so does a port that is not a number or out of range
+    segments = [s for s in unquote(parts.path).split("/") if s]
+    return segments, parse_qs(parts.query, keep_blank_values=True, max_num_fields=32)
 
 
 def parse_range(value):

@@ -1,4 +1,33 @@
-"""RTSP session states and transitions, in one table (RFC 2326 appendix A)."""
+"""RTSP sessions without I/O: the state table, who owns a session, when it ends, who gets one.
+
+States (RFC 2326 appendix A) are the table ``TRANSITIONS``.
+
+Expiry is one rule, :meth:`Session.expired`:
+
+- A session SET UP and never PLAYed ends ``setup_timeout`` seconds after its
+  SETUP, whatever its connection sends meanwhile.
+- A played session (PLAYING, or READY after a PAUSE) ends ``session_timeout``
+  seconds after its last sign of life. The only signs of life
+  (:meth:`Session.alive`) are: a request whose Session header names it,
+  accepted from its owner (any method: OPTIONS, GET_PARAMETER,
+  SET_PARAMETER, PLAY, PAUSE); for UDP, an RTCP compound holding a receiver
+  report that reaches the server's ports from the client's RTCP address
+  given at SETUP; for TCP, such a compound on the session's interleaved
+  RTCP channel of its own connection. Other requests on the connection and
+  other sessions' traffic keep nothing alive.
+
+Ownership, :meth:`Session.owned_by`: a TCP-interleaved session belongs to its
+connection. A UDP session belongs to its connection and, on any other
+connection, to requests from the same source address by the same
+authenticated user as its SETUP (anonymous clients are one identity per
+address). Anyone else naming the id is told 454 Session Not Found.
+
+Slots, :func:`refusal`: at most ``max_sessions`` in all. Clients without
+credentials may hold ``max_sessions - reserved_sessions`` of them in all and
+``max_sessions_per_address`` from one address; authenticated users have no
+per-address cap, so a logged-in viewer can watch while anonymous clients
+hold everything they may.
+"""
 
 INIT, READY, PLAYING = "INIT", "READY", "PLAYING"
 
@@ -19,9 +48,76 @@ TRANSITIONS = {
 STATELESS = {"OPTIONS", "DESCRIBE", "GET_PARAMETER", "SET_PARAMETER"}
 METHODS = sorted(STATELESS | {m for _, m in TRANSITIONS})
 
+# Why a new session is refused (see refusal()).
+FULL = "full"                  # every slot is taken
+ANONYMOUS_SHARE = "anonymous"  # the rest is reserved for authenticated users
+ADDRESS_CAP = "address"        # this address holds all an anonymous client may
+
 
 def next_state(state, method):
     """The state after ``method``, or None when the method is not valid in ``state``."""
     if method in STATELESS:
         return state
     return TRANSITIONS.get((state, method))
+
+
+class Session:
+    """One RTSP session: its stream, owner, transport target, state and timestamps."""
+
+    def __init__(self, session_id, stream, connection, principal, address, now):
+        self.id = session_id
+        self.stream = stream
+        self.connection = connection
+        self.user = principal.name if principal.authenticated else None
+        self.address = address
+        self.state = INIT
+        self.target = None
+        self.source = None   # the StreamFanout (live) or FilePlayer (recording) it plays
+        self.created = now
+        self.played = False
+        self.last_seen = now
+        self.sr_loop = None
+
+    @property
+    def authenticated(self):
+        """True when its SETUP carried valid credentials."""
+        return self.user is not None
+
+    @property
+    def transport_name(self):
+        """"tcp", "udp" or None before a transport is set."""
+        return self.target.transport_name if self.target is not None else None
+
+    def owned_by(self, connection, principal=None, address=None):
+        """May a request on ``connection`` (by ``principal`` from ``address``) use this session?"""
+        if connection is self.connection:
+            return True
+        if self.transport_name != "udp" or principal is None:
+            return False
+        user = principal.name if principal.authenticated else None
+        return user == self.user and address == self.address
+
+    def alive(self, now):
+        """A sign of life (see the module docstring); only counts once the session played."""
+        self.last_seen = now
+
+    def expired(self, now, setup_timeout, session_timeout):
+        """True when the session has outlived its rule (see the module docstring)."""
+        if not self.played:
+            return now - self.created >= setup_timeout
+        return now - self.last_seen >= session_timeout
+
+
+def refusal(sessions, authenticated, address, max_sessions, reserved, per_address):
+    """None when a new session may start, else FULL, ANONYMOUS_SHARE or ADDRESS_CAP."""
+    sessions = list(sessions)
+    if len(sessions) >= max_sessions:
+        return FULL
+    if authenticated:
+        return None
+    anonymous = [s for s in sessions if not s.authenticated]
+    if len(anonymous) >= max_sessions - reserved:
+        return ANONYMOUS_SHARE
+    if sum(1 for s in anonymous if s.address == address) >= per_address:
+        return ADDRESS_CAP
+    return None

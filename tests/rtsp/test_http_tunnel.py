@@ -73,11 +73,7 @@ def raw(daemon, request):
 
 def test_bad_tunnels_are_refused_and_the_web_port_keeps_serving(daemon):
     import requests
-    # A POST half without its GET half.
-    reply = raw(daemon, b"POST /stream1 HTTP/1.0\r\nx-sessioncookie: nobody\r\n"
-                        b"Content-Type: application/x-rtsp-tunnelled\r\nContent-Length: 32767\r\n"
-                        b"\r\nT1BUSU9OUyA=")
-    assert reply.startswith(b"HTTP/1.0 404")
+    # (A POST half without its GET half waits for it: see test_tunnel_limits_live.py.)
     # A GET half, then a POST whose body is not base64: that POST is closed.
     get = socket.create_connection(("127.0.0.1", daemon.http_port), timeout=10)
     get.sendall(b"GET /stream1 HTTP/1.0\r\nx-sessioncookie: c1\r\n"

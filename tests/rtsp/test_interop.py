@@ -161,7 +161,7 @@ def test_resolution_change_mid_stream_and_both_streams_from_one_client(fresh_dae
     player = threading.Thread(target=play)
     player.start()
     assert changed.wait(30)
-    r = requests.post(d.http + "/api/settings/resolution", data='"1280x720"',
+    r = requests.post(d.http + "/api/settings/resolution", json="1280x720",
                       auth=("admin", d.admin_password))
     assert r.status_code == 200
     # Meanwhile one client reads both streams at once (FFmpeg and GStreamer clients do this).

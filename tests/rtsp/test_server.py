@@ -1,6 +1,7 @@
 """The RTSP server on in-memory transports, with a Clock: methods, states, limits, timeouts."""
 
 import pytest
+from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
@@ -24,7 +25,8 @@ def au(seq, key):
 @pytest.fixture
 def rig(tmp_path):
     clock = Clock()
-    cfg = from_dict({"rtsp": {"max_sessions": 2, "session_timeout": 60},
+    cfg = from_dict({"rtsp": {"max_sessions": 2, "session_timeout": 60, "reserved_sessions": 0,
+                              "max_sessions_per_address": 10},
                      "auth": {"initial_admin_password": "admin-password"}})
     pipeline = FakePipeline()
     ctx = Context(cfg, clock, CameraState(), pipeline=pipeline)
@@ -42,6 +44,13 @@ def rig(tmp_path):
         return proto, transport
 
     return server, clock, connect, pipeline
+
+
+def settled(value):
+    """The result of ``value``, or of the Deferred ``value`` that has already fired."""
+    results = []
+    defer.maybeDeferred(lambda: value).addBoth(results.append)
+    return results[0]
 
 
 def request(proto, transport, text):
@@ -155,7 +164,7 @@ def test_garbage_gets_400_and_close_and_others_are_unaffected(rig):
     assert code == 200
 
 
-def test_session_limit_and_idle_udp_reaped_by_the_clock(rig):
+def test_session_limit_and_idle_sessions_reaped_by_the_clock(rig):
     server, clock, connect, _ = rig
     p1, t1 = connect()
     p2, t2 = connect()
@@ -167,13 +176,20 @@ def test_session_limit_and_idle_udp_reaped_by_the_clock(rig):
     sid = setup_tcp(p1, t1)  # same connection, new session: also over the limit
     assert sid[0] == 503
     assert len(server.sessions()) == 2
-    # p2 keeps alive with GET_PARAMETER; p1 says nothing and is reaped after 60 s.
-    s2 = [s for s in server.sessions_by_id.values() if s.connection is p2][0]
+    ids = {}
+    for proto, t in ((p1, t1), (p2, t2)):
+        ids[proto] = [s.id for s in server.sessions_by_id.values() if s.connection is proto][0]
+        code, _, _ = request(proto, t, "PLAY rtsp://h/stream1 RTSP/1.0\nCSeq: 4\nSession: %s\n"
+                             % ids[proto])
+        assert code == 200
+    # p2 keeps alive with GET_PARAMETER naming its session; p1 only talks (OPTIONS
+    # without a session) and is reaped after 60 s.
     for _ in range(7):
         clock.advance(10)
         request(p2, t2, "GET_PARAMETER rtsp://h/stream1 RTSP/1.0\nCSeq: 9\nSession: %s\n"
-                % s2.id)
-    assert [s["session"] for s in server.sessions()] == [s2.id]
+                % ids[p2])
+        request(p1, t1, "OPTIONS rtsp://h/stream1 RTSP/1.0\nCSeq: 9\n")
+    assert [s["session"] for s in server.sessions()] == [ids[p2]]
     assert setup_tcp(p3, t3)[0] == 200
 
 
@@ -194,7 +210,7 @@ def test_auth_required_when_anonymous_is_guest(tmp_path):
     code, _, _ = request(proto, t, "DESCRIBE rtsp://h/stream1 RTSP/1.0\nCSeq: 3\n"
                                    "Authorization: Basic %s\n" % basic)
     assert code == 200
-    token = ctx.auth.login("admin", "admin-password")["token"]
+    token = settled(ctx.auth.login("admin", "admin-password"))["token"]
     code, _, _ = request(proto, t, "DESCRIBE rtsp://h/stream1?token=%s RTSP/1.0\nCSeq: 4\n"
                          % token)
     assert code == 200
