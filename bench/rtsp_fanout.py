@@ -58,7 +58,7 @@ def main():
     print("rtsp fan-out bench: %d cores, %s, clients in one asyncio process on the same machine"
           % (os.cpu_count(), time.strftime("%Y-%m-%d")))
     results = {}
-    d = BenchDaemon(config="[rtsp]\nmax_sessions = 400\n",
+    d = BenchDaemon(config="[rtsp]\nmax_sessions = 400\nmax_sessions_per_address = 400\n",
                     settings={"resolution": "1920x1080", "fps": 30, "stream1-bitrate": 4000})
     try:
         for transport in ("udp", "tcp"):

@@ -22,7 +22,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench._daemon import NO_LIMITS, BenchDaemon  # noqa: E402
 
-CONFIG = NO_LIMITS + '[webrtc]\naddresses = ["127.0.0.1"]\nmax_sessions = 64\n'
+CONFIG = NO_LIMITS + '[webrtc]\naddresses = ["127.0.0.1"]\nmax_sessions = 64\nmax_sessions_per_address = 64\n'
 
 
 async def viewers(base, count, seconds, stream):
