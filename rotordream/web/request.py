@@ -21,7 +21,6 @@ from rotordream.web.api.base import error_body
 
 log = Logger()
 
-BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 # After a refusal the client may still be sending: read and drop its bytes this long so
 # it can read the 413 (closing with unread data would reset the connection first).
 LINGER_SECONDS = 2.0
@@ -34,7 +33,7 @@ class BodyLimits:
 
     api: int = 65536       # /api: JSON ([http] max_body)
     onvif: int = 131072    # /onvif: SOAP ([onvif] max_body)
-    other: int = 0         # every other route, and methods that carry no body
+    other: int = 0         # every other route (the page, the WebSocket)
 
     @classmethod
     def from_config(cls, config):
@@ -42,9 +41,11 @@ class BodyLimits:
         return cls(api=config.http.max_body, onvif=config.onvif.max_body)
 
     def limit_for(self, method, uri):
-        """The body limit for a request line's method and target (bytes each)."""
-        if method.upper() not in BODY_METHODS:
-            return self.other
+        """The body limit for a request line's method and target (bytes each).
+
+        Under /api and /onvif every method gets the route's limit, so that an unknown
+        method still meets its resource (405) however large the body it declares.
+        """
         path = uri.split(b"?", 1)[0]
         if not path.startswith(b"/"):
             return self.other

@@ -54,9 +54,11 @@ def test_limits_follow_the_route():
     assert limits.limit_for(b"PATCH", b"/api") == 10
     assert limits.limit_for(b"POST", b"/%61pi/login") == 10  # the tree unquotes segments
     assert limits.limit_for(b"POST", b"/onvif/device_service") == 20
+    # Any method: an unknown one is the resource's to answer (405).
+    assert limits.limit_for(b"TRACE", b"/api/users") == 10
+    assert limits.limit_for(b"GET", b"/onvif/x") == 20
     for method, uri in ((b"POST", b"/"), (b"POST", b"/apix"), (b"POST", b"/static/x"),
-                        (b"GET", b"/api/info"), (b"DELETE", b"/api/users/x"),
-                        (b"HEAD", b"/onvif/x"), (b"POST", b"http://h/api/login"),
+                        (b"GET", b"/"), (b"POST", b"http://h/api/login"),
                         (b"PUT", b"/api/v1"), (b"POST", b"/api/v%31?x"),
                         (b"POST", b"")):
         assert limits.limit_for(method, uri) == 0, (method, uri)
@@ -140,7 +142,7 @@ def test_onvif_has_its_own_limit(site):
 
 
 def test_routes_that_take_no_body_refuse_one(site):
-    for method, path in ((b"GET", b"/api/echo"), (b"POST", b"/"), (b"POST", b"/nothing")):
+    for method, path in ((b"GET", b"/"), (b"POST", b"/"), (b"POST", b"/nothing")):
         channel, transport = connect(site)
         channel.dataReceived(request_bytes(method, path, b"{}",
                                            [(b"Content-Type", b"application/json")]))
@@ -148,6 +150,9 @@ def test_routes_that_take_no_body_refuse_one(site):
     channel, transport = connect(site)
     channel.dataReceived(b"GET /api/echo HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n")
     assert parse_response(transport.value())[0] == 200
+    channel, transport = connect(site)
+    channel.dataReceived(request_bytes(b"TRACE", b"/api/echo", b"{}"))
+    assert parse_response(transport.value())[0] == 405
 
 
 def test_the_factory_carries_its_limits():
