@@ -8,7 +8,9 @@ live in ``rotordream/state.py``.
 """
 
 import dataclasses
+import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 
@@ -199,6 +201,9 @@ _POSITIVE = {("rtsp", "max_sessions"), ("rtsp", "mtu"), ("rtsp", "session_timeou
              ("rtsp", "max_tunnels_per_address"), ("onvif", "max_subscriptions_per_user"),
              ("onvif", "max_body"), ("webrtc", "max_sessions_per_address")}
 _ENDPOINT_KEYS = {("server", "http"), ("server", "https"), ("server", "rtsp"), ("server", "rtsps")}
+_PORT_KEYS = {("rtsp", "rtp_port_min"), ("rtsp", "rtp_port_max")}
+# ASCII digits only: str.isdigit() is also true for "²", which int() refuses.
+_DIGITS = re.compile(r"[0-9]{1,10}\Z")
 
 
 def _coerce(section, key, ftype, value):
@@ -213,15 +218,19 @@ def _coerce(section, key, ftype, value):
             raise ConfigError("%s: must be positive" % where)
         if value < 0:
             raise ConfigError("%s: must not be negative" % where)
+        if (section, key) in _PORT_KEYS and not 1 <= value <= 65535:
+            raise ConfigError("%s: must be a port number 1-65535" % where)
     elif ftype == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError("%s: expected a number" % where)
-        if value <= 0:
-            raise ConfigError("%s: must be positive" % where)
+        if not math.isfinite(value) or value <= 0:  # nan passes "<= 0" unnoticed
+            raise ConfigError("%s: must be a positive finite number" % where)
         value = float(value)
     elif ftype == "str":
         if not isinstance(value, str):
             raise ConfigError("%s: expected a string" % where)
+        if "\0" in value:  # no path, endpoint or name holds one; os calls would raise later
+            raise ConfigError("%s: must not contain a NUL character" % where)
         choices = _CHOICES.get((section, key))
         if choices and value not in choices:
             raise ConfigError("%s: expected one of %s" % (where, ", ".join(choices)))
@@ -232,7 +241,8 @@ def _coerce(section, key, ftype, value):
         if (section, key) == ("server", "motor"):
             parse_motor(value)
     elif ftype == "tuple":
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        if not isinstance(value, (list, tuple)) or \
+                not all(isinstance(v, str) and "\0" not in v for v in value):
             raise ConfigError("%s: expected a list of strings" % where)
         value = tuple(value)
     return value
@@ -253,7 +263,7 @@ def check_endpoint(section, key, value):
                           % (where, kind))
     if kind in ("tcp", "tcp6", "ssl"):
         port = rest.split(":")[0]
-        if not port.isdigit() or int(port) > 65535:
+        if not _DIGITS.match(port) or int(port) > 65535:
             raise ConfigError("%s: port must be a number 0-65535" % where)
     if kind != "ssl":
         try:
@@ -281,7 +291,7 @@ def parse_motor(spec):
     if kind == "serial" and rest:
         device, _, baud = rest.partition(":")
         if baud:
-            if not baud.isdigit() or int(baud) <= 0:
+            if not _DIGITS.match(baud) or int(baud) <= 0:
                 raise ConfigError("[server] motor = %r: baud must be a positive number" % spec)
             return ("serial", device, int(baud))
         return ("serial", device, None)
@@ -294,6 +304,12 @@ def _field_type(f):
     return t
 
 
+def _name(name):
+    """A section or key name for a message: as is when plain, else quoted (one line always)."""
+    return name if isinstance(name, str) and re.fullmatch(r"[\w.-]+", name, re.ASCII) \
+        else repr(name)
+
+
 def from_dict(data, overrides=None):
     """Build a :class:`Config` from parsed TOML ``data`` plus ``{(section, key): value}`` overrides."""
     if not isinstance(data, dict):
@@ -302,7 +318,8 @@ def from_dict(data, overrides=None):
     merged = {}
     for name, table in data.items():
         if name not in sections:
-            raise ConfigError("unknown section [%s] (known: %s)" % (name, ", ".join(sections)))
+            raise ConfigError("unknown section [%s] (known: %s)"
+                              % (_name(name), ", ".join(sections)))
         if not isinstance(table, dict):
             raise ConfigError("[%s] must be a table" % name)
         merged[name] = dict(table)
@@ -316,9 +333,13 @@ def from_dict(data, overrides=None):
         for key, value in merged.get(name, {}).items():
             if key not in fields:
                 raise ConfigError("[%s] %s: unknown key (known: %s)"
-                                  % (name, key, ", ".join(fields)))
+                                  % (name, _name(key), ", ".join(fields)))
             values[key] = _coerce(name, key, _field_type(fields[key]), value)
         built[name] = cls(**values)
+    rtsp = built["rtsp"]
+    if rtsp.rtp_port_min >= rtsp.rtp_port_max:
+        raise ConfigError("[rtsp] rtp_port_min = %d, rtp_port_max = %d: the range holds no "
+                          "port pair" % (rtsp.rtp_port_min, rtsp.rtp_port_max))
     return Config(**built)
 
 
@@ -333,8 +354,10 @@ def load(path=None, overrides=None):
                 data = tomllib.load(f)
         except FileNotFoundError:
             raise ConfigError("config file %s does not exist" % path) from None
-        except tomllib.TOMLDecodeError as e:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:  # TOML is UTF-8 only
             raise ConfigError("config file %s: %s" % (path, e)) from None
+        except RecursionError:
+            raise ConfigError("config file %s: nested too deeply" % path) from None
         except OSError as e:
             raise ConfigError("config file %s: %s" % (path, e.strerror)) from None
     return from_dict(data, overrides)

@@ -7,6 +7,8 @@ Responses declare every prefix of :data:`NSMAP` on the Envelope, so QName
 values in text (``ter:NotAuthorized``, ``tt:Wiper|On``) always resolve.
 """
 
+import math
+
 from lxml import etree
 
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
@@ -309,12 +311,19 @@ def value(el, path, default=None):
 
 
 def number(el, path, default=None, kind=float):
-    """A number at ``path`` (see :func:`value`); ter:InvalidArgVal when it is not one."""
+    """A finite number at ``path`` (see :func:`value`); ter:InvalidArgVal when it is not one.
+
+    xs:float spells infinity and not-a-number INF and NaN; no camera argument means
+    either, and ``int()`` of one raises (OverflowError, not ValueError).
+    """
     raw = value(el, path)
     if raw is None or raw == "":
         return default
     try:
-        return kind(raw) if kind is not int else int(float(raw))
+        number = float(raw)
+        if not math.isfinite(number):
+            raise ValueError(raw)
+        return kind(raw) if kind is not int else int(number)
     except ValueError:
         raise sender(("ter:InvalidArgVal",), "%s is not a number: %r" % (path, raw[:40])) \
             from None

@@ -61,6 +61,18 @@ class ReportBlock:
     lsr: int
     dlsr: int
 
+    def __bytes__(self):
+        lost = (self.fraction_lost << 24) | (self.packets_lost & 0xFFFFFF)  # 24-bit signed
+        return struct.pack("!IIIIII", self.ssrc, lost, self.highest_sequence, self.jitter,
+                           self.lsr, self.dlsr)
+
+
+def _rtcp(packet_type, count, body):
+    """One RTCP packet: header (version 2, ``count`` in the low 5 bits) and ``body``."""
+    if not 0 <= count <= 31:
+        raise ValueError("an RTCP packet carries at most 31 reports or sources")
+    return struct.pack("!BBH", 0x80 | count, packet_type, len(body) // 4) + body
+
 
 @dataclass
 class SenderReport:
@@ -76,7 +88,7 @@ class SenderReport:
     def __bytes__(self):
         body = struct.pack("!IQIII", self.ssrc, self.ntp_timestamp, self.rtp_timestamp & 0xFFFFFFFF,
                            self.packet_count & 0xFFFFFFFF, self.octet_count & 0xFFFFFFFF)
-        return struct.pack("!BBH", 0x80, 200, len(body) // 4) + body
+        return _rtcp(200, len(self.reports), body + b"".join(map(bytes, self.reports)))
 
 
 @dataclass
@@ -86,6 +98,10 @@ class ReceiverReport:
     ssrc: int
     reports: list = field(default_factory=list)
 
+    def __bytes__(self):
+        body = struct.pack("!I", self.ssrc) + b"".join(map(bytes, self.reports))
+        return _rtcp(201, len(self.reports), body)
+
 
 @dataclass
 class Bye:
@@ -94,8 +110,7 @@ class Bye:
     sources: list
 
     def __bytes__(self):
-        body = b"".join(struct.pack("!I", s) for s in self.sources)
-        return struct.pack("!BBH", 0x80 | len(self.sources), 203, len(body) // 4) + body
+        return _rtcp(203, len(self.sources), b"".join(struct.pack("!I", s) for s in self.sources))
 
 
 def sdes_cname(ssrc, cname):
@@ -106,10 +121,10 @@ def sdes_cname(ssrc, cname):
     return struct.pack("!BBH", 0x81, 202, len(chunk) // 4) + chunk
 
 
-def _report_blocks(data, offset, count):
+def _report_blocks(data, offset, end, count):
     blocks = []
     for _ in range(count):
-        if len(data) < offset + 24:
+        if end < offset + 24:  # the packet's own length, not the compound's
             raise PacketError("truncated report block")
         ssrc, lost_word, highest, jitter, lsr, dlsr = struct.unpack(
             "!IIIIII", data[offset:offset + 24])
@@ -137,13 +152,15 @@ def parse_rtcp(data):
         count = b0 & 0x1F
         if pt == 200 and end - offset >= 28:
             ssrc, ntp, rtp, pc, oc = struct.unpack("!IQIII", data[offset + 4:offset + 28])
-            out.append(SenderReport(ssrc, ntp, rtp, pc, oc, _report_blocks(data, offset + 28,
-                                                                           count)))
+            out.append(SenderReport(ssrc, ntp, rtp, pc, oc,
+                                    _report_blocks(data, offset + 28, end, count)))
         elif pt == 201 and end - offset >= 8:
             ssrc = struct.unpack("!I", data[offset + 4:offset + 8])[0]
-            out.append(ReceiverReport(ssrc, _report_blocks(data, offset + 8, count)))
+            out.append(ReceiverReport(ssrc, _report_blocks(data, offset + 8, end, count)))
         elif pt == 203:
-            out.append(Bye([struct.unpack("!I", data[offset + 4 + 4 * i:offset + 8 + 4 * i])[0]
-                            for i in range(count)]))
+            if end < offset + 4 + 4 * count:
+                raise PacketError("truncated RTCP BYE")
+            sources = struct.unpack("!%dI" % count, data[offset + 4:offset + 4 + 4 * count])
+            out.append(Bye(list(sources)))
         offset = end
     return out

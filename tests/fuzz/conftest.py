@@ -1,0 +1,19 @@
+"""Run the fuzz targets' Hypothesis tests as plain calls.
+
+pytest-twisted would run every example through the reactor and replace Hypothesis's inner
+test with a ``**kwargs`` wrapper, so a failure would print the failing example with its
+arguments blank. No fuzz target needs the reactor: they feed parsers, in-memory transports
+and real sockets synchronously.
+"""
+
+import pytest
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """Call a Hypothesis test directly (other tests go on to pytest-twisted)."""
+    if getattr(pyfuncitem.obj, "hypothesis", None) is None:
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    pyfuncitem.obj(**{name: pyfuncitem.funcargs[name] for name in names})
+    return True
