@@ -348,7 +348,10 @@ def types_match(wanted, offered):
 
 def _segments(uri):
     """(scheme, authority, path segments) of ``uri``, or None if it is not a usable URI."""
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # e.g. "http://[::1/x": an unclosed IPv6 bracket, from any prober
+        return None
     if not parts.scheme:
         return None
     segments = parts.path.split("/")
