@@ -7,8 +7,10 @@ hundreds of requests takes turns with everyone else. Parsing runs ahead while fe
 ``MAX_WAITING`` requests wait, so interleaved RTCP is noted as it arrives;
 with the queue full, parsing stops and the connection's producer (its
 socket, or the POST half of an HTTP tunnel) is paused until the queue
-drains. A pipelining client therefore costs at most ``MAX_WAITING`` parsed
-requests plus one read, and never holds up the reactor.
+drains. Answers wait while the client leaves more than ``MAX_UNREAD`` bytes
+unread (beyond what its interleaved RTP may hold). A pipelining client
+therefore costs at most ``MAX_WAITING`` parsed requests, one read and a
+bounded amount of answers, and never holds up the reactor.
 """
 
 from collections import deque
@@ -16,12 +18,15 @@ from collections import deque
 from twisted.internet import defer, protocol
 from twisted.logger import Logger
 
+from rotordream.netutil import unsent_bytes
 from rotordream.rtsp.message import SERVER_NAME, ParseError, Request, RequestParser, Response
 
 log = Logger()
 
 MAX_WAITING = 8          # parsed requests waiting behind the one being answered
 MAX_BUFFERED = 1 << 20   # unparsed bytes; only a producer that ignores pausing gets here
+MAX_UNREAD = 65536       # bytes of answers the client has not read before no more are made
+UNREAD_POLL = 0.1        # seconds between looks at a client that does not read
 
 
 class RTSPConnection(protocol.Protocol):
@@ -87,6 +92,10 @@ class RTSPConnection(protocol.Protocol):
 
     def _pump(self):
         self._parse()
+        if self.waiting and self._next is None and not self.busy and self.connected and \
+                self._unread_answers():
+            # The client is not reading its answers: take nothing more until it does.
+            self._next = self.server.clock.callLater(UNREAD_POLL, self._take_next)
         if not (self.busy or self._pumping or self._next is not None or not self.waiting
                 or not self.connected):
             item = self.waiting.popleft()
@@ -101,6 +110,12 @@ class RTSPConnection(protocol.Protocol):
             self._pumping = False
             self._parse()
         self._flow()
+
+    def _unread_answers(self):
+        limit = MAX_UNREAD
+        if any(s.transport_name == "tcp" for s in self.sessions.values()):
+            limit += self.server.client_queue   # interleaved RTP may legitimately wait too
+        return unsent_bytes(self.transport) > limit
 
     def _answered(self, _):
         self.busy = False

@@ -389,3 +389,34 @@ def test_pipelined_answers_take_turns_with_the_reactor(tmp_path):
             if call.func == c.proto._take_next] == [rig.clock.seconds()]
     rig.clock.advance(0)
     assert c.t.value().count(b"RTSP/1.0 200") == 5
+
+
+class UnreadTransport(StringTransport):
+    """A connection whose client reads nothing: every byte written stays unsent."""
+
+    @property
+    def dataBuffer(self):
+        return self.value()
+
+    offset = 0
+
+
+def test_a_client_that_does_not_read_its_answers_gets_no_more(tmp_path):
+    rig = Rig(tmp_path)
+    proto = rig.factory.buildProtocol(None)
+    t = UnreadTransport(peerAddress=IPv4Address("TCP", "127.0.0.2", 40000))
+    proto.makeConnection(t)
+    proto.dataReceived(b"".join(b"DESCRIBE rtsp://h/stream1 RTSP/1.0\r\nCSeq: %d\r\n\r\n" % n
+                                for n in range(1, 501)))
+    for _ in range(50):
+        rig.clock.advance(0.1)
+    one = len(t.value()) // t.value().count(b"RTSP/1.0 200")
+    assert 65536 < len(t.value()) <= 65536 + one
+    assert len(proto.waiting) <= 8 and t.producerState == "paused"
+    answered = t.value().count(b"RTSP/1.0 200")
+    t.clear()   # the client reads at last
+    while answered < 500:
+        rig.clock.advance(0.1)
+        answered += t.value().count(b"RTSP/1.0 200")
+        t.clear()
+    assert t.producerState == "producing"
