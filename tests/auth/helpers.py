@@ -1,7 +1,10 @@
 """Shared by the auth tests: AuthService on a Clock, fired Deferreds, Digest headers."""
 
 import hashlib
+import json
+import os
 
+from cryptography.fernet import Fernet, InvalidToken
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
@@ -64,3 +67,30 @@ def digest_value(method, uri, user, password, nonce, algorithm="SHA-256", nc="00
     return ('Digest username="%s", realm="RotorDream", nonce="%s", uri="%s", '
             'algorithm=%s, qop=auth, nc=%s, cnonce="%s", response="%s"'
             % (user, nonce, uri, algorithm, nc, cnonce, response))
+
+
+def reveals_password(state_dir, passwords):
+    """True when the files of ``state_dir`` alone reveal one of ``passwords``."""
+    blobs = {}
+    for root, _, files in os.walk(state_dir):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                blobs[name] = f.read()
+    if any(p.encode() in blob for p in passwords for blob in blobs.values()):
+        return True
+    keys = []
+    for blob in blobs.values():
+        for word in blob.split():
+            try:
+                keys.append(Fernet(word.strip(b'"')))
+            except ValueError:
+                pass
+    copies = [rec.get("secret") for rec in json.loads(blobs["users.json"])["users"].values()]
+    for key in keys:
+        for copy in filter(None, copies):
+            try:
+                key.decrypt(copy.encode())
+                return True
+            except InvalidToken:
+                pass
+    return False

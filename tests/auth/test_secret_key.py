@@ -5,11 +5,12 @@ import os
 import stat
 
 import pytest
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet
 from twisted.logger import globalLogPublisher
 
 from rotordream.auth.secretkey import KeyUnusable, load_key
 from rotordream.auth.users import UserStore
+from tests.auth.helpers import reveals_password
 
 PASSWORD = "first-password"
 
@@ -30,33 +31,6 @@ def logged():
 @pytest.fixture(autouse=True)
 def no_env_password(monkeypatch):
     monkeypatch.delenv("ROTORDREAM_ADMIN_PASSWORD", raising=False)
-
-
-def reveals_password(state_dir, passwords):
-    """True when the files of ``state_dir`` alone reveal one of ``passwords``."""
-    blobs = {}
-    for root, _, files in os.walk(state_dir):
-        for name in files:
-            with open(os.path.join(root, name), "rb") as f:
-                blobs[name] = f.read()
-    if any(p.encode() in blob for p in passwords for blob in blobs.values()):
-        return True
-    keys = []
-    for blob in blobs.values():
-        for word in blob.split():
-            try:
-                keys.append(Fernet(word.strip(b'"')))
-            except ValueError:
-                pass
-    copies = [rec.get("secret") for rec in json.loads(blobs["users.json"])["users"].values()]
-    for key in keys:
-        for copy in filter(None, copies):
-            try:
-                key.decrypt(copy.encode())
-                return True
-            except InvalidToken:
-                pass
-    return False
 
 
 def store(tmp_path, key_file=None, keep_copies=True):

@@ -100,7 +100,8 @@ def test_changes_reach_other_clients_from_websocket_and_rest(daemon):
             got = await recv_until(reader, lambda m: "saturation" in m)
             assert got == {"saturation": 33}
             r = requests.post(daemon.http + "/api/settings/saturation", data="50",
-                              headers={"Authorization": "Bearer " + token})
+                              headers={"Authorization": "Bearer " + token,
+                                       "Content-Type": "application/json"})
             assert r.status_code == 200
             assert await recv_until(reader, lambda m: "saturation" in m) == {"saturation": 50}
             assert await recv_until(writer, lambda m: "saturation" in m) == {"saturation": 50}
