@@ -311,3 +311,29 @@ def test_motor_keys_move_the_simulated_motors_and_positions_are_broadcast(daemon
             await ws.send(json.dumps({"pan": 0.0, "tilt": 0.0, "rotor-enabled": False}))
             await recv_until(watcher, lambda m: m.get("pan-position") == 0.0, timeout=15)
     run(go())
+
+
+def test_upgrades_abandoned_during_their_password_check_leave_no_client(fresh_daemon):
+    import base64
+    import socket
+    import struct
+    d = fresh_daemon(settings={"resolution": "320x240", "stream2-resolution": "320x180"})
+    basic = "Basic " + base64.b64encode(("admin:" + d.admin_password).encode()).decode()
+    upgrade = ("GET /api/v1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+               "Authorization: %s\r\n\r\n" % basic).encode()
+    for _ in range(10):
+        s = socket.create_connection(("127.0.0.1", d.http_port))
+        s.sendall(upgrade)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()  # gone (reset) while the password is checked in the pool
+
+    async def go():
+        # The same credentials: answered once the abandoned checks are done.
+        async with websockets.connect(d.ws, additional_headers={"Authorization": basic}) as ws:
+            await ws.send(json.dumps({"get": ["brightness"]}))
+            await recv_json(ws, 30)
+            r = requests.get(d.http + "/api/status", headers={"Authorization": basic},
+                             timeout=30)
+            return r.json()["data"]["clients"]["websocket"]
+    assert run(go()) == 1
