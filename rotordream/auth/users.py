@@ -169,7 +169,13 @@ class UserStore:
         if moved or dropped:
             self._save()  # before the old key goes: a crash in between loses nothing
         if os.path.lexists(legacy_path):
-            os.unlink(legacy_path)
+            try:
+                os.unlink(legacy_path)
+            except OSError as e:
+                log.error("cannot delete the old password key {path} ({e}): delete it, a copy "
+                          "of the state directory reveals passwords while it is there",
+                          path=legacy_path, e=e.strerror)
+                return
             log.warn("moved {moved} password copies under the key file and dropped {dropped}; "
                      "deleted the old key {path}", moved=moved, dropped=dropped,
                      path=legacy_path)

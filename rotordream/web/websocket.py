@@ -16,7 +16,7 @@ without an Origin (scripts, SDKs) are not browser requests and pass.
 
 import itertools
 import json
-from http.cookies import SimpleCookie
+from http.cookies import CookieError, SimpleCookie
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -56,11 +56,12 @@ class ControlProtocol(WebSocketServerProtocol):
         if "cookie" in headers:
             try:
                 morsel = SimpleCookie(headers["cookie"]).get(SESSION_COOKIE)
-            except Exception:  # CookieError on a malformed header: no session cookie
+            except CookieError:  # a malformed header: no session cookie
                 morsel = None
             cookie = morsel.value if morsel else None
         authorization = headers.get("authorization")
-        client = request.peer.split(":")[1] if request.peer.count(":") >= 2 else request.peer
+        # The address itself (IPv6 too): lockouts and attempt limits count per address.
+        client = getattr(self.transport.getPeer(), "host", None) or request.peer
         if (cookie or _ambient(authorization)) and is_foreign(
                 headers.get("origin"), headers.get("referer"), headers.get("host"),
                 ISSLTransport.providedBy(self.transport), f.allowed_origins):
