@@ -106,7 +106,7 @@ class RTSP:
     setup_timeout: int = 10            # seconds a SETUP session lives before PLAY
     max_sessions_per_address: int = 4  # sessions one client address may hold
     reserved_sessions: int = 2         # of max_sessions, kept for authenticated users
-    tunnel_timeout: int = 10           # seconds an RTSP-over-HTTP half waits for its partner
+    tunnel_timeout: int = 10           # seconds an RTSP-over-HTTP tunnel lives without a session
     max_tunnels_per_address: int = 4   # RTSP-over-HTTP tunnels (and waiting halves) per address
 
 
