@@ -7,7 +7,7 @@ Deferred of it, or a :class:`Raw` response. Raise :class:`ApiError` for
 errors. The recording and WebRTC resources reuse this base.
 
 Every call first passes the checks that cost nothing (rate limit, 405, 413,
-a foreign browser Origin 403, a non-JSON body 415), then authentication,
+a foreign browser Origin 403, a body typed other than JSON 415), then authentication,
 which may be asynchronous (password hashes are verified off the reactor),
 then the permission check and the handler.
 """
@@ -242,7 +242,7 @@ class ApiResource(resource.Resource):
         return True
 
     def _precheck(self, request):
-        """The checks before authentication, all cheap; the method and its (handler, permission)."""
+        """The cheap checks before authentication; the method and its (handler, permission)."""
         api = self.api
         wait = api.limiter.hit(client_key(request))
         if wait:
@@ -265,12 +265,14 @@ class ApiResource(resource.Resource):
         if request.method in STATE_CHANGING and browser == origin.FOREIGN:
             raise ApiError(403, "requests from this page's origin are not allowed; "
                                 "list it in [http] allowed_origins to trust it")
-        if body_size(request) and not is_json_type(request.getHeader(b"content-type")) and \
+        ctype = request.getHeader(b"content-type")
+        if ctype is not None and not is_json_type(ctype) and body_size(request) and \
                 browser != origin.TRUSTED:
             # A browser sends text/plain, form and multipart bodies across sites without
-            # a CORS preflight; a JSON one only after asking. Pages of this origin (the
-            # camera's own, as the API reference's browser code) or a configured one are
-            # trusted whatever they send.
+            # a CORS preflight; a JSON one only after asking. A body without any type
+            # comes from a script (a browser sends one only with an Origin, checked
+            # above). Pages of this origin (the camera's own, as the API reference's
+            # browser code) or a configured one are trusted whatever they send.
             raise ApiError(415, "the body must be JSON: send Content-Type: application/json",
                            allowed=["application/json"])
         return method, self.methods[method]
