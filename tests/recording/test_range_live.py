@@ -93,3 +93,12 @@ def test_an_invalid_range_is_ignored(daemon, recording):
     assert status == 200 and body == whole
     status, _, body = get_some(daemon, entry, "lines=0-1")
     assert status == 200 and body == whole
+
+
+def test_head_of_a_recording(daemon, recording):
+    entry, whole = recording
+    r = requests.head(daemon.http + "/api/recordings/" + entry["id"], auth=admin(daemon),
+                      timeout=15)
+    assert r.status_code == 200 and r.content == b""
+    assert int(r.headers["Content-Length"]) == len(whole)
+    assert r.headers["Accept-Ranges"] == "bytes"

@@ -150,11 +150,11 @@ def test_a_large_unfinished_upload_deletes_no_recording(tmp_path):
         # Leave it open past the recorder's storage check (every 5 s).
         time.sleep(7)
         s.close()
-        assert sent < 56 or answer.startswith(b"HTTP/1.1 413"), (sent, answer[:200])
         after = listing()
         assert before <= {e["id"] for e in after}, "recordings were deleted"
         status = requests.get(d.http + "/api/recording/status", auth=auth, timeout=30)
         assert status.json()["data"]["recording"] is True, status.text
+        assert sent < 56 or answer.startswith(b"HTTP/1.1 413"), (sent, answer[:200])
         grown = len(after)
         deadline = time.monotonic() + 30
         while len(listing()) <= grown:
