@@ -2,6 +2,8 @@
 requests (too many ranges, overlapping ones) refused, never amplified."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rotordream.web.byteranges import RangeNotSatisfiable, header_value, parse_range
 
@@ -97,3 +99,24 @@ def test_header_value_round_trips():
     ranges = parse_range("bytes=-5, 0-9", SIZE, 8)
     assert header_value(ranges) == b"bytes=995-999,0-9"
     assert parse_range(header_value(ranges), SIZE, 8) == ranges
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.one_of(st.text(max_size=80),
+                 st.lists(st.tuples(st.one_of(st.none(), st.integers(0, 3000)),
+                                    st.one_of(st.none(), st.integers(0, 3000))),
+                          max_size=12).map(lambda parts: "bytes=" + ",".join(
+                              "%s-%s" % ("" if a is None else a, "" if b is None else b)
+                              for a, b in parts))),
+       st.integers(0, 2000), st.integers(1, 10))
+def test_any_header_is_ignored_refused_or_disjoint_ranges_inside_the_file(header, size, most):
+    try:
+        ranges = parse_range(header, size, most)
+    except RangeNotSatisfiable:
+        return
+    if ranges is None:
+        return
+    assert 1 <= len(ranges) <= most
+    assert all(0 <= first <= last < size for first, last in ranges)
+    ordered = sorted(ranges)
+    assert all(b[0] > a[1] for a, b in zip(ordered, ordered[1:]))
