@@ -316,3 +316,17 @@ def test_a_lockout_from_the_auth_service_is_a_429_with_retry_after(tmp_path):
     data = json.loads(body)
     assert status == 429 and headers["retry-after"] == "42"
     assert data["code"] == "RATE_LIMITED" and data["retry_after"] == 42
+
+
+class Unserializable(ApiResource):
+    methods = {"GET": ("get", None)}
+
+    def get(self, request, principal):
+        return {"a set": {1, 2}}  # json.dumps fails while the answer is written
+
+
+def test_a_failure_while_answering_is_a_500_envelope(tmp_path):
+    clock = Clock()
+    site = make_site(make_context(tmp_path, clock), clock, {b"odd": Unserializable})
+    status, _, body = exchange(site, request_bytes(b"GET", b"/api/odd"))
+    assert status == 500 and json.loads(body)["code"] == "INTERNAL"

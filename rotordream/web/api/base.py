@@ -220,12 +220,15 @@ class ApiResource(resource.Resource):
             method, (name, permission) = self._precheck(request)
         except Exception as e:
             return self._fail(request, e)
+        gone = request.notifyFinish()  # before anything can finish the request
         d = defer.maybeDeferred(self.authenticate, request)
         d.addCallback(self._authorize, method, permission)
         d.addCallback(lambda principal: getattr(self, name)(request, principal))
-        d.addCallbacks(lambda r: self._finish(request, r),
-                       lambda f: self._finish_failure(request, f))
-        request.notifyFinish().addErrback(lambda _: d.cancel())
+        d.addCallback(lambda r: self._finish(request, r))
+        # Also catches a failure while answering (a 500 if nothing was sent yet).
+        d.addErrback(lambda f: self._finish_failure(request, f))
+        d.addErrback(lambda f: log.failure("answering {uri} failed", f, uri=request.uri))
+        gone.addErrback(lambda _: d.cancel())  # a client that hangs up stops the work
         return server.NOT_DONE_YET
 
     def _cors(self, request):
@@ -354,6 +357,11 @@ class ApiResource(resource.Resource):
 
     def _finish_failure(self, request, failure):
         if request.finished or getattr(request, "_disconnected", False):
+            return
+        if getattr(request, "startedWriting", False):
+            # Too late for an error envelope: end the connection rather than leave it hanging.
+            log.failure("failed while answering {uri}", failure, uri=request.uri)
+            request.loseConnection()
             return
         body = self._fail(request, failure.value, failure)
         request.write(body)
