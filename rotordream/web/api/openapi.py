@@ -51,8 +51,9 @@ V = "viewer"
 ROUTES = [
     ("/api/info", "get", "Product, version, capabilities and stream URLs", True, None, 200, None),
     ("/api/health", "get", "Liveness for monitoring", True, None, 200, None),
-    ("/api/status", "get", "Uptime, CPU, memory, disk, encoder counters, clients", V, None,
-     200, None),
+    ("/api/status", "get", "Uptime, CPU, memory, disk, encoder counters, clients (RTSP "
+     "session ids and client addresses shown to operators and admins only)", V, None, 200,
+     None),
     ("/api/camera/status", "get", "Camera heads, signal, size and rate", V, None, 200, None),
     ("/api/streams", "get", "Each stream: URL, codec, size, fps, bitrate, clients", V, None,
      200, None),
