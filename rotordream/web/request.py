@@ -43,8 +43,8 @@ class BodyLimits:
     def limit_for(self, method, uri):
         """The body limit for a request line's method and target (bytes each).
 
-        Under /api and /onvif every method gets the route's limit, so that an unknown
-        method still meets its resource (405) however large the body it declares.
+        The method does not change it: under /api and /onvif every method gets the
+        route's limit, so an undeclared one still reaches its resource for its 405.
         """
         path = uri.split(b"?", 1)[0]
         if not path.startswith(b"/"):
