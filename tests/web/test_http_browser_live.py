@@ -35,18 +35,22 @@ def test_a_foreign_page_cannot_change_settings_with_saved_basic_credentials(daem
 def test_json_endpoints_refuse_other_media_types(daemon):
     before = brightness(daemon)
     user = "%s:%s" % admin(daemon)
-    for ctype in ("text/plain", "application/x-www-form-urlencoded",
-                  "multipart/form-data; boundary=x"):
+    for ctype in ("text/plain", "multipart/form-data; boundary=x", "application/xml"):
         code, body = curl("-u", user, "-X", "POST", "-H", "Content-Type: " + ctype,
                           "-d", '{"brightness": 4}', daemon.http + "/api/settings")
         assert code == 415, (ctype, body)
         assert json.loads(body)["code"] == "UNSUPPORTED_MEDIA_TYPE"
     assert brightness(daemon) == before
-    # Login too: a form cannot log a browser in (login CSRF).
+    # Login too: a form posted from another site cannot log a browser in (login CSRF).
+    code, body = curl("-X", "POST", "-H", "Origin: http://evil.example",
+                      "-d", json.dumps({"username": "admin", "password": daemon.admin_password}),
+                      daemon.http + "/api/login")
+    assert code == 403
+    # `curl -d` alone (form-urlencoded, no Origin): the API reference's login example.
     code, body = curl("-X", "POST", "-d", json.dumps({"username": "admin",
                                                       "password": daemon.admin_password}),
                       daemon.http + "/api/login")
-    assert code == 415
+    assert code == 200 and json.loads(body)["token"]
 
 
 def test_scripts_and_the_cameras_own_page_keep_working(daemon):

@@ -52,10 +52,9 @@ def test_curl_basic_digest_bearer_and_cookie_jar(daemon, tmp_path):
     assert json.loads(body)["data"] == {"contrast": 55}
     code, body = curl("--digest", "-u", "%s:wrong-password" % user, daemon.http + "/api/users")
     assert code == 401
-    # Token, the reference's automation pattern: login -> token -> use it (JSON typed:
-    # curl -d alone says form-urlencoded, which JSON endpoints refuse with 415).
-    code, body = curl("-X", "POST", daemon.http + "/api/login", "-H",
-                      "Content-Type: application/json", "-d", json.dumps({"username": user, "password": password}))
+    # Token, the reference's automation pattern, as printed there: login -> token -> use it.
+    code, body = curl("-s", "-X", "POST", daemon.http + "/api/login",
+                      "-d", json.dumps({"username": user, "password": password}))
     assert code == 200
     token = json.loads(body)["token"]
     code, body = curl("-H", "Authorization: Bearer " + token, daemon.http + "/api/users")

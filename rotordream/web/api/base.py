@@ -141,6 +141,13 @@ def is_json_type(value):
     return top == "application" and (sub == "json" or (sub.endswith("+json") and len(sub) > 5))
 
 
+def _is_curl_default(value):
+    """True for application/x-www-form-urlencoded, the type `curl -d` sends."""
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return value.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded"
+
+
 def body_size(request):
     """How many body bytes the request carries (its content is already read in)."""
     content = getattr(request, "content", None)
@@ -270,12 +277,16 @@ class ApiResource(resource.Resource):
                                 "list it in [http] allowed_origins to trust it")
         ctype = request.getHeader(b"content-type")
         if ctype is not None and not is_json_type(ctype) and body_size(request) and \
-                browser != origin.TRUSTED:
+                browser != origin.TRUSTED and \
+                not (browser == origin.NONE and _is_curl_default(ctype)):
             # A browser sends text/plain, form and multipart bodies across sites without
             # a CORS preflight; a JSON one only after asking. A body without any type
             # comes from a script (a browser sends one only with an Origin, checked
             # above). Pages of this origin (the camera's own, as the API reference's
-            # browser code) or a configured one are trusted whatever they send.
+            # browser code) or a configured one are trusted whatever they send. A
+            # form-typed body with neither Origin nor Referer is `curl -d` (the API
+            # reference's login example): a browser always sends Origin with a POST,
+            # and an HTML form cannot urlencode a JSON document anyway.
             raise ApiError(415, "the body must be JSON: send Content-Type: application/json",
                            allowed=["application/json"])
         return method, self.methods[method]
