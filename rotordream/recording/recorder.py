@@ -416,8 +416,10 @@ class Recorder(service.Service):
             why = "disk full: %s" % why
         log.error("recording stopped: {why}", why=why)
         self.stop(origin="recorder")
-        self.state.publish_event({"error": "recording stopped: %s" % why, "key": "record",
-                                  "code": code})
+        # Told once the file is closed and indexed, so what a client then reads (the
+        # listing, the file) is what the disk kept.
+        self.closed().addCallback(lambda _: self.state.publish_event(
+            {"error": "recording stopped: %s" % why, "key": "record", "code": code}))
 
 
 def make_recorder_service(ctx):
