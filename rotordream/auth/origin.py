@@ -86,3 +86,13 @@ def classify(origin, referer, host, secure, allowed=()):
     if scheme not in (("https", "wss") if secure else ("http", "ws")):
         return FOREIGN
     return TRUSTED if (o_host, o_port) == target else FOREIGN
+
+
+def classify_request(request, http_config):
+    """:func:`classify` for a twisted.web request, trusting ``[http] allowed_origins``
+    and ``cors_origins``."""
+    def text(name):
+        value = request.getHeader(name)
+        return None if value is None else value.decode("latin-1")
+    return classify(text(b"origin"), text(b"referer"), text(b"host"), request.isSecure(),
+                    tuple(http_config.allowed_origins) + tuple(http_config.cors_origins))

@@ -6,6 +6,7 @@ import ipaddress
 from twisted.logger import Logger
 from twisted.web import resource, server
 
+from rotordream.auth import origin
 from rotordream.onvif import soap
 from rotordream.onvif.dispatch import Dispatcher
 
@@ -68,6 +69,12 @@ class ServiceResource(resource.Resource):
 
     def render_POST(self, request):
         """Run the operation; the answer (or fault) is written when ready."""
+        if self._foreign(request):
+            # A page elsewhere could post SOAP as text/plain with the browser's saved
+            # Digest credentials; NVRs send no Origin.
+            return _fault_body(request, soap.sender(
+                "ter:NotAuthorized", "requests from this page's origin are not allowed; "
+                "list it in [http] allowed_origins to trust it", http_status=403))
         body = request.content.read(soap.MAX_BODY + 1)
         host, port = request_host(request)
         peer = request.getClientAddress()
@@ -83,6 +90,10 @@ class ServiceResource(resource.Resource):
         d.addCallback(self._write, request)
         d.addErrback(self._crash, request)
         return server.NOT_DONE_YET
+
+    def _foreign(self, request):
+        return origin.classify_request(request, self.dispatcher.ctx.config.http) == \
+            origin.FOREIGN
 
     def render(self, request):
         """POST carries SOAP; any other method gets a fault (not Twisted's HTML page)."""

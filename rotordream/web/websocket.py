@@ -7,7 +7,7 @@ buffer: a client that stops reading is dropped, never slowing the others.
 
 Browsers send cookies (and saved Basic/Digest credentials) with a WebSocket
 upgrade from any page, and the Same-Origin Policy does not apply to
-WebSockets: an upgrade whose Origin is foreign (rotordream.web.origin) and
+WebSockets: an upgrade whose Origin is foreign (rotordream.auth.origin) and
 that carries such ambient credentials is refused with 403 unless the origin
 is listed in ``[http] allowed_origins`` or ``cors_origins``. A foreign page
 without them gets the anonymous role (and may log in in-band); upgrades
@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from rotordream.auth.ratelimit import RateLimiter
 from rotordream.netutil import bound_send_buffer, unsent_bytes, write_now
 from rotordream.auth.service import SESSION_COOKIE, AuthError
-from rotordream.web.origin import is_foreign
+from rotordream.auth.origin import is_foreign
 from rotordream.web.ws_message import ControlSession, error
 
 log = Logger()

@@ -1,8 +1,8 @@
-"""rotordream.web.origin: which browser requests come from a foreign page (pure functions)."""
+"""rotordream.auth.origin: which browser requests come from a foreign page (pure functions)."""
 
 import pytest
 
-from rotordream.web.origin import FOREIGN, NONE, TRUSTED, classify, is_foreign, request_origin
+from rotordream.auth.origin import FOREIGN, NONE, TRUSTED, classify, is_foreign, request_origin
 
 HOST = "camera.local:8080"
 

@@ -24,7 +24,7 @@ from rotordream import API_VERSION
 from rotordream.auth.service import SESSION_COOKIE, AuthError
 from rotordream.errors import ServiceError
 from rotordream.state import StateError
-from rotordream.web import origin
+from rotordream.auth import origin
 
 log = Logger()
 
@@ -293,14 +293,7 @@ class ApiResource(resource.Resource):
 
     def _browser_origin(self, request):
         """origin.NONE (not a browser), TRUSTED (same or allowed origin) or FOREIGN."""
-        http = self.ctx.config.http
-
-        def text(name):
-            value = request.getHeader(name)
-            return None if value is None else value.decode("latin-1")
-        return origin.classify(text(b"origin"), text(b"referer"), text(b"host"),
-                               request.isSecure(),
-                               tuple(http.allowed_origins) + tuple(http.cors_origins))
+        return origin.classify_request(request, self.ctx.config.http)
 
     def _authorize(self, principal, method, permission):
         """``principal`` when it may call ``method`` needing ``permission``; else 401/403."""
