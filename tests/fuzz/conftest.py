@@ -8,6 +8,17 @@ and real sockets synchronously.
 
 import pytest
 
+from tests.fuzz.support import assert_no_failures, watch_log
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_failure_logged_in_the_module():
+    """Whatever a module's targets leave behind (a Deferred that failed unseen is reported
+    when collected) must not log a failure either."""
+    with watch_log(collect=True) as seen:
+        yield
+    assert_no_failures(seen)
+
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem):

@@ -298,7 +298,7 @@ STEPS = st.sampled_from(["request"] * 6 + ["play"] * 2 + ["mangled", "frame", "u
 PLAY_TRANSPORTS = st.sampled_from(GOOD_TRANSPORTS[:4])
 
 
-@fuzz_settings(150)
+@fuzz_settings(200)
 @given(st.data())
 def test_random_request_sequences_get_well_formed_answers(rig, data):
     rig.fresh()
