@@ -286,8 +286,12 @@ def check(client):
         assert status != 500, "the server failed: %r" % (answers,)
     if not client.mangled:
         cseqs = [h.get("cseq") for _, h in answers]
-        # Every request answered once, in order, with its own CSeq.
-        assert cseqs == [str(c) for c in client.cseqs], (cseqs, client.cseqs, answers)
+        sent = [str(c) for c in client.cseqs]
+        # Every request answered once, in order, with its own CSeq; a connection the client
+        # closed itself may have left the last ones unanswered.
+        if client.closed:
+            sent = sent[:len(cseqs)]
+        assert cseqs == sent, (cseqs, client.cseqs, answers)
     return answers
 
 
