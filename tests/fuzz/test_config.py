@@ -150,10 +150,12 @@ def outcome(fn, *args):
 
 @pytest.fixture(scope="module")
 def conf_file(tmp_path_factory):
+    """The path each example writes its TOML to."""
     return tmp_path_factory.mktemp("fuzzconf") / "rotordream.toml"
 
 
 def load_text(path, raw):
+    """load() of a file holding ``raw``: the Config, or None for a ConfigError."""
     path.write_bytes(raw)
     return outcome(config.load, str(path))
 

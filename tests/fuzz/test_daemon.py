@@ -214,7 +214,8 @@ ROUTES = st.one_of(*[st.tuples(st.just(method), path) for method, path in [
     ("GET", _USER.map("/api/users/{}/permissions".format)),
     ("PUT", _USER.map("/api/users/{}/password".format)),
     ("DELETE", QUERY.map(_q).map("/api/recordings/{}".format)),
-    ("POST", st.sampled_from(["stream1", "stream2", "x"]).map("/api/webrtc/offer?stream={}".format)),
+    ("POST", st.sampled_from(["stream1", "stream2", "x"]).map(
+        "/api/webrtc/offer?stream={}".format)),
     ("DELETE", QUERY.map(_q).map("/api/webrtc/sessions/{}".format)),
     ("PATCH", QUERY.map(_q).map("/api/webrtc/sessions/{}".format)),
 ]])

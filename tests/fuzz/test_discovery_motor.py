@@ -17,7 +17,8 @@ from tests.fuzz.support import fuzz_settings, hostile_text, mutated
 _TOKEN = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7e, exclude_characters="<>&"),
                  min_size=1, max_size=30)
 _URI = st.one_of(_TOKEN.map("urn:x:{}".format), st.sampled_from(
-    list(wsd.FIXED_SCOPES) + ["onvif://www.onvif.org/name/cam", "http://[::1/x", "http://[x]:99999/",
+    list(wsd.FIXED_SCOPES) + ["onvif://www.onvif.org/name/cam", "http://[::1/x",
+                              "http://[x]:99999/",
                               "onvif://www.onvif.org/%2e%2e/x", "http://a/../b", "mailto:"]))
 _TYPES = st.lists(st.sampled_from(list(wsd.DEVICE_TYPES) + [("urn:x:1", "T"), ("urn:x:2", "U")]),
                   max_size=3, unique=True).map(tuple)

@@ -20,9 +20,11 @@ URIS = ["rtsp://h/stream1", "rtsp://127.0.0.1:8554/stream1/trackID=0", "*",
 _NAME = st.text(string.ascii_letters + string.digits + "-_.", min_size=1, max_size=16).filter(
     lambda n: n.lower() not in ("cseq", "content-length"))
 # Values as a parser hands them back: no CR or LF, no surrounding white space.
-_VALUE = st.text(st.characters(exclude_characters="\r\n", exclude_categories=["Cs"]), max_size=40).map(str.strip)
+_VALUE = st.text(st.characters(exclude_characters="\r\n", exclude_categories=["Cs"]),
+                 max_size=40).map(str.strip)
 _URI = st.one_of(st.sampled_from(URIS),
-                 st.text(st.characters(exclude_characters="\r\n ", exclude_categories=["Cs"]), min_size=1, max_size=60))
+                 st.text(st.characters(exclude_characters="\r\n ", exclude_categories=["Cs"]),
+                         min_size=1, max_size=60))
 
 
 @st.composite
@@ -198,7 +200,8 @@ def test_no_line_break_survives_in_a_header_value_or_uri(raw):
 # Inputs the fuzzing found, kept as plain examples. A bare CR or LF kept in a header value
 # or the URI was echoed by the server (CSeq of a 505, Content-Base, RTP-Info): forged headers.
 FOUND = {
-    "content-length-superscript": b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nContent-Length: \xc2\xb2\r\n\r\n",
+    "content-length-superscript":
+        b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nContent-Length: \xc2\xb2\r\n\r\n",
     "cseq-arabic-indic": b"OPTIONS * RTSP/1.0\r\nCSeq: \xd9\xa1\xd9\xa2\r\n\r\n",
     "cseq-fullwidth": b"OPTIONS * RTSP/1.0\r\nCSeq: \xef\xbc\x91\r\n\r\n",
 }

@@ -36,6 +36,7 @@ ADDRESSES = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
 
 
 def au(stream, seq, key):
+    """An access unit of ``stream``: a keyframe (with SPS/PPS) or a P-frame."""
     nals = (SPS, PPS, b"\x65" + b"k" * 3000) if key else (b"\x41" + b"p" * 500,)
     return AccessUnit(stream, seq, nals, key, seq * 3000, 1000.0 + seq / 30, 640, 360, 30,
                       SPS, PPS)
@@ -140,6 +141,7 @@ class Client:
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
+    """The module's Rig."""
     rig = Rig(tmp_path_factory.mktemp("rtspfuzz"))
     yield rig
     if rig.server is not None:
@@ -160,7 +162,8 @@ URIS = ["rtsp://h/stream1", "rtsp://h/stream1/", "rtsp://h/stream1/trackID=0",
         "rtsp://h/stream1/trackID=9", "*", "rtsp://h/recording", "rtsp://h/recording/x/trackID=0",
         "rtsp://[::1/stream1", "rtsp://h:99999/stream1", "rtsp://h:x/stream1",
         "rtsp://h/stream1?token=junk", "rtsp://h/%2e%2e/stream1", "rtsp://h/stream1/../stream2",
-        "rtsp://h/stream1?" + "a=1&" * 100, "rtsp://h/" + "s" * 3000, "rtsp://[fe80::1%25eth0]/stream1",
+        "rtsp://h/stream1?" + "a=1&" * 100, "rtsp://h/" + "s" * 3000,
+        "rtsp://[fe80::1%25eth0]/stream1",
         "stream1", "rtsp://h/stream1\x00", "rtsp://h/str\u00e9am1"]
 # URIs, header names and values without CR or LF, so the request stays well-formed (the
 # "mangled" step sends the ill-formed ones).
@@ -281,6 +284,7 @@ def responses(raw):
 
 
 def check(client):
+    """The answers ``client`` got, after checking their form, status and CSeqs."""
     answers = responses(client.transport.value())
     for status, _ in answers:
         assert status != 500, "the server failed: %r" % (answers,)

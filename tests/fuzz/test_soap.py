@@ -4,6 +4,7 @@ envelopes, and huge, deep, entity-laden documents. parse() gives an Envelope or 
 
 import base64
 import hashlib
+import time
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,7 +13,7 @@ from twisted.internet.task import Clock
 
 from rotordream.onvif import soap, wsse
 from tests.fuzz.support import NUMBERS, fuzz_settings, hostile_text, mutated
-from tests.onvif.soapkit import NS, PROFILE, SOAP11, SOAP12, envelope, security
+from tests.onvif.soapkit import PROFILE, SOAP11, SOAP12, envelope, security
 
 NOW = 1_800_000_000
 PASSWORD = "first-password"
@@ -49,7 +50,6 @@ def xml_text(text):
 
 def created(offset):
     """An xs:dateTime ``offset`` seconds from NOW."""
-    import time
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW + offset))
 
 
@@ -65,7 +65,8 @@ def headers(draw):
     when = draw(st.one_of(st.integers(-400, 400).map(created), hostile_text(),
                           st.sampled_from(["2027-13-45T99:00:00Z", "0000-01-01T00:00:00Z",
                                            "9999-12-31T23:59:59.999999999+14:00",
-                                           "2027-01-15T08:00:00-99:99", "\u0662027-01-15T08:00:00Z"])))
+                                           "2027-01-15T08:00:00-99:99",
+                                           "\u0662027-01-15T08:00:00Z"])))
     nonce = draw(st.binary(max_size=300))
     return security(xml_text(user), PASSWORD, created=xml_text(when), nonce=nonce,
                     digest=kind == "digest",

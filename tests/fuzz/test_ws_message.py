@@ -4,7 +4,6 @@ one answer, a JSON object that strict JSON can carry; nothing escapes and nothin
 a failure; the state stays strict JSON too."""
 
 import json
-import math
 
 import pytest
 from hypothesis import given
@@ -46,6 +45,7 @@ texts = st.one_of(messages, st.text(max_size=60), st.sampled_from([
 
 @pytest.fixture(scope="module")
 def auth(tmp_path_factory):
+    """One AuthService for the module (its set-up hashes the admin password)."""
     service, _ = make_auth(tmp_path_factory.mktemp("wsauth"), login_failures=100000,
                            attempts_per_address=0)
     return service
@@ -57,6 +57,7 @@ def strict_json(value):
 
 
 def run(auth, texts, principal):
+    """Send ``texts`` through a new ControlSession as ``principal``; check every answer."""
     state = CameraState()
     replies = []
     session = ControlSession(state, auth, principal, client="192.0.2.7", send=replies.append)
