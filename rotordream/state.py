@@ -11,6 +11,7 @@ Changes are applied all-or-nothing per batch, then every observer is told
 """
 
 import json
+import math
 import os
 import threading
 from dataclasses import dataclass, field
@@ -116,6 +117,9 @@ class KeySpec:
         if k == "float":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise self._type_error("a number", value)
+            if not math.isfinite(value):  # NaN passes every range check and is not JSON
+                raise StateError(INVALID_VALUE, self.name, "%s must be a finite number, not %s"
+                                 % (self.name, value), self.allowed())
             return self._in_range(float(value))
         if k in ("bool", "trigger"):
             if not isinstance(value, bool):

@@ -554,6 +554,14 @@ def _reference(sub):
     return E("wsa:Address", sub.address)
 
 
+def _url_path(url):
+    """The path of ``url``; empty when it is no URL at all."""
+    try:
+        return urlsplit(url).path
+    except ValueError:
+        return ""
+
+
 def _subscription(call):
     """The subscription the request addresses: by its path, else by its wsa:To header."""
     sub_id = None
@@ -561,7 +569,7 @@ def _subscription(call):
         sub_id = call.path[1]
     elif call.envelope.header is not None:
         to = call.envelope.header.findtext(soap.qn("wsa:To"))
-        parts = [p for p in urlsplit((to or "").strip()).path.split("/") if p]
+        parts = [p for p in _url_path((to or "").strip()).split("/") if p]
         if len(parts) >= 2 and parts[-2] == SUB_PATH:
             sub_id = parts[-1]
     try:
@@ -662,8 +670,13 @@ def subscribe(call):
     the caller's choosing.
     """
     consumer = soap.value(call.request, "ConsumerReference/Address")
-    parts = urlsplit(consumer or "")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(consumer or "")
+        usable = parts.scheme in ("http", "https") and parts.hostname and \
+            (parts.port or True)
+    except ValueError:  # an unclosed IPv6 bracket, a port that is no number
+        usable = False
+    if not usable:
         raise soap.sender(("ter:InvalidArgVal", "ter:InvalidConsumerReference"),
                           "ConsumerReference must be an http(s) URL, not %r"
                           % (consumer or "")[:80])

@@ -589,9 +589,6 @@ def test_onvif_event_subscriptions(daemon, watch, data):
     check_log(watch)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="onvif/events.py _subscription: "
-                   "urlsplit() of a wsa:To with an unclosed IPv6 bracket raises ValueError "
-                   "(a 500 and a traceback)")
 def test_found_wsa_to_with_an_unclosed_bracket(daemon, watch):
     status, _ = _post_onvif(
         daemon, "/onvif/events_service", "<tev:PullMessages %s><tev:Timeout>PT0S</tev:Timeout>"
