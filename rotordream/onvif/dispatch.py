@@ -13,13 +13,17 @@ refuse. ``PRE_AUTH`` operations need no credentials and ignore bad ones
 (ONVIF Core 5.9.4.3).
 """
 
+import json
+import os
 from dataclasses import dataclass, field
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 
 from rotordream.auth import roles
 from rotordream.auth.service import AuthError, loggable_name
+from rotordream.fsutil import atomic_write
 from rotordream.motor import MotorError
 from rotordream.onvif import soap, wsse
 from rotordream.state import StateError
@@ -27,6 +31,7 @@ from rotordream.state import StateError
 log = Logger()
 
 PRE_AUTH = "pre-auth"
+NONCES_FILE = "onvif-nonces.json"  # WS-Security nonces handed from one run to the next
 
 # ONVIF user levels <-> our roles (Core 5.9.4: Administrator, Operator, User, Anonymous).
 LEVEL_TO_ROLE = {"Administrator": "admin", "Operator": "operator", "User": "viewer",
@@ -113,6 +118,26 @@ class Dispatcher:
             window=getattr(cfg, "created_window", 300),
             allow_text=getattr(cfg, "password_text", False),
             digest_refusal=getattr(users, "copies_refused", None))
+        self._hand_over_nonces(ctx)
+
+    def _hand_over_nonces(self, ctx):
+        """Load the nonces the last run saw; save this run's when the reactor stops."""
+        path = os.path.join(ctx.config.server.state_dir, NONCES_FILE)
+        try:
+            with open(path, "rb") as f:
+                seen = json.loads(f.read(8 * 1024 * 1024))
+            if isinstance(seen, dict):
+                self.verifier.nonces.load(seen)
+        except (OSError, ValueError):
+            pass  # none saved (first start, or a crash): Created before the start still fails
+        if IReactorCore.providedBy(ctx.reactor):
+            ctx.reactor.addSystemEventTrigger("before", "shutdown", self._save_nonces, path)
+
+    def _save_nonces(self, path):
+        try:
+            atomic_write(path, json.dumps(self.verifier.nonces.dump()).encode(), mode=0o600)
+        except OSError as e:
+            log.warn("could not keep the WS-Security nonces for the next run: {e}", e=e)
 
     def register(self, service, table):
         """Serve ``table`` (a :class:`Table` or plain dict) at ``/onvif/<service>_service``."""

@@ -97,6 +97,18 @@ class NonceCache:
         self._seen[nonce] = now + self.ttl
         return True
 
+    def dump(self):
+        """The live nonces and their expiry times (for the next run of the daemon)."""
+        now = self.clock.seconds()
+        return {n: exp for n, exp in self._seen.items() if exp > now}
+
+    def load(self, seen):
+        """Remember ``seen`` (a :meth:`dump` of an earlier run); bad entries are skipped."""
+        now = self.clock.seconds()
+        for nonce, exp in list(seen.items())[:self.max_entries]:
+            if isinstance(nonce, str) and isinstance(exp, (int, float)) and exp > now:
+                self._seen[nonce] = float(exp)
+
 
 def find_token(header):
     """The wsse:UsernameToken element in a SOAP Header, or None."""
@@ -167,7 +179,9 @@ class Verifier:
         # PasswordText can be checked against the scrypt hash without the cleartext.
         self.check_text = check_text
         self.digest_refusal = digest_refusal
-        # Whole seconds: Created is often sent without fractions.
+        # Whole seconds: Created is often sent without fractions. A token of the start
+        # second could come from the run before; the nonces that run saw are handed over
+        # (NonceCache.dump/load) so it cannot pass twice either.
         self.not_before = math.floor(clock.seconds() if not_before is None else not_before)
         # Nonces are remembered past the whole Created window, so none passes twice.
         self.nonces = NonceCache(clock, 2 * window + 60)

@@ -6,6 +6,7 @@ import os
 import pytest
 from lxml import etree
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 
 from rotordream.auth.service import AuthService
 from rotordream.config import from_dict
@@ -623,3 +624,30 @@ def test_password_text_waits_for_the_hashing_pool(tmp_path, monkeypatch):
     assert not answers and len(pool.queue) == 1  # nothing hashed on the event loop
     pool.run_next()
     assert answers[0][0] == 200
+
+
+def test_a_token_from_the_last_run_fails_even_in_the_second_it_restarted(tmp_path, monkeypatch):
+    # Created has whole seconds: a restart within one second is only caught by the nonces
+    # the stopping run hands over.
+    monkeypatch.delenv("ROTORDREAM_ADMIN_PASSWORD", raising=False)
+    cfg = from_dict({"auth": {"initial_admin_password": PASSWORD,
+                              "secret_file": str(tmp_path) + ".key"},
+                     "server": {"state_dir": str(tmp_path)}})
+
+    def start():
+        reactor = MemoryReactorClock()
+        reactor.advance(NOW + 0.2)
+        ctx = Context(config=cfg, reactor=reactor, state=CameraState(None))
+        ctx.auth = AuthService(cfg, str(tmp_path), reactor)
+        return make_onvif_resource(ctx).dispatcher, reactor
+
+    token = sec()
+    body = envelope("<tds:GetDeviceInformation/>", token)
+    first, reactor = start()
+    assert run(first, "device", body)[0] == 200
+    for fn, args, kw in reactor.triggers["before"]["shutdown"]:
+        fn(*args, **kw)
+    again, _ = start()
+    status, _, doc = run(again, "device", body)
+    assert status == 400 and b"already used" in etree.tostring(doc)
+    assert run(again, "device", envelope("<tds:GetDeviceInformation/>", sec()))[0] == 200
