@@ -12,7 +12,7 @@ from rotordream.auth import digest
 from rotordream.auth.ratelimit import RateLimiter
 from rotordream.auth.service import AuthError
 from rotordream.auth.users import UserError, UserStore
-from tests.auth.helpers import digest_header, make_auth, result
+from tests.support.auth import digest_header, make_auth, result
 
 
 def test_first_start_admin_from_config_and_env(tmp_path, monkeypatch):

@@ -18,8 +18,8 @@ import pytest
 import requests
 import websockets
 
-from tests.auth.helpers import digest_value, reveals_password
-from tests.onvif.soapkit import NS, created_now, envelope, security
+from tests.support.auth import digest_value, reveals_password
+from tests.support.soapkit import NS, created_now, envelope, security
 
 SMALL = {"resolution": "320x240", "stream2-resolution": "320x180"}
 

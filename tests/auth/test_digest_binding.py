@@ -4,7 +4,7 @@ import pytest
 
 from rotordream.auth import digest
 from rotordream.auth.service import AuthError
-from tests.auth.helpers import PASSWORD, digest_header, digest_value, make_auth, result
+from tests.support.auth import PASSWORD, digest_header, digest_value, make_auth, result
 
 
 def refused(d):

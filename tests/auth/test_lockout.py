@@ -5,7 +5,7 @@ from twisted.internet.task import Clock
 
 from rotordream.auth.ratelimit import Lockout
 from rotordream.auth.service import AuthError
-from tests.auth.helpers import PASSWORD, digest_header, make_auth, result
+from tests.support.auth import PASSWORD, digest_header, make_auth, result
 
 
 def refused(d):

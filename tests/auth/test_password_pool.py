@@ -12,7 +12,7 @@ from twisted.python import threadpool
 from rotordream.auth import checker
 from rotordream.auth.service import AuthError, loggable_name
 from rotordream.testing import ImmediateReactor, QueuedThreadPool, SyncThreadPool
-from tests.auth.helpers import PASSWORD, digest_header, make_auth, pending, result
+from tests.support.auth import PASSWORD, digest_header, make_auth, pending, result
 
 
 def basic(user, password):

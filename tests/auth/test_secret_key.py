@@ -10,7 +10,7 @@ from twisted.logger import globalLogPublisher
 
 from rotordream.auth.secretkey import KeyUnusable, load_key
 from rotordream.auth.users import UserStore
-from tests.auth.helpers import reveals_password
+from tests.support.auth import reveals_password
 
 PASSWORD = "first-password"
 

@@ -13,7 +13,8 @@ import pytest
 from rotordream.discovery import message as m
 from tests.conftest import require_module, run_in_netns
 
-HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netns_discovery.py")
+HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support",
+                      "netns_discovery.py")
 NAMESPACE_ADDRESSES = ("10.77.0.1", "10.77.0.2")
 HTTP_PORT = 18080
 

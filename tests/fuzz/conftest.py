@@ -8,7 +8,7 @@ and real sockets synchronously.
 
 import pytest
 
-from tests.fuzz.support import assert_no_failures, watch_log
+from tests.support.fuzz import assert_no_failures, watch_log
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rotordream import config
-from tests.fuzz.support import NUMBERS, fuzz_settings, hostile_text, mutated
+from tests.support.fuzz import NUMBERS, fuzz_settings, hostile_text, mutated
 
 SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(config.Config)}
 FIELDS = {(name, f.name): config._field_type(f)

@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 
 from rotordream.onvif import topics
 from tests.conftest import make_daemon
-from tests.fuzz.support import NUMBERS, fuzz_settings, hostile_text, mutated
+from tests.support.fuzz import NUMBERS, fuzz_settings, hostile_text, mutated
 from tests.fuzz.test_rtsp_server import _basic, request_text
 from tests.fuzz.test_soap import BODIES, xml_text, headers as soap_headers
 from tests.fuzz.test_ws_message import texts as ws_texts
-from tests.onvif.soapkit import SOAP11, SOAP12, envelope, security
+from tests.support.soapkit import SOAP11, SOAP12, envelope, security
 
 # Limits that would turn most requests into 429s are off (they have tests of their own);
 # a small picture keeps the encoder cheap.

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from rotordream.discovery import message as wsd
 from rotordream.motor import codec
-from tests.fuzz.support import fuzz_settings, hostile_text, mutated
+from tests.support.fuzz import fuzz_settings, hostile_text, mutated
 
 # -- WS-Discovery -------------------------------------------------------------------
 

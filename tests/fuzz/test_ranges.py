@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rotordream.web.byteranges import RangeNotSatisfiable, header_value, parse_range
-from tests.fuzz.support import NUMBERS, fuzz_settings, hostile_text, mutated
+from tests.support.fuzz import NUMBERS, fuzz_settings, hostile_text, mutated
 
 SIZES = st.integers(0, 5000) | st.sampled_from([0, 1, 2 ** 40])
 MAX_RANGES = st.integers(0, 10)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from rotordream.rtp.packet import (Bye, PacketError, ReceiverReport, ReportBlock, RtpPacket,
                                    SenderReport, parse_rtcp, sdes_cname)
-from tests.fuzz.support import fuzz_settings, mutated
+from tests.support.fuzz import fuzz_settings, mutated
 
 U16, U32 = st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF)
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rotordream.rtsp.message import Interleaved, ParseError, Request, RequestParser
-from tests.fuzz.support import chunked, fuzz_settings, hostile_number, hostile_text, mutated
+from tests.support.fuzz import chunked, fuzz_settings, hostile_number, hostile_text, mutated
 
 METHODS = ["OPTIONS", "DESCRIBE", "SETUP", "PLAY", "PAUSE", "TEARDOWN", "GET_PARAMETER",
            "SET_PARAMETER", "ANNOUNCE", "RECORD"]

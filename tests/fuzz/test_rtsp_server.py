@@ -27,7 +27,7 @@ from rotordream.rtp.packet import Bye, ReceiverReport, ReportBlock, SenderReport
 from rotordream.rtsp.server import RTSPFactory, RTSPServer
 from rotordream.state import CameraState
 from rotordream.testing import FakePipeline
-from tests.fuzz.support import (NUMBERS, assert_no_failures, fuzz_settings, hostile_text,
+from tests.support.fuzz import (NUMBERS, assert_no_failures, fuzz_settings, hostile_text,
                                 mutated, watch_log)
 
 SPS, PPS = b"\x67\x42\xc0\x1f\xda", b"\x68\xce\x3c\x80"

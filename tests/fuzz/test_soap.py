@@ -12,8 +12,8 @@ from lxml import etree
 from twisted.internet.task import Clock
 
 from rotordream.onvif import soap, wsse
-from tests.fuzz.support import NUMBERS, fuzz_settings, hostile_text, mutated
-from tests.onvif.soapkit import PROFILE, SOAP11, SOAP12, envelope, security
+from tests.support.fuzz import NUMBERS, fuzz_settings, hostile_text, mutated
+from tests.support.soapkit import PROFILE, SOAP11, SOAP12, envelope, security
 
 NOW = 1_800_000_000
 PASSWORD = "first-password"

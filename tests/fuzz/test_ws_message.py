@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from rotordream.auth.roles import Principal, anonymous
 from rotordream.state import CameraState
 from rotordream.web.ws_message import ControlSession
-from tests.auth.helpers import PASSWORD, make_auth
-from tests.fuzz.support import assert_no_failures, fuzz_settings, hostile_text, watch_log
+from tests.support.auth import PASSWORD, make_auth
+from tests.support.fuzz import assert_no_failures, fuzz_settings, hostile_text, watch_log
 
 ADMIN = Principal("admin", "admin")
 KEYS = sorted(CameraState().specs)

@@ -17,8 +17,8 @@ import requests
 from lxml import etree
 
 from tests.conftest import require_module
-from tests.live import StateWatcher
-from tests.onvif.soapkit import ResponseRecorder, envelope, fault_codes, security, validate
+from tests.support.live import StateWatcher
+from tests.support.soapkit import ResponseRecorder, envelope, fault_codes, security, validate
 
 XS = "http://www.w3.org/2001/XMLSchema"
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"

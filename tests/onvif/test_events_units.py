@@ -15,7 +15,7 @@ from rotordream.onvif import events, topics
 from rotordream.onvif.resource import make_onvif_resource
 from rotordream.state import CameraState
 from rotordream.testing import FakePipeline
-from tests.onvif.soapkit import NS, created_now, envelope, fault_codes, security
+from tests.support.soapkit import NS, created_now, envelope, fault_codes, security
 
 NOW = 1_800_000_000
 PASSWORD = "first-password"

@@ -14,8 +14,8 @@ import requests
 from lxml import etree
 
 from tests.conftest import require_module, require_tool
-from tests.live import StateWatcher
-from tests.onvif.soapkit import (NS, ResponseRecorder, created_now, envelope,
+from tests.support.live import StateWatcher
+from tests.support.soapkit import (NS, ResponseRecorder, created_now, envelope,
                                    fault_codes, security, validate)
 
 XS = "http://www.w3.org/2001/XMLSchema"
@@ -502,7 +502,8 @@ def _async_python():
 
 def test_home_assistant_setup_sequence(daemon):
     python = _async_python()
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ha_sequence.py")
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "support", "ha_sequence.py")
     run = subprocess.run([python, script, "127.0.0.1", str(daemon.http_port), "admin",
                           daemon.admin_password], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]

@@ -2,7 +2,7 @@
 
 from lxml import etree
 
-from tests.onvif.soapkit import envelope, fault_codes
+from tests.support.soapkit import envelope, fault_codes
 from tests.web.test_rest_live import curl
 
 # GetUsers needs admin credentials: a 200 shows the saved ones were used.

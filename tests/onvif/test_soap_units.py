@@ -15,8 +15,8 @@ from rotordream.onvif import soap, wsse
 from rotordream.onvif.dispatch import Dispatcher
 from rotordream.onvif.resource import make_onvif_resource, request_host
 from rotordream.state import CameraState
-from tests.auth.helpers import result
-from tests.onvif.soapkit import NS, SOAP11, created_now, envelope, fault_codes, security
+from tests.support.auth import result
+from tests.support.soapkit import NS, SOAP11, created_now, envelope, fault_codes, security
 
 NOW = 1_800_000_000
 PASSWORD = "first-password"
@@ -577,7 +577,7 @@ def test_a_token_created_before_the_start_is_refused_and_not_counted(tmp_path, m
 
 def test_password_digest_off_refuses_clearly_but_text_and_http_digest_work(tmp_path,
                                                                           monkeypatch):
-    from tests.auth.helpers import digest_value
+    from tests.support.auth import digest_value
     from rotordream.auth import digest
     monkeypatch.delenv("ROTORDREAM_ADMIN_PASSWORD", raising=False)
     clock = Clock()
@@ -596,7 +596,7 @@ def test_password_digest_off_refuses_clearly_but_text_and_http_digest_work(tmp_p
 
 
 def test_http_digest_is_bound_to_the_service_it_was_made_for(tmp_path, monkeypatch):
-    from tests.auth.helpers import digest_value
+    from tests.support.auth import digest_value
     from rotordream.auth import digest
     monkeypatch.delenv("ROTORDREAM_ADMIN_PASSWORD", raising=False)
     clock = Clock()

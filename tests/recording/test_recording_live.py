@@ -17,7 +17,7 @@ import websockets
 
 from rotordream.recording.mp4 import trim_torn_tail
 from tests.conftest import require_tool
-from tests.live import StateWatcher, wait_frames
+from tests.support.live import StateWatcher, wait_frames
 from tests.web.test_websocket_live import recv_until, run
 
 FPS = 30

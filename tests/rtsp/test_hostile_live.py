@@ -13,7 +13,7 @@ import time
 import requests
 
 from tests.conftest import require_tool
-from tests.rtsp.rawrtsp import RawRtsp, basic
+from tests.support.rawrtsp import RawRtsp, basic
 
 TCP = "RTP/AVP/TCP;unicast;interleaved=%d-%d"
 UDP = "RTP/AVP;unicast;client_port=%d-%d"

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tests.conftest import require_tool
-from tests.live import StateWatcher
+from tests.support.live import StateWatcher
 
 ADMIN = ("admin", None)
 JSON = {"Content-Type": "application/json"}

@@ -11,7 +11,8 @@ import pytest
 
 from tests.conftest import require_tool, run_in_netns
 
-HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netns_chromium.py")
+HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support",
+                      "netns_chromium.py")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
-from tests.chromium import Chromium  # noqa: E402
+from tests.support.chromium import Chromium  # noqa: E402
 from tests.conftest import Daemon, seed_state  # noqa: E402
 
 # In the page: once the live view's peer connection exists, count presented frames
