@@ -1,82 +1,18 @@
-"""GET /api/openapi.json: the OpenAPI 3.1 document of the REST API, built from one table."""
+"""GET /api/openapi.json: the OpenAPI 3.1 document of the REST API.
 
-from rotordream import API_VERSION, PRODUCT
-from rotordream.state import KEYS
-from rotordream.web.api.base import ApiResource, Raw
+Built from the resources' own declarations (:mod:`rotordream.web.api.schema`):
+:func:`collect` walks the mounted /api tree, so the document lists exactly what
+this daemon serves.
+"""
 
 import json
 
-_ANY = {}
+from rotordream import API_VERSION, PRODUCT
+from rotordream.web.api.base import ApiResource, Raw
+from rotordream.web.api.schema import ANY as _ANY
+from rotordream.web.api.schema import PUBLIC, STR as _STR, VIEWER, Route
+
 _OBJ = {"type": "object"}
-_STR = {"type": "string"}
-
-
-def value_schema(spec):
-    """The JSON schema of one state key's values (from its declaration in state.py)."""
-    if spec.kind == "int":
-        return {"type": "integer", "minimum": spec.minimum, "maximum": spec.maximum}
-    if spec.kind == "float":
-        return {"type": "number", "minimum": spec.minimum, "maximum": spec.maximum}
-    if spec.kind in ("bool", "trigger"):
-        return {"type": "boolean"}
-    if spec.kind == "choice":
-        return {"enum": list(spec.choices)}
-    if spec.kind == "record":
-        return {"anyOf": [{"type": "boolean"},
-                          {"enum": ["on", "off", "pause", "pause_release"]}]}
-    return {"type": "string", "maxLength": spec.max_length, "pattern": "^[^\\x00-\\x1f]*$"}
-
-
-_SETTINGS_BODY = {
-    "type": "object", "minProperties": 1, "additionalProperties": False,
-    "description": "keys of rotordream/state.py and their new values (all or nothing)",
-    "properties": {spec.name: value_schema(spec) for spec in KEYS if spec.writable},
-}
-_CRED = {"type": "object", "required": ["username", "password"],
-         "properties": {"username": _STR, "password": _STR}}
-_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_.@-]{1,32}$"}
-_PASS = {"type": "string", "minLength": 8, "maxLength": 128, "pattern": "^[^\\x00-\\x1f]*$"}
-_NEW_USER = {"type": "object", "required": ["username", "password", "role"],
-             "properties": {"username": _NAME, "password": _PASS,
-                            "role": {"enum": ["admin", "operator", "viewer", "guest"]}}}
-_ROLE = {"type": "object", "required": ["role"],
-         "properties": {"role": {"enum": ["admin", "operator", "viewer", "guest"]}}}
-_PASSWORD = {"type": "object", "required": ["password"],
-             "properties": {"password": _PASS, "current": _STR}}
-
-# (path, method, summary, access, request body schema or None, success status, media type)
-# access: True = public; "viewer" = open to anonymous clients while [auth] anonymous is
-# viewer (the default), so credentials are optional; False = credentials required.
-V = "viewer"
-ROUTES = [
-    ("/api/info", "get", "Product, version, capabilities and stream URLs", True, None, 200, None),
-    ("/api/health", "get", "Liveness for monitoring", True, None, 200, None),
-    ("/api/status", "get", "Uptime, CPU, memory, disk, encoder counters, clients (RTSP "
-     "session ids and client addresses shown to operators and admins only)", V, None, 200,
-     None),
-    ("/api/camera/status", "get", "Camera heads, signal, size and rate", V, None, 200, None),
-    ("/api/streams", "get", "Each stream: URL, codec, size, fps, bitrate, clients", V, None,
-     200, None),
-    ("/api/snapshot", "get", "JPEG of the latest frame", V, None, 200, "image/jpeg"),
-    ("/api/settings", "get", "Every camera setting the caller may read", V, None, 200, None),
-    ("/api/settings", "post", "Change settings, all or nothing", False, _SETTINGS_BODY, 200,
-     None),
-    ("/api/settings/{key}", "get", "One setting", V, None, 200, None),
-    ("/api/settings/{key}", "post", "Set one setting (bare JSON value)", False, _ANY, 200, None),
-    ("/api/login", "post", "Log in: bearer token and session cookie", True, _CRED, 200, None),
-    ("/api/logout", "post", "Revoke the caller's token or session", False, None, 200, None),
-    ("/api/users", "get", "List users (admin)", False, None, 200, None),
-    ("/api/users", "post", "Create a user (admin)", False, _NEW_USER, 201, None),
-    ("/api/users/{name}", "get", "One user", False, None, 200, None),
-    ("/api/users/{name}", "put", "Change a user's role (admin)", False, _ROLE, 200, None),
-    ("/api/users/{name}", "delete", "Delete a user (admin)", False, None, 200, None),
-    ("/api/users/{name}/permissions", "get", "A user's permissions", False, None, 200, None),
-    ("/api/users/{name}/password", "put", "Change a password", False, _PASSWORD, 200, None),
-    ("/api/openapi.json", "get", "This document", True, None, 200, "application/json"),
-]
-
-EXTRA_ROUTES = []
-"""Other parts (recording, WebRTC) append their routes here in the same form."""
 
 _ENVELOPE = {
     "type": "object", "required": ["status", "version", "data", "timestamp"],
@@ -101,10 +37,28 @@ _ERRORS = {"400": "Bad request", "401": "Unauthorized", "403": "Forbidden",
            "503": "Camera not connected", "507": "Insufficient storage"}
 
 
-def document():
-    """The OpenAPI 3.1 document as a dict."""
+def collect(root):
+    """Every :class:`Route` declared under ``root`` (a resource), in tree order."""
+    seen, routes = set(), []
+
+    def visit(cls, children=()):
+        if cls not in seen:
+            seen.add(cls)
+            routes.extend(getattr(cls, "routes", ()))
+            for child in getattr(cls, "child_classes", ()):
+                visit(child)
+        for child in children:
+            visit(type(child), getattr(child, "children", {}).values())
+
+    visit(type(root), root.children.values())
+    return routes
+
+
+def document(routes):
+    """The OpenAPI 3.1 document (a dict) of ``routes``."""
     paths = {}
-    for path, method, summary, public, body, status, media in ROUTES + EXTRA_ROUTES:
+    for route in routes:
+        path, method, summary, public, body, status, media, query = route
         op = {"summary": summary, "operationId": "%s_%s" % (
             method, path.strip("/").replace("/", "_").replace("{", "").replace("}", "")),
               "responses": {}}
@@ -112,12 +66,12 @@ def document():
             name = path[path.index("{") + 1:path.index("}")]
             op["parameters"] = [{"name": name, "in": "path", "required": True,
                                  "schema": _STR}]
-        if path == "/api/snapshot":
-            op["parameters"] = [{"name": "quality", "in": "query", "required": False,
-                                 "schema": {"type": "integer", "minimum": 1, "maximum": 100}}]
+        if query:
+            op["parameters"] = [{"name": name, "in": "query", "required": False,
+                                 "schema": schema} for name, schema in query.items()]
         if public is True:
             op["security"] = []
-        elif public == V:
+        elif public == VIEWER:
             op["security"] = [{}, {"basic": []}, {"digest": []}, {"bearer": []},
                               {"cookie": []}]
         if body is not None:
@@ -157,9 +111,17 @@ def document():
 
 
 class OpenAPI(ApiResource):
-    """GET /api/openapi.json (public)."""
+    """GET /api/openapi.json (public): the document of the /api tree it is mounted in."""
 
+    routes = (
+        Route("/api/openapi.json", "get", "This document", PUBLIC, media="application/json"),
+    )
     methods = {"GET": ("get", None)}
 
+    def __init__(self, api, root):
+        super().__init__(api)
+        self.root = root
+
     def get(self, request, principal):
-        return Raw(json.dumps(document(), indent=1).encode(), b"application/json")
+        return Raw(json.dumps(document(collect(self.root)), indent=1).encode(),
+                   b"application/json")

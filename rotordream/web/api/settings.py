@@ -3,10 +3,17 @@
 from rotordream.auth import roles
 from rotordream.state import StateError
 from rotordream.web.api.base import ApiError, ApiResource, read_json
+from rotordream.web.api.schema import ANY, AUTHENTICATED, SETTINGS_BODY, VIEWER, Route
 
 
 class Settings(ApiResource):
     """GET every readable key; POST a JSON object of keys (all or nothing)."""
+
+    routes = (
+        Route("/api/settings", "get", "Every camera setting the caller may read", VIEWER),
+        Route("/api/settings", "post", "Change settings, all or nothing", AUTHENTICATED,
+              body=SETTINGS_BODY),
+    )
 
     methods = {"GET": ("get", roles.STATE_READ), "POST": ("post", None)}
 
@@ -42,6 +49,12 @@ def _confirmation(state, sent, result):
 class Setting(ApiResource):
     """GET one key; POST its new value (a bare JSON value such as 75, or {"value": 75})."""
 
+    routes = (
+        Route("/api/settings/{key}", "get", "One setting", VIEWER),
+        Route("/api/settings/{key}", "post", "Set one setting (bare JSON value)", AUTHENTICATED,
+              body=ANY),
+    )
+
     methods = {"GET": ("get", roles.STATE_READ), "POST": ("post", None),
                "PUT": ("post", None)}
     isLeaf = True
@@ -61,3 +74,7 @@ class Setting(ApiResource):
             body = body[self.key]
         result = self.ctx.state.set({self.key: body}, principal, origin="rest")
         return _confirmation(self.ctx.state, {self.key: body}, result)
+
+
+# The classes made per request, for the OpenAPI document.
+Settings.child_classes = (Setting,)

@@ -8,6 +8,7 @@ from collections import Counter
 from rotordream import API_VERSION, PRODUCT, __version__
 from rotordream.auth import roles
 from rotordream.web.api.base import ApiError, ApiResource, Raw
+from rotordream.web.api.schema import PUBLIC, VIEWER, Route
 
 CAPABILITIES = ["rest", "websocket", "rtsp", "snapshot", "recording", "onvif", "ptz", "motors"]
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -21,6 +22,10 @@ def host_of(request):
 
 class Info(ApiResource):
     """GET /api/info: product, version and how to reach the streams (public)."""
+
+    routes = (
+        Route("/api/info", "get", "Product, version, capabilities and stream URLs", PUBLIC),
+    )
 
     methods = {"GET": ("get", None)}
 
@@ -38,6 +43,10 @@ class Info(ApiResource):
 
 class Health(ApiResource):
     """GET /api/health: is the daemon serving and is the camera delivering frames (public)."""
+
+    routes = (
+        Route("/api/health", "get", "Liveness for monitoring", PUBLIC),
+    )
 
     methods = {"GET": ("get", None)}
 
@@ -84,6 +93,11 @@ def sees_sessions(principal):
 class Status(ApiResource):
     """GET /api/status: uptime, CPU, memory, disk, encoder counters, recording, clients."""
 
+    routes = (
+        Route("/api/status", "get", "Uptime, CPU, memory, disk, encoder counters, clients (RTSP "
+              "session ids and client addresses shown to operators and admins only)", VIEWER),
+    )
+
     methods = {"GET": ("get", roles.STATUS_READ)}
 
     def __init__(self, api):
@@ -119,6 +133,10 @@ class Status(ApiResource):
 class CameraStatus(ApiResource):
     """GET /api/camera/status: heads present, signal, current size and rate."""
 
+    routes = (
+        Route("/api/camera/status", "get", "Camera heads, signal, size and rate", VIEWER),
+    )
+
     methods = {"GET": ("get", roles.STATUS_READ)}
 
     def get(self, request, principal):
@@ -133,6 +151,10 @@ class CameraStatus(ApiResource):
 
 class Streams(ApiResource):
     """GET /api/streams: each stream's URL, codec, size, rate, bitrate and clients."""
+
+    routes = (
+        Route("/api/streams", "get", "Each stream: URL, codec, size, fps, bitrate, clients", VIEWER),
+    )
 
     methods = {"GET": ("get", roles.STATUS_READ)}
 
@@ -157,6 +179,11 @@ class Streams(ApiResource):
 
 class Snapshot(ApiResource):
     """GET /api/snapshot[?quality=1-100][&snap=ID]: a JPEG of the latest frame."""
+
+    routes = (
+        Route("/api/snapshot", "get", "JPEG of the latest frame", VIEWER, media="image/jpeg",
+              query={"quality": {"type": "integer", "minimum": 1, "maximum": 100}}),
+    )
 
     methods = {"GET": ("get", roles.SNAPSHOT_READ)}
 

@@ -7,6 +7,8 @@ from rotordream.auth.service import SESSION_COOKIE, AuthError
 from rotordream.auth.users import UserError
 from rotordream.web.api.base import ApiError, ApiResource, client_key, envelope, read_json, \
     require_object
+from rotordream.web.api.schema import (AUTHENTICATED, CREDENTIALS, NEW_USER, PASSWORD, PUBLIC,
+                                       ROLE, Route)
 
 
 def _user_error(e):
@@ -16,6 +18,11 @@ def _user_error(e):
 
 class Login(ApiResource):
     """POST {"username", "password"} -> bearer token (also at the top level) and a cookie."""
+
+    routes = (
+        Route("/api/login", "post", "Log in: bearer token and session cookie", PUBLIC,
+              body=CREDENTIALS),
+    )
 
     methods = {"POST": ("post", None)}
     public_write = True
@@ -47,6 +54,10 @@ class Login(ApiResource):
 class Logout(ApiResource):
     """POST: revoke the token or session that authenticated this request."""
 
+    routes = (
+        Route("/api/logout", "post", "Revoke the caller's token or session", AUTHENTICATED),
+    )
+
     methods = {"POST": ("post", roles.STATE_READ)}
 
     def post(self, request, principal):
@@ -70,6 +81,11 @@ def _user_view(store, name):
 
 class Users(ApiResource):
     """GET the users; POST {"username", "password", "role"} to add one (admins)."""
+
+    routes = (
+        Route("/api/users", "get", "List users (admin)", AUTHENTICATED),
+        Route("/api/users", "post", "Create a user (admin)", AUTHENTICATED, body=NEW_USER, status=201),
+    )
 
     methods = {"GET": ("get", roles.USERS_ADMIN), "POST": ("post", roles.USERS_ADMIN)}
 
@@ -98,6 +114,12 @@ class Users(ApiResource):
 
 class User(ApiResource):
     """GET/PUT {"role"}/DELETE one user (admins; a user may GET itself)."""
+
+    routes = (
+        Route("/api/users/{name}", "get", "One user", AUTHENTICATED),
+        Route("/api/users/{name}", "put", "Change a user's role (admin)", AUTHENTICATED, body=ROLE),
+        Route("/api/users/{name}", "delete", "Delete a user (admin)", AUTHENTICATED),
+    )
 
     methods = {"GET": ("get", roles.STATE_READ), "PUT": ("put", roles.USERS_ADMIN),
                "DELETE": ("delete", roles.USERS_ADMIN)}
@@ -145,6 +167,10 @@ class User(ApiResource):
 class Permissions(User):
     """GET the permissions of a user (the user itself or an admin)."""
 
+    routes = (
+        Route("/api/users/{name}/permissions", "get", "A user's permissions", AUTHENTICATED),
+    )
+
     methods = {"GET": ("get", roles.STATE_READ)}
     isLeaf = True
 
@@ -156,6 +182,11 @@ class Permissions(User):
 
 class Password(User):
     """PUT {"password"[, "current"]}: admins set any password; users change their own."""
+
+    routes = (
+        Route("/api/users/{name}/password", "put", "Change a password", AUTHENTICATED,
+              body=PASSWORD),
+    )
 
     methods = {"PUT": ("put", roles.STATE_READ), "POST": ("put", roles.STATE_READ)}
     isLeaf = True
@@ -185,3 +216,8 @@ class Password(User):
         except UserError as e:
             raise _user_error(e)
         return {"username": self.name, "password_changed": True}
+
+
+# The classes made per request, for the OpenAPI document.
+Users.child_classes = (User,)
+User.child_classes = (Permissions, Password)

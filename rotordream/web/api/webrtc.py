@@ -15,8 +15,8 @@ switch or hang up.
 import re
 
 from rotordream.auth import roles
-from rotordream.web.api import openapi
 from rotordream.web.api.base import ApiError, ApiResource, client_key, envelope, read_json
+from rotordream.web.api.schema import VIEWER, Route
 from rotordream.webrtc.access import Caller
 
 COOKIE = b"rotordream_webrtc"
@@ -32,23 +32,8 @@ def _description_schema(kind):
 
 
 
-openapi.EXTRA_ROUTES.extend([
-    ("/api/webrtc/offer", "get", "The camera's SDP offer for a live view (?stream=stream1|"
-     "stream2); also sets the session cookie the answer is matched by", openapi.V, None,
-     200, None),
-    ("/api/webrtc/offer", "post", "Answer a viewer's SDP offer (?stream=); WHEP-style",
-     openapi.V, _description_schema("offer"), 200, None),
-    ("/api/webrtc/answer", "post", "The browser's SDP answer to the camera's offer",
-     openapi.V, _description_schema("answer"), 200, None),
-    ("/api/webrtc/sessions", "get", "WebRTC sessions: id, stream, user, state (operators "
-     "see all and their client addresses, others their own)", openapi.V, None, 200, None),
-    ("/api/webrtc/sessions/{id}", "delete", "End a WebRTC session (its opener, an operator "
-     "or an admin)", openapi.V, None, 200, None),
-    ("/api/webrtc/sessions/{id}", "patch", "Switch a session to the other stream from its "
-     "next keyframe, without renegotiating", openapi.V,
-     {"type": "object", "required": ["stream"], "additionalProperties": False,
-      "properties": {"stream": {"enum": list(STREAMS)}}}, 200, None),
-])
+SWITCH_BODY = {"type": "object", "required": ["stream"], "additionalProperties": False,
+               "properties": {"stream": {"enum": list(STREAMS)}}}
 
 
 def _description(request, kind):
@@ -88,6 +73,13 @@ def _with_description(result):
 class Offer(ApiResource):
     """GET: the camera offers. POST: the viewer offers and gets the answer."""
 
+    routes = (
+        Route("/api/webrtc/offer", "get", "The camera's SDP offer for a live view (?stream=stream1|"
+              "stream2); also sets the session cookie the answer is matched by", VIEWER),
+        Route("/api/webrtc/offer", "post", "Answer a viewer's SDP offer (?stream=); WHEP-style",
+              VIEWER, body=_description_schema("offer")),
+    )
+
     isLeaf = True
     methods = {"GET": ("get", roles.STREAM_WATCH), "POST": ("post", roles.STREAM_WATCH)}
 
@@ -117,6 +109,11 @@ class Offer(ApiResource):
 class Answer(ApiResource):
     """POST the browser's answer to the camera's offer."""
 
+    routes = (
+        Route("/api/webrtc/answer", "post", "The browser's SDP answer to the camera's offer",
+              VIEWER, body=_description_schema("answer")),
+    )
+
     isLeaf = True
     methods = {"POST": ("post", roles.STREAM_WATCH)}
 
@@ -144,6 +141,11 @@ class Sessions(ApiResource):
     """GET the list: operators and admins see every session, a user their own, an
     anonymous client those opened with its viewer key from its address."""
 
+    routes = (
+        Route("/api/webrtc/sessions", "get", "WebRTC sessions: id, stream, user, state (operators "
+              "see all and their client addresses, others their own)", VIEWER),
+    )
+
     methods = {"GET": ("get", roles.STREAM_WATCH)}
 
     def get(self, request, principal):
@@ -156,6 +158,13 @@ class Sessions(ApiResource):
 
 class OneSession(ApiResource):
     """DELETE /api/webrtc/sessions/<id>: hang up. PATCH {"stream": ...}: switch streams."""
+
+    routes = (
+        Route("/api/webrtc/sessions/{id}", "delete", "End a WebRTC session (its opener, an operator "
+              "or an admin)", VIEWER),
+        Route("/api/webrtc/sessions/{id}", "patch", "Switch a session to the other stream from its "
+              "next keyframe, without renegotiating", VIEWER, body=SWITCH_BODY),
+    )
 
     isLeaf = True
     methods = {"DELETE": ("delete", roles.STREAM_WATCH), "PATCH": ("patch", roles.STREAM_WATCH)}
@@ -190,8 +199,5 @@ class WebRTCRoot(ApiResource):
         self.putChild(b"sessions", Sessions(api))
 
 
-def make_webrtc_resources(ctx, api):
-    """``{b"webrtc": resource}`` for /api, or nothing when WebRTC is off."""
-    if getattr(ctx, "webrtc", None) is None:
-        return {}
-    return {b"webrtc": WebRTCRoot(api)}
+# The classes made per request, for the OpenAPI document.
+Sessions.child_classes = (OneSession,)

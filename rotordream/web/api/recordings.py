@@ -15,33 +15,24 @@ from twisted.web import static
 from rotordream.auth import roles
 from rotordream.recording.store import UnknownRecording, valid_id
 from rotordream.web import byteranges
-from rotordream.web.api import openapi
 from rotordream.web.api.base import ApiError, ApiResource, error_body, read_json, \
     write_json
+from rotordream.web.api.schema import AUTHENTICATED, VIEWER, Route
 
 MAX_PAGE = 1000
 
-_START_BODY = {"type": "object", "additionalProperties": False,
-               "properties": {"name": {"type": "string", "maxLength": 64},
-                              "duration": {"type": "number", "exclusiveMinimum": 0}}}
-openapi.EXTRA_ROUTES.extend([
-    ("/api/recording/start", "post", "Start recording stream1 (optional name, duration "
-     "limit in seconds)", False, None, 200, None),
-    ("/api/recording/stop", "post", "Stop recording", False, None, 200, None),
-    ("/api/recording/pause", "post", "Pause recording", False, None, 200, None),
-    ("/api/recording/resume", "post", "Resume a paused recording", False, None, 200, None),
-    ("/api/recording/status", "get", "Recording state, id, duration, bytes, free space",
-     "viewer", None, 200, None),
-    ("/api/recordings", "get", "Recordings, newest first (offset, limit, since, until)",
-     "viewer", None, 200, None),
-    ("/api/recordings/{id}", "get", "Download a recording (MP4, HTTP Range supported)",
-     "viewer", None, 200, "video/mp4"),
-    ("/api/recordings/{id}", "delete", "Delete a recording (operator)", False, None, 200, None),
-])
 
 
 class Control(ApiResource):
     """POST /api/recording/<verb>: start, stop, pause, resume."""
+
+    routes = (
+        Route("/api/recording/start", "post", "Start recording stream1 (optional name, duration "
+              "limit in seconds)", AUTHENTICATED),
+        Route("/api/recording/stop", "post", "Stop recording", AUTHENTICATED),
+        Route("/api/recording/pause", "post", "Pause recording", AUTHENTICATED),
+        Route("/api/recording/resume", "post", "Resume a paused recording", AUTHENTICATED),
+    )
 
     isLeaf = True
     methods = {"POST": ("post", roles.RECORDING_CONTROL)}
@@ -83,6 +74,11 @@ class Control(ApiResource):
 
 class Status(ApiResource):
     """GET /api/recording/status."""
+
+    routes = (
+        Route("/api/recording/status", "get", "Recording state, id, duration, bytes, free space",
+              VIEWER),
+    )
 
     isLeaf = True
     methods = {"GET": ("get", roles.RECORDINGS_READ)}
@@ -136,6 +132,11 @@ def _int_arg(request, name, default, lo, hi):
 class Recordings(ApiResource):
     """GET /api/recordings: the index, newest first, with paging and time filters."""
 
+    routes = (
+        Route("/api/recordings", "get", "Recordings, newest first (offset, limit, since, until)",
+              VIEWER),
+    )
+
     methods = {"GET": ("get", roles.RECORDINGS_READ)}
 
     def get(self, request, principal):
@@ -159,6 +160,12 @@ class Recordings(ApiResource):
 
 class OneRecording(ApiResource):
     """GET (download, Range) or DELETE /api/recordings/<id>."""
+
+    routes = (
+        Route("/api/recordings/{id}", "get", "Download a recording (MP4, HTTP Range supported)",
+              VIEWER, media="video/mp4"),
+        Route("/api/recordings/{id}", "delete", "Delete a recording (operator)", AUTHENTICATED),
+    )
 
     isLeaf = True
     methods = {"GET": ("get", roles.RECORDINGS_READ),
@@ -241,9 +248,5 @@ def _unsatisfiable(request, size, reason):
                       {b"content-range": b"bytes */%d" % size, b"accept-ranges": b"bytes"})
 
 
-def make_recording_resources(ctx, api):
-    """The children of /api this part adds: recording and recordings."""
-    if ctx.recorder is None:
-        return {}
-    return {b"recording": RecordingRoot(api), b"recordings": Recordings(api)}
-
+# The classes made per request, for the OpenAPI document.
+Recordings.child_classes = (OneRecording,)
