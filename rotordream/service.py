@@ -5,19 +5,16 @@ the shared :class:`rotordream.context.Context`.
 """
 
 import asyncio
-import errno
-import importlib
 import os
 import sys
 import time
 
 from twisted.application import service
-from twisted.application.internet import StreamServerEndpointService
-from twisted.internet import endpoints, error
 from twisted.logger import Logger
 from twisted.python import threadpool, usage
 
 from rotordream import config as configmod
+from rotordream.listener import Listener
 
 log = Logger()
 
@@ -89,68 +86,6 @@ class Options(usage.Options):
             raise SystemExit("rotordream: %s" % e)
 
 
-class Listener(StreamServerEndpointService):
-    """A listening port that fails the start with a clear message when it cannot bind."""
-
-    def __init__(self, reactor, description, factory, option, tls=None):
-        if tls is not None:
-            endpoint = _tls_endpoint(reactor, description, tls)
-        else:
-            endpoint = endpoints.serverFromString(reactor, description)
-        super().__init__(endpoint, factory)
-        self.description = description
-        self.option = option
-        self.port = None
-        self._raiseSynchronously = True
-
-    def privilegedStartService(self):
-        """Bind now, so a taken or privileged port stops the start with one line."""
-        try:
-            super().privilegedStartService()
-        except error.CannotListenError as e:
-            raise SystemExit("rotordream: " + listen_error_message(self.option,
-                                                                   self.description, e))
-        self._waitingForPort.addCallback(self._bound)
-
-    def _bound(self, port):
-        self.port = port
-        return port
-
-
-def _tls_endpoint(reactor, description, context_factory):
-    """An SSL endpoint from ``ssl:PORT[:interface=...]`` with our context factory."""
-    parts = description.split(":")
-    kwargs = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
-    return endpoints.SSL4ServerEndpoint(reactor, int(parts[1]), context_factory,
-                                        interface=kwargs.get("interface", ""))
-
-
-def listen_error_message(option, description, exc):
-    """Say why ``description`` could not be bound and how to pick another port."""
-    socket_error = getattr(exc, "socketError", None)
-    code = getattr(socket_error, "errno", None)
-    if code == errno.EADDRINUSE:
-        why = "the port is already in use"
-    elif code in (errno.EACCES, errno.EPERM):
-        why = "ports below 1024 need root"
-    else:
-        why = str(socket_error or exc)
-    example = "tcp:8554" if option in ("rtsp", "rtsps") else "tcp:8080"
-    return ("cannot listen on %s (--%s): %s; pick another port with --%s %s or in the "
-            "config file" % (description, option, why, option, example))
-
-
-def _part(module, name):
-    """The factory ``name`` of ``module``, or a no-op while that part is not built yet."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ModuleNotFoundError as e:
-        if e.name != module and not module.startswith(e.name + "."):
-            raise
-        log.warn("{module} is not available yet; running without it", module=module)
-        return lambda *a, **kw: None
-
-
 def _add(parent, child):
     if child is not None:
         child.setServiceParent(parent)
@@ -173,11 +108,21 @@ def makeService(options):
     """Build the daemon: one MultiService holding every part."""
     from twisted.internet import reactor
 
+    # Imported here, not at the top: twistd parses Options (which installs the asyncio
+    # reactor) before the parts, some of which import the reactor, are loaded.
     from rotordream.auth.service import AuthService
     from rotordream.context import Context
+    from rotordream.discovery.service import make_discovery_service
     from rotordream.media.pipeline import VideoPipeline
     from rotordream.media.sources import make_source
+    from rotordream.motor.service import make_motor_service
+    from rotordream.onvif.service import make_onvif_service
+    from rotordream.recording.recorder import make_recorder_service
+    from rotordream.rtsp.service import make_rtsp_service
     from rotordream.state import CameraState
+    from rotordream.web.site import make_site
+    from rotordream.web.tls import make_tls_context_factory
+    from rotordream.webrtc.sessions import make_webrtc_service
 
     cfg = options["parsed"]
     state_dir = _state_dir(cfg.server.state_dir)
@@ -207,32 +152,29 @@ def makeService(options):
     ctx.pipeline.setServiceParent(top)
 
     if cfg.server.motor != "none":
-        _add(top, _part("rotordream.motor.service", "make_motor_service")(ctx))
+        _add(top, make_motor_service(ctx))
 
     tls = None
     if cfg.server.https or cfg.server.rtsps:
-        tls = _part("rotordream.web.tls", "make_tls_context_factory")(ctx)
+        tls = make_tls_context_factory(ctx)
 
     # The RTSP server exists before the recorder so playback mounts can register.
-    make_rtsp = _part("rotordream.rtsp.service", "make_rtsp_service")
-    _add(top, make_rtsp(ctx, cfg.server.rtsp))
+    _add(top, make_rtsp_service(ctx, cfg.server.rtsp))
     if cfg.server.rtsps:
-        _add(top, make_rtsp(ctx, cfg.server.rtsps, tls_context_factory=tls))
+        _add(top, make_rtsp_service(ctx, cfg.server.rtsps, tls_context_factory=tls))
 
-    _add(top, _part("rotordream.recording.recorder", "make_recorder_service")(ctx))
-    _add(top, _part("rotordream.onvif.service", "make_onvif_service")(ctx))
-    _add(top, _part("rotordream.webrtc.sessions", "make_webrtc_service")(ctx))
+    _add(top, make_recorder_service(ctx))
+    _add(top, make_onvif_service(ctx))
+    _add(top, make_webrtc_service(ctx))
 
-    listeners = []
-    site = _part("rotordream.web.site", "make_site")(ctx)
-    if site is not None:
-        listeners.append(Listener(reactor, cfg.server.http, site, "http"))
-        if cfg.server.https:
-            listeners.append(Listener(reactor, cfg.server.https, site, "https", tls=tls))
+    site = make_site(ctx)
+    listeners = [Listener(reactor, cfg.server.http, site, "http")]
+    if cfg.server.https:
+        listeners.append(Listener(reactor, cfg.server.https, site, "https", tls=tls))
     for listener in listeners:
         listener.setServiceParent(top)
 
-    _add(top, _part("rotordream.discovery.service", "make_discovery_service")(ctx))
+    _add(top, make_discovery_service(ctx))
     _Lifecycle(ctx, listeners).setServiceParent(top)
     top.context = ctx
     return top

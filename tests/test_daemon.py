@@ -90,7 +90,7 @@ def test_privileged_port_message():
 
     from twisted.internet.error import CannotListenError
 
-    from rotordream.service import listen_error_message
+    from rotordream.listener import listen_error_message
     err = CannotListenError("", 80, OSError(errno_mod.EACCES, "Permission denied"))
     assert listen_error_message("http", "tcp:80", err) == (
         "cannot listen on tcp:80 (--http): ports below 1024 need root; pick another port with "

@@ -2,6 +2,7 @@
 
 from twisted.application import service
 
+from rotordream.listener import Listener
 from rotordream.rtsp.server import RTSPFactory, RTSPServer
 
 
@@ -29,8 +30,6 @@ def make_rtsp_service(ctx, endpoint_description, tls_context_factory=None):
     A second call (RTSPS) adds a listener to the same server, so sessions,
     limits and the packetized streams are shared.
     """
-    from rotordream.service import Listener
-
     option = "rtsps" if tls_context_factory is not None else "rtsp"
     listener = Listener(ctx.reactor, endpoint_description, None, option,
                         tls=tls_context_factory)
