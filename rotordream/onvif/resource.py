@@ -1,23 +1,20 @@
 """The twisted.web adapter: /onvif/<service>_service resources around one Dispatcher."""
 
-import importlib
 import ipaddress
 
 from twisted.logger import Logger
 from twisted.web import resource, server
 
 from rotordream.auth import origin
-from rotordream.onvif import soap
+from rotordream.onvif import device, deviceio, events, imaging, media, ptz, soap
 from rotordream.onvif.dispatch import Dispatcher
 
 log = Logger()
 
-SERVICES = ("device", "media", "ptz", "imaging", "events", "deviceio")
-
-# Service name -> module whose OPS table it serves (absent modules are skipped).
-_MODULES = {"device": "rotordream.onvif.device", "media": "rotordream.onvif.media",
-            "ptz": "rotordream.onvif.ptz", "imaging": "rotordream.onvif.imaging",
-            "events": "rotordream.onvif.events", "deviceio": "rotordream.onvif.deviceio"}
+# Service name -> the operations table served at /onvif/<name>_service.
+TABLES = {"device": device.OPS, "media": media.OPS, "ptz": ptz.OPS, "imaging": imaging.OPS,
+          "events": events.OPS, "deviceio": deviceio.OPS}
+SERVICES = tuple(TABLES)
 
 
 def request_host(request):
@@ -167,15 +164,8 @@ def _fault_body(request, fault):
 
 
 def make_onvif_resource(ctx):
-    """The /onvif resource with every service table that is built."""
+    """The /onvif resource serving every ONVIF service's operations."""
     root = OnvifRoot(Dispatcher(ctx))
-    for name, module in _MODULES.items():
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
-            continue
-        root.register(name, mod.OPS)
-    ctx.onvif = root
+    for name, table in TABLES.items():
+        root.register(name, table)
     return root

@@ -403,7 +403,7 @@ def test_dispatcher_registers_extra_tables(onvif):
     table = Table("tev")
     table.op("GetServiceCapabilities", PRE_AUTH)(
         lambda call: E("tev:GetServiceCapabilitiesResponse"))
-    ctx.onvif.register("events", table)
+    d.register("events", table)
     status, _, doc = run(d, "events", envelope(
         '<tev:GetServiceCapabilities xmlns:tev="http://www.onvif.org/ver10/events/wsdl"/>'))
     assert status == 200
@@ -509,7 +509,7 @@ def test_long_operations_are_cancelled_and_see_their_path(onvif):
         paths.append(call.path)
         return defer.Deferred(lambda _: cancelled.append(True))
     table.op("PullMessages", PRE_AUTH)(pull)
-    ctx.onvif.register("events", table)
+    d.register("events", table)
     results = []
     pending = d.handle("events", envelope(
         '<tev:PullMessages xmlns:tev="http://www.onvif.org/ver10/events/wsdl"/>'),
