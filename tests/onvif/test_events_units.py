@@ -12,6 +12,9 @@ from rotordream.auth.service import AuthService
 from rotordream.config import from_dict
 from rotordream.context import Context
 from rotordream.onvif import events, topics
+from rotordream.onvif.broker import ADMIN_HEADROOM, Broker, SubscriptionLimit, quota_owner
+from rotordream.onvif.eventsources import broker_for, make_events_service
+from rotordream.onvif.subscriptions import PullPoint
 from rotordream.onvif.resource import make_onvif_resource
 from rotordream.state import CameraState
 from rotordream.testing import FakePipeline
@@ -54,7 +57,7 @@ def make_ev(tmp_path, monkeypatch):
             if name not in ctx.auth.users.names():
                 ctx.auth.users.add(name, role + "-password", role)
         root = make_onvif_resource(ctx)
-        broker = events.broker_for(ctx)
+        broker = broker_for(ctx)
         posts = []
         broker.post = lambda url, body: posts.append((url, body)) or defer.succeed(200)
         return Ev(root.dispatcher, ctx, clock, broker, posts)
@@ -319,9 +322,9 @@ def test_subscriptions_are_capped_and_admins_have_headroom(make_ev):
     assert "all 2 event subscriptions are taken" in refused(ev, **VIEWER2)
     refused(ev, SUBSCRIBE, **OPERATOR)
     # The administrator still subscribes, up to a hard ceiling past the total.
-    for _ in range(events.ADMIN_HEADROOM):
+    for _ in range(ADMIN_HEADROOM):
         ev.create()
-    assert len(ev.broker.subscriptions) == 2 + events.ADMIN_HEADROOM
+    assert len(ev.broker.subscriptions) == 2 + ADMIN_HEADROOM
     assert "administrators" in refused(ev)
     refused(ev, SUBSCRIBE)
     for sub_id in list(ev.broker.subscriptions)[2:]:
@@ -356,14 +359,14 @@ def test_one_user_stops_at_its_quota_and_others_still_subscribe(make_ev):
 def test_the_quota_counts_anonymous_clients_as_one_user_and_admins_only_when_signed_in():
     from rotordream.auth import roles
     clock = Clock()
-    broker = events.Broker(clock, max_subscriptions=10, max_per_user=2)
+    broker = Broker(clock, max_subscriptions=10, max_per_user=2)
     flt = topics.parse_filter(None)
 
     def add(principal):
-        return broker.add(events.PullPoint, 60.0, flt, *events.quota_owner(principal))
+        return broker.add(PullPoint, 60.0, flt, *quota_owner(principal))
     add(roles.anonymous())
     add(roles.anonymous("admin"))                   # no credentials: no admin exemption
-    with pytest.raises(events.SubscriptionLimit):
+    with pytest.raises(SubscriptionLimit):
         add(roles.anonymous())
     # A user literally called "anonymous" is another user.
     add(roles.Principal("anonymous", "viewer"))
@@ -521,11 +524,11 @@ def test_events_service_starts_the_broker_and_stops_subscriptions(tmp_path):
     clock = ThreadClock()
     cfg = from_dict({"server": {"state_dir": str(tmp_path)}})
     ctx = Context(config=cfg, reactor=clock, state=CameraState(None))
-    svc = events.make_events_service(ctx)
+    svc = make_events_service(ctx)
     svc.startService()
     broker = ctx.events
-    assert isinstance(broker, events.Broker) and events.broker_for(ctx) is broker
-    sub = broker.add(events.PullPoint, clock.seconds() + 60, topics.TopicFilter())
+    assert isinstance(broker, Broker) and broker_for(ctx) is broker
+    sub = broker.add(PullPoint, clock.seconds() + 60, topics.TopicFilter())
     d = sub.pull(30, 10)
     sub.take(100)
     svc.stopService()

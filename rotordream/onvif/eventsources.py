@@ -1,0 +1,128 @@
+"""What feeds the ONVIF event broker, and the service that runs it with the daemon.
+
+The camera state (``record``, ``motor-state``, the motor's fault events) and a
+:mod:`rotordream.media.motion` detector on the pipeline's frames become
+property events on the broker's topics. :func:`broker_for` makes the broker
+on first use (``ctx.events``); :class:`EventsService` makes it when the daemon
+starts, so motion is tracked before anyone asks, and ends every subscription
+at shutdown.
+"""
+
+from twisted.application import service
+
+from rotordream.onvif import topics
+from rotordream.onvif.broker import Broker
+from rotordream.onvif.notify import agent_post
+from rotordream.onvif.topics import (MOTION, MOTION_ALARM, MOTOR_FAILURE, PTZ_MOVE,
+                                     RECORDING_JOB, RECORDING_STATE)
+
+# Tokens the event sources name; they match the media and PTZ services'.
+VIDEO_SOURCE = "video_source"
+VIDEO_SOURCE_CONFIG = "video_source_config"
+ANALYTICS_CONFIG = "analytics_config"
+MOTION_RULE = "cell_motion"
+RECORDING_JOB_TOKEN = "record_job"
+RECORDING_TOKEN = "recording"
+PTZ_CONFIG = "ptz_config"
+PTZ_NODE = "ptz_node"
+
+
+def record_events(value):
+    """(topic, source, data) triples for a ``record`` state value."""
+    active = value is True   # "paused" writes nothing
+    return ((RECORDING_JOB, {"RecordingJobToken": RECORDING_JOB_TOKEN},
+             {"State": "Active" if active else "Idle"}),
+            (RECORDING_STATE, {"RecordingToken": RECORDING_TOKEN}, {"IsRecording": active}))
+
+
+def motor_events(value):
+    """(topic, source, data) triples for a ``motor-state`` value."""
+    return ((PTZ_MOVE, {"PTZConfigurationToken": PTZ_CONFIG},
+             {"PanTilt": "MOVING" if value == "moving" else "IDLE"}),
+            (MOTOR_FAILURE, {"Token": PTZ_NODE}, {"Failed": value == "fault"}))
+
+
+def motion_events(moving):
+    """(topic, source, data) triples for the motion detector's verdict."""
+    return ((MOTION, {"VideoSourceConfigurationToken": VIDEO_SOURCE_CONFIG,
+                      "VideoAnalyticsConfigurationToken": ANALYTICS_CONFIG,
+                      "Rule": MOTION_RULE}, {"IsMotion": bool(moving)}),
+            (MOTION_ALARM, {"Source": VIDEO_SOURCE}, {"State": bool(moving)}))
+
+
+def attach_sources(broker, ctx, motion_detector=True):
+    """Feed ``broker`` from ``ctx.state`` (record, motor-state, motor faults) and a motion
+    detector on ``ctx.pipeline``; publish the current values first."""
+    state = ctx.state
+    has_motor = getattr(ctx, "motor", None) is not None
+
+    def publish(triples, utc=None):
+        for topic, source, data in triples:
+            if topic in broker.topics:
+                broker.publish(topic, source, data, utc)
+
+    publish(record_events(state.get("record")))
+    if has_motor:
+        publish(motor_events(state.get("motor-state")))
+    publish(motion_events(False))
+
+    def changed(changes, origin):
+        if "record" in changes:
+            publish(record_events(changes["record"]))
+        if "motor-state" in changes and has_motor:
+            publish(motor_events(changes["motor-state"]))
+
+    def happened(event):
+        # The motor service announces a lost controller as an event, too.
+        if has_motor and isinstance(event, dict) and event.get("code") == "MOTOR_FAULT":
+            publish(((MOTOR_FAILURE, {"Token": PTZ_NODE}, {"Failed": True}),))
+
+    broker.on_stop(state.subscribe(changed))
+    if hasattr(state, "subscribe_events"):
+        broker.on_stop(state.subscribe_events(happened))
+    if motion_detector:
+        from rotordream.media import motion
+        broker.detector = motion.attach(getattr(ctx, "pipeline", None), ctx.reactor,
+                                        lambda moving, t: publish(motion_events(moving), t))
+
+
+def broker_for(ctx):
+    """The context's broker, made and fed on first use (``ctx.events``)."""
+    broker = getattr(ctx, "events", None)
+    if isinstance(broker, Broker):
+        return broker
+    has_motor = getattr(ctx, "motor", None) is not None
+    topic_list = [t for t in topics.TOPICS
+                  if has_motor or t not in (PTZ_MOVE, MOTOR_FAILURE)]
+    cfg = getattr(ctx.config, "onvif", None)
+    broker = Broker(ctx.reactor, getattr(cfg, "max_subscriptions", 16),
+                    agent_post(ctx.reactor), topic_list,
+                    getattr(cfg, "max_subscriptions_per_user", None))
+    attach_sources(broker, ctx)
+    ctx.events = broker
+    return broker
+
+
+class EventsService(service.Service):
+    """Starts the broker with the daemon (so motion is tracked before anyone asks) and ends
+    every subscription at shutdown."""
+
+    name = "onvif-events"
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def startService(self):
+        service.Service.startService(self)
+        broker_for(self.ctx)
+
+    def stopService(self):
+        service.Service.stopService(self)
+        broker = getattr(self.ctx, "events", None)
+        if isinstance(broker, Broker):
+            broker.stop()
+
+
+def make_events_service(ctx):
+    """The IService for ``make_onvif_service`` to add."""
+    return EventsService(ctx)
