@@ -36,20 +36,13 @@ ROLE_PERMISSIONS = {
     "guest": frozenset(),
 }
 
-# Highest first: used to compare roles ("operator or better").
+# Every role name, highest first.
 ROLES = ("admin", "operator", "viewer", "guest")
 
 
 def permissions_for(role):
     """The permission set of a role name; unknown roles get nothing."""
     return ROLE_PERMISSIONS.get(role, frozenset())
-
-
-def role_at_least(role, minimum):
-    """True when ``role`` ranks at or above ``minimum``."""
-    if role not in ROLES or minimum not in ROLES:
-        return False
-    return ROLES.index(role) <= ROLES.index(minimum)
 
 
 @dataclass(frozen=True)
