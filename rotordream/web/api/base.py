@@ -4,12 +4,17 @@ Subclass :class:`ApiResource`, declare ``methods = {"GET": (handler_name,
 permission)}`` (permission None = public) and write handlers
 ``handler(request, principal)`` returning data for the envelope, a
 Deferred of it, or a :class:`Raw` response. Raise :class:`ApiError` for
-errors. The recording and WebRTC resources reuse this base.
+errors. Declare ``routes`` (:class:`rotordream.web.api.schema.Route`) for the
+OpenAPI document, and ``child_classes`` for the resources made per request.
 
 Every call first passes the checks that cost nothing (rate limit, 405, 413,
 a foreign browser Origin 403, a body typed other than JSON 415), then authentication,
 which may be asynchronous (password hashes are verified off the reactor),
 then the permission check and the handler.
+
+Why it is long: it is the one request flow every REST resource shares (limits,
+method, body, origin and content-type checks, authentication, permissions,
+the envelope and every error shape); split, that flow would be read across files.
 """
 
 import json
