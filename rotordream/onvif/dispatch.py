@@ -109,15 +109,13 @@ class Dispatcher:
     def __init__(self, ctx, clock=None):
         self.ctx = ctx
         self.tables = {}
-        cfg = getattr(ctx.config, "onvif", None)
-        users = ctx.auth.users if ctx.auth is not None else None
+        cfg = ctx.config.onvif
+        users = ctx.auth.users
         # Built at start: tokens Created before now are refused (see wsse.Verifier).
         self.verifier = wsse.Verifier(
-            password_for=(lambda name: users.secret(name)) if users else (lambda name: None),
-            clock=clock or ctx.reactor,
-            window=getattr(cfg, "created_window", 300),
-            allow_text=getattr(cfg, "password_text", False),
-            digest_refusal=getattr(users, "copies_refused", None))
+            password_for=users.secret, clock=clock or ctx.reactor,
+            window=cfg.created_window, allow_text=cfg.password_text,
+            digest_refusal=users.copies_refused)
         self._hand_over_nonces(ctx)
 
     def _hand_over_nonces(self, ctx):

@@ -74,13 +74,12 @@ def video_encoder_configuration(call, token, tag="trt:Configurations"):
              E("tt:Multicast", E("tt:Address", E("tt:Type", "IPv4"),
                                  E("tt:IPv4Address", "0.0.0.0")),
                E("tt:Port", 0), E("tt:TTL", 0), E("tt:AutoStart", False)),
-             E("tt:SessionTimeout", "PT%dS" % getattr(getattr(call.ctx.config, "rtsp", None),
-                                                      "session_timeout", 60)),
+             E("tt:SessionTimeout", "PT%dS" % call.ctx.config.rtsp.session_timeout),
              token=token)
 
 
 def _h264_profile(call):
-    profile = getattr(getattr(call.ctx.config, "video", None), "profile", "baseline")
+    profile = call.ctx.config.video.profile
     return {"baseline": "Baseline", "main": "Main", "high": "High"}.get(profile, "Baseline")
 
 

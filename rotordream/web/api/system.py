@@ -110,7 +110,7 @@ class Status(ApiResource):
         disk = shutil.disk_usage(ctx.config.server.state_dir)
         recorder = ctx.recorder.status() if ctx.recorder is not None else None
         rtsp = ctx.rtsp.sessions() if ctx.rtsp is not None else []
-        ws = getattr(ctx, "websocket", None)
+        ws = ctx.websocket
         if not sees_sessions(principal):
             # A session id is what PAUSE/TEARDOWN name, an address who watches: counts only.
             rtsp = [{"stream": s.get("stream"), "state": s.get("state"),
