@@ -8,6 +8,13 @@ second copy.
 
 Changes are applied all-or-nothing per batch, then every observer is told
 (in the reactor thread, in the order the changes happened).
+
+Settings and commands differ (a setting is a fact the store keeps; a
+command acts). Keys with a registered command (``snap``, ``record``, the
+motor keys once a motor is configured) are not stored by :meth:`set`: once
+the batch's settings are applied and broadcast, the command runs and reports
+its outcome with :meth:`update`, a fresh change of its own. Nothing calls
+back into the store while it applies a change (that raises).
 """
 
 import json
@@ -282,8 +289,8 @@ class CameraState:
         self._choices = {}
         self._observers = []
         self._event_observers = []
-        self._validators = {}
-        self._actions = {}
+        self._commands = {}            # key -> (keys, fn) of its command
+        self._applying = False
         self._clock = clock
         self._pool = pool
         self._pending_write = None
@@ -318,17 +325,18 @@ class CameraState:
         spec = self.spec(key)
         return spec.allowed(self._choices.get(spec.name))
 
-    def add_validator(self, key, fn):
-        """Register ``fn(value, state) -> None`` that may raise StateError to veto a write."""
-        self._validators.setdefault(key, []).append(fn)
+    def set_command(self, keys, fn):
+        """Make writes of ``keys`` (one name or several) a command run by ``fn``.
 
-    def set_action(self, key, fn):
-        """Register the action run after ``key`` is written: ``fn(value, old) -> info or None``.
-
-        Actions make the write happen in the world (start the recorder, take a
-        snapshot); what they return is reported back to the writer as info.
+        ``fn(values, origin) -> info or None`` gets the batch's values of its
+        keys (all at once: ``{"pan", "tilt"}`` is one move), acts, and reports
+        its outcome into the state with :meth:`update` using ``origin``. It
+        runs after the rest of the batch is applied and broadcast. What it
+        returns (a dict key -> info) is reported to the writer.
         """
-        self._actions[key] = fn
+        keys = (keys,) if isinstance(keys, str) else tuple(keys)
+        for key in keys:
+            self._commands[key] = (keys, fn)
 
     # -- reads ----------------------------------------------------------
 
@@ -374,9 +382,6 @@ class CameraState:
             if not principal.can(spec.write):
                 raise self._denied(spec, principal, "write")
             out[spec.name] = spec.validate(value, self._choices.get(spec.name))
-        for key, value in out.items():
-            for fn in self._validators.get(key, ()):
-                fn(value, self)
         return out
 
     def set(self, changes, principal, origin="api"):
@@ -386,45 +391,61 @@ class CameraState:
         read-only, not permitted for ``principal`` or out of range.
         """
         normalised = self.validate(changes, principal)
-        return self._apply(normalised, origin, run_actions=True)
+        settings = {k: v for k, v in normalised.items() if k not in self._commands}
+        result = self._apply(settings, origin)
+        # Commands act once the settings are in, outside any apply: each reports
+        # its outcome with update(), a change (and broadcast) of its own.
+        done = set()
+        for key in normalised:
+            if key not in self._commands or key in done:
+                continue
+            keys, fn = self._commands[key]
+            values = {k: normalised[k] for k in keys if k in normalised}
+            done.update(values)
+            info = fn(values, origin)
+            if info:
+                result.info.update(info)
+        changes_out = {}
+        for key, value in normalised.items():
+            if self.specs[key].kind == "trigger":
+                changes_out[key] = value
+            elif key in result.changes or key in self._commands:
+                changes_out[key] = self._values[key]
+        return ChangeResult(changes_out, result.info)
 
     def update(self, changes, origin="system"):
         """Let the daemon itself set keys, read-only status keys included.
 
-        Values are still type- and range-checked; no actions run (the caller
+        Values are still type- and range-checked; no commands run (the caller
         is the one acting). Only keys whose value really changes are broadcast.
         """
         normalised = {}
         for key, value in changes.items():
             spec = self.spec(key)
             normalised[spec.name] = spec.validate(value, self._choices.get(spec.name))
-        return self._apply(normalised, origin, run_actions=False)
+        return self._apply(normalised, origin)
 
-    def _apply(self, normalised, origin, run_actions):
+    def _apply(self, normalised, origin):
+        if self._applying:
+            raise RuntimeError("the camera state was changed from inside its own change "
+                               "(an observer must not write; commands report afterwards)")
+        self._applying = True
+        try:
+            return self._store(normalised, origin)
+        finally:
+            self._applying = False
+
+    def _store(self, normalised, origin):
         changed = {}
-        old_values = {}
         for key, value in normalised.items():
             spec = self.specs[key]
             if spec.kind == "trigger":
                 changed[key] = value
                 continue
-            old_values[key] = self._values.get(key)
-            if old_values[key] != value or type(old_values[key]) is not type(value):
+            old = self._values.get(key)
+            if old != value or type(old) is not type(value):
                 self._values[key] = value
                 changed[key] = value
-        info = {}
-        if run_actions:
-            for key, value in normalised.items():
-                action = self._actions.get(key)
-                if action is not None:
-                    result = action(value, old_values.get(key))
-                    if result is not None:
-                        info[key] = result
-        # An action may itself have updated the key (e.g. record refused):
-        # report what the state holds now.
-        for key in list(changed):
-            if self.specs[key].kind != "trigger":
-                changed[key] = self._values[key]
         broadcast = {k: v for k, v in changed.items() if self.specs[k].kind != "trigger"}
         if broadcast:
             if any(self.specs[k].persisted for k in broadcast):
@@ -434,7 +455,7 @@ class CameraState:
                     observer(broadcast, origin)
                 except Exception:
                     log.failure("state observer {observer!r} failed", observer=observer)
-        return ChangeResult(changed, info)
+        return ChangeResult(changed, {})
 
     def _denied(self, spec, principal, what):
         if not principal.authenticated:

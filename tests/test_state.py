@@ -146,7 +146,8 @@ def test_permissions_per_key_and_role():
 def test_actions_run_after_validation_and_report_info():
     state = CameraState()
     calls = []
-    state.set_action("snap", lambda value, old: calls.append(value) or {"url": "/api/snapshot"})
+    state.set_command("snap", lambda values, origin: calls.append(values["snap"]) or
+                      {"snap": {"url": "/api/snapshot"}})
     result = state.set({"snap": True}, OPERATOR)
     assert calls == [True] and result.info == {"snap": {"url": "/api/snapshot"}}
     with pytest.raises(StateError):

@@ -109,7 +109,7 @@ class VideoPipeline(service.Service):
         service.Service.startService(self)
         self.started = time.time()
         self._unsubscribe = self.state.subscribe(self._state_changed)
-        self.state.set_action("snap", self._snap_action)
+        self.state.set_command("snap", self._snap_command)
         self._stop.clear()
         self._stopped = defer.Deferred()
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
@@ -154,11 +154,12 @@ class VideoPipeline(service.Service):
             return self.next_frame().addCallback(lambda _: self.snapshots.get(quality))
         return self.snapshots.get(quality)
 
-    def _snap_action(self, value, old):
-        if not value:
+    def _snap_command(self, values, origin):
+        # A trigger: nothing is stored; the writer is told where the JPEG is.
+        if not values["snap"]:
             return None
         snap_id = self.take_snap()
-        return {"id": snap_id, "url": "/api/snapshot?snap=%s" % snap_id}
+        return {"snap": {"id": snap_id, "url": "/api/snapshot?snap=%s" % snap_id}}
 
     def take_snap(self):
         """Keep a JPEG of the current frame under a new id (the ``snap`` key); return the id.

@@ -4,6 +4,11 @@ It turns writes of the motor keys into commands, controller reports into
 state updates (broadcast like every key), implements IMotorController for
 ONVIF PTZ, and survives the controller going away: motor-state ``fault``,
 reconnect with backoff, state re-read and rotor setpoint restored on return.
+
+Moves are commands: whoever asks (a ``pan``/``tilt`` write, ONVIF
+AbsoluteMove, RelativeMove, GotoPreset, GotoHome, a jog and its stop), the
+``pan``/``tilt`` targets report where the axes are headed, so a later write
+of one axis never sends the other back to a stale target.
 """
 
 import json
@@ -28,6 +33,7 @@ log = Logger()
 PRESETS_FILE = "presets.json"
 SILENCE = 3.0          # seconds without any line from the controller = fault
 BACKOFF = (1.0, 30.0)  # reconnect delays, doubling
+ROTOR_KEYS = ("rotor-enabled", "rotor-speed", "rotor-direction")
 
 
 @implementer(IMotorController)
@@ -57,8 +63,9 @@ class MotorService(service.Service):
         self._connected_waiters = []
         self.presets_path = os.path.join(ctx.config.server.state_dir, PRESETS_FILE)
         self._presets = self._load_presets()
-        for key in ("rotor-enabled", "rotor-speed", "rotor-direction", "pan", "tilt"):
-            self.state.set_action(key, self._action(key))
+        self._settle = None  # after a jog or stop: "moving" then "idle" sets the targets
+        self.state.set_command(ROTOR_KEYS, self._rotor_command)
+        self.state.set_command(("pan", "tilt"), self._move_command)
 
     # -- link -----------------------------------------------------------
 
@@ -197,6 +204,12 @@ class MotorService(service.Service):
             return
         if update["motor-state"] not in ("idle", "moving", "fault"):
             return
+        if self._settle == "jog" and update["motor-state"] == "moving":
+            self._settle = "stop"
+        elif self._settle == "stop" and update["motor-state"] == "idle":
+            # A jog or stop ended where it ended: that is the target now.
+            self._settle = None
+            update.update(pan=update["pan-position"], tilt=update["tilt-position"])
         self.state.update(update, origin="motor")
         self.last_status = fields
 
@@ -218,27 +231,43 @@ class MotorService(service.Service):
         self._schedule_reconnect()
         self._fault("link lost")
 
-    # -- state actions ----------------------------------------------------
+    # -- state commands ---------------------------------------------------
 
-    def _action(self, key):
-        def act(value, old):
-            if key == "rotor-enabled":
-                d = self.set_rotor(enabled=value)
-            elif key == "rotor-speed":
-                d = self.set_rotor(speed=value)
-            elif key == "rotor-direction":
-                d = self.set_rotor(direction=value)
-            else:
-                # Both targets: a batch {"pan", "tilt"} must not undo one with the other.
-                d = self.absolute_move(self.state.get("pan"), self.state.get("tilt"))
-            d.addErrback(self._action_failed, key)
-            return None
-        return act
+    def _rotor_command(self, values, origin):
+        """Rotor keys written: they are settings the controller applies; report, then send."""
+        self.state.update(values, origin=origin)
+        d = self.set_rotor(enabled=values.get("rotor-enabled"), speed=values.get("rotor-speed"),
+                           direction=values.get("rotor-direction"))
+        d.addErrback(self._command_failed, next(iter(values)))
+        return None
 
-    def _action_failed(self, failure, key):
+    def _move_command(self, values, origin):
+        """``pan``/``tilt`` written: the new targets are reported and the move is sent.
+
+        Both targets go out together: a batch {"pan", "tilt"} is one move, and a
+        write of one axis keeps the other's target.
+        """
+        pan = values.get("pan", self.state.get("pan"))
+        tilt = values.get("tilt", self.state.get("tilt"))
+        self._settle = None
+        self.state.update({"pan": pan, "tilt": tilt}, origin=origin)
+        d = self._send(*self._abs_args(pan, tilt, None))
+        d.addErrback(self._command_failed, next(iter(values)))
+        return None
+
+    def _command_failed(self, failure, key):
         failure.trap(MotorError)
         self.state.publish_event({"error": str(failure.value), "key": key,
                                   "code": failure.value.code})
+
+    def _targets(self, pan, tilt):
+        # Every accepted move reports where the axes are headed (see module docstring).
+        def report(result):
+            self._settle = None
+            self.state.update({"pan": _clamp(self.state.spec("pan"), pan),
+                               "tilt": _clamp(self.state.spec("tilt"), tilt)}, origin="motor")
+            return result
+        return report
 
     # -- IMotorController -------------------------------------------------
 
@@ -250,29 +279,44 @@ class MotorService(service.Service):
 
     def continuous_move(self, pan_velocity, tilt_velocity, timeout=None):
         d = self._send("MOVE", "VEL", "%.3f" % pan_velocity, "%.3f" % tilt_velocity)
+        d.addCallback(self._jogging)
         if timeout:
             self.clock.callLater(timeout, lambda: self.stop().addErrback(lambda f: None))
         return d
 
+    def _jogging(self, result):
+        # The targets follow once the jog has started and ended (report()).
+        self._settle = "jog"
+        return result
+
+    def _abs_args(self, pan, tilt, speed):
+        return ["MOVE", "ABS", "%.2f" % pan, "%.2f" % tilt] + (["%.1f" % speed] if speed else [])
+
     def absolute_move(self, pan=None, tilt=None, speed=None):
         pan = self.state.get("pan-position") if pan is None else pan
         tilt = self.state.get("tilt-position") if tilt is None else tilt
-        args = ["MOVE", "ABS", "%.2f" % pan, "%.2f" % tilt] + (["%.1f" % speed] if speed else [])
-        return self._send(*args)
+        return self._send(*self._abs_args(pan, tilt, speed)).addCallback(
+            self._targets(pan, tilt))
 
     def relative_move(self, pan=0.0, tilt=0.0, speed=None):
         args = ["MOVE", "REL", "%.2f" % pan, "%.2f" % tilt] + (["%.1f" % speed] if speed else [])
-        return self._send(*args)
+        # The controller moves from where the axes are now.
+        target = (self.state.get("pan-position") + pan, self.state.get("tilt-position") + tilt)
+        return self._send(*args).addCallback(self._targets(*target))
 
     def stop(self, pan=True, tilt=True):
         which = "ALL" if pan and tilt else "PAN" if pan else "TILT"
-        return self._send("STOP", which)
+        return self._send("STOP", which).addCallback(self._stopping)
+
+    def _stopping(self, result):
+        self._settle = "stop"
+        return result
 
     def home(self):
         home = self._presets.get("home")
         if home:
             return self.absolute_move(home["pan"], home["tilt"])
-        return self._send("HOME")
+        return self._send("HOME").addCallback(self._targets(0.0, 0.0))
 
     def set_home(self):
         self._presets["home"] = {"name": "home", "pan": self.state.get("pan-position"),
@@ -340,6 +384,10 @@ class MotorService(service.Service):
             raise KeyError(token)
         del self._presets[token]
         self._save_presets()
+
+
+def _clamp(spec, value):
+    return round(min(spec.maximum, max(spec.minimum, float(value))), 2)
 
 
 def make_motor_service(ctx):

@@ -94,7 +94,7 @@ class Recorder(service.Service):
     def startService(self):
         service.Service.startService(self)
         self.pool.start()
-        self.state.set_action("record", self._record_action)
+        self.state.set_command("record", self._record_command)
         self.state.update({"record": False}, origin="recorder")
         d = threads.deferToThreadPool(self.ctx.reactor, self.pool, self.store.load)
         d.addCallback(self._loaded)
@@ -209,31 +209,31 @@ class Recorder(service.Service):
 
     # -- the record key -------------------------------------------------
 
-    def _record_action(self, value, old):
+    def _record_command(self, values, origin):
         """``record`` written through the state (REST settings, WebSocket, ONVIF).
 
-        Success needs no info: the confirmation carries the key's new value.
-        A refusal puts the key back, is broadcast as an error event and is
-        answered as info to the writer.
+        A command: the recorder acts, and start/stop/pause/resume report the
+        new mode into ``record``. Success needs no info: the confirmation
+        carries the key's new value. A refusal leaves the key as it was, is
+        broadcast as an error event and is answered as info to the writer.
         """
+        value = values["record"]
         try:
             if value is True:
                 if self.mode == PAUSED:
-                    self.resume(origin="api")
+                    self.resume(origin=origin)
                 elif self.mode == IDLE:
-                    self.start(origin="api")
+                    self.start(origin=origin)
             elif value is False:
                 if self.mode != IDLE:
-                    self.stop(origin="api")
+                    self.stop(origin=origin)
             elif value == "paused":
                 if self.mode == RECORDING:
-                    self.pause(origin="api")
-                elif self.mode == IDLE:
-                    self.state.update({"record": False}, origin="recorder")
+                    self.pause(origin=origin)
         except RecorderError as e:
             self.state.update({"record": self._mode_value()}, origin="recorder")
             self.state.publish_event({"error": e.message, "key": "record", "code": e.code})
-            return {"error": e.message, "code": e.code}
+            return {"record": {"error": e.message, "code": e.code}}
         return None
 
     def _mode_value(self):

@@ -26,8 +26,9 @@ def when(state, predicate, timeout=10):
     d = defer.Deferred()
 
     def check(changes, origin):
+        # Woken after the change is over: the test may write to the state next.
         if not d.called and predicate(state):
-            d.callback(True)
+            reactor.callLater(0, lambda: d.called or d.callback(True))
     state.subscribe(check)
     if predicate(state):
         d.callback(True)
@@ -160,3 +161,47 @@ def test_presets_persist_and_move(motors, tmp_path):
     assert svc.presets() == []
     with pytest.raises(KeyError):
         svc.goto_preset(token)
+
+
+@pytest_twisted.inlineCallbacks
+def test_every_move_keeps_the_pan_and_tilt_targets_true(motors):
+    svc, state, sim, host = motors
+    yield svc.when_connected().addTimeout(10, reactor)
+    yield svc.absolute_move(40, 5)
+    assert (state.get("pan"), state.get("tilt")) == (40.0, 5.0)
+    advance(sim, 2)
+    yield when(state, lambda s: s.get("pan-position") == 40.0 and s.get("motor-state") == "idle")
+    yield svc.relative_move(-10, 5)
+    assert (state.get("pan"), state.get("tilt")) == (30.0, 10.0)
+    advance(sim, 2)
+    yield when(state, lambda s: s.get("pan-position") == 30.0 and s.get("motor-state") == "idle")
+    # A tilt write alone keeps the pan where the last move put it.
+    state.set({"tilt": -5.0}, OPERATOR)
+    yield svc.proto.send("STATUS")
+    assert svc.model.pan.target == 30.0 and svc.model.tilt.target == -5.0
+    advance(sim, 2)
+    yield when(state, lambda s: s.get("tilt-position") == -5.0 and s.get("motor-state") == "idle")
+    # A jog ends where its stop leaves it: that is the target then.
+    yield svc.continuous_move(0.5, 0)
+    advance(sim, 1)
+    yield when(state, lambda s: s.get("motor-state") == "moving")
+    yield svc.stop()
+    advance(sim, 2)
+    yield when(state, lambda s: s.get("motor-state") == "idle")
+    assert state.get("pan") == state.get("pan-position") > 30.0
+    yield svc.home()
+    assert (state.get("pan"), state.get("tilt")) == (0.0, 0.0)
+
+
+def test_a_write_from_inside_a_change_is_refused():
+    state = CameraState()
+    errors = []
+
+    def observer(changes, origin):
+        try:
+            state.update({"pan": 1.0})
+        except RuntimeError as e:
+            errors.append(e)
+    state.subscribe(observer)
+    state.set({"tilt": 3.0}, OPERATOR)
+    assert len(errors) == 1 and state.get("pan") == 0.0

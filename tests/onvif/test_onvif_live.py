@@ -313,6 +313,34 @@ def test_ptz_continuous_move_status_stop(cam, daemon):
     assert abs(status().Position.PanTilt.x) < 0.01
 
 
+def test_ptz_absolute_move_sets_the_targets_so_a_tilt_write_keeps_the_pan(cam, daemon):
+    """AbsoluteMove is a move like a REST write: ``pan``/``tilt`` follow it, and a later
+    write of ``tilt`` alone does not send the camera back to the old ``pan``."""
+    ptz = cam.create_ptz_service()
+    admin = ("admin", daemon.admin_password)
+    with StateWatcher(daemon) as watch:
+        try:
+            ptz.AbsoluteMove({"ProfileToken": "stream1",
+                              "Position": {"PanTilt": {"x": 0.25, "y": 0.0}}})
+            watch.wait("pan-position", lambda x: x is not None and abs(x - 42.5) < 0.2,
+                       timeout=20)
+            watch.wait("motor-state", "idle", timeout=10)
+            assert settings(daemon, "pan", "tilt") == (42.5, 0.0)
+            r = requests.post(daemon.http + "/api/settings", auth=admin, json={"tilt": 10.0})
+            assert r.status_code == 200, r.text
+            watch.wait("tilt-position", lambda x: x is not None and abs(x - 10.0) < 0.2,
+                       timeout=20)
+            watch.wait("motor-state", "idle", timeout=10)
+            pan, = settings(daemon, "pan-position")
+            assert abs(pan - 42.5) < 0.2
+            assert settings(daemon, "pan", "tilt") == (42.5, 10.0)
+        finally:
+            requests.post(daemon.http + "/api/settings", auth=admin,
+                          json={"pan": 0.0, "tilt": 0.0})
+            watch.wait("pan-position", lambda x: x is not None and abs(x) < 0.2, timeout=20)
+            watch.wait("tilt-position", lambda x: x is not None and abs(x) < 0.2, timeout=20)
+
+
 def test_ptz_presets(cam):
     ptz = cam.create_ptz_service()
     token = ptz.SetPreset({"ProfileToken": "stream1", "PresetName": "porch-view"})
