@@ -1,9 +1,27 @@
-"""Test doubles shared by every test, checked against the interfaces they stand for."""
+"""Test doubles shared by every test, checked against the interfaces they stand for.
+
+The one home for fakes (like ``autobahn.twisted.testing``): a video pipeline,
+a motor controller, synchronous and queued thread pools, reactors made of a
+``task.Clock`` (threads, UDP, multicast) and in-memory UDP and multicast
+ports. ``tests/test_testing.py`` checks each with ``verifyObject`` against
+the rotordream or Twisted interface it stands for.
+
+Why it is long: it is a catalogue of small independent fakes, each read on
+its own; one home keeps every test on the same doubles.
+"""
+
+import ipaddress
 
 from twisted.internet import defer
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import MulticastJoinError
+from twisted.internet.interfaces import (IMulticastTransport, IReactorFromThreads,
+                                         IReactorMulticast, IReactorTime, IReactorUDP,
+                                         IUDPTransport)
+from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from rotordream.interfaces import IVideoPipeline
+from rotordream.interfaces import IMotorController, IVideoPipeline
 from rotordream.media.hub import StreamHub
 
 # A minimal valid JPEG (1x1 grey), so snapshot consumers can be tested without encoding.
@@ -103,11 +121,14 @@ def _run_and_report(on_result, fn, args, kwargs):
         on_result(True, result)
 
 
+@implementer(IReactorTime, IReactorFromThreads)
 class ImmediateReactor:
-    """A task.Clock-based reactor stand-in whose callFromThread runs at once."""
+    """A task.Clock-based reactor stand-in whose callFromThread runs at once.
+
+    Give several the same ``clock`` to share one time line.
+    """
 
     def __init__(self, clock=None):
-        from twisted.internet.task import Clock
         self.clock = clock or Clock()
 
     def callFromThread(self, fn, *args, **kwargs):
@@ -121,3 +142,278 @@ class ImmediateReactor:
     def seconds(self):
         """The clock's time."""
         return self.clock.seconds()
+
+    def getDelayedCalls(self):
+        """The clock's pending calls."""
+        return self.clock.getDelayedCalls()
+
+    def advance(self, seconds):
+        """Move the clock on, running what falls due."""
+        self.clock.advance(seconds)
+
+
+@implementer(IReactorFromThreads)
+class ThreadClock(Clock):
+    """A ``task.Clock`` that also takes ``callFromThread`` (run at once), for code that hands
+    results over from a worker thread (the motion detector, the capture thread)."""
+
+    def callFromThread(self, fn, *args, **kwargs):
+        """Call now (the 'thread' is the test itself)."""
+        fn(*args, **kwargs)
+
+
+# -- a motor controller --------------------------------------------------------------
+
+@implementer(IMotorController)
+class FakeMotor:
+    """A motor that arrives at once: moves set :attr:`pan`/:attr:`tilt` and are logged in
+    :attr:`calls`; limits are the state's defaults (-180..180, -90..90)."""
+
+    def __init__(self, pan=0.0, tilt=0.0):
+        self.pan, self.tilt = pan, tilt
+        self.calls = []
+        self.rotor = {"enabled": False, "speed": 0, "direction": "cw"}
+        self._presets = {}
+        self.home_position = (0.0, 0.0)
+
+    def _log(self, name, *args):
+        self.calls.append((name,) + args)
+
+    def continuous_move(self, pan_velocity, tilt_velocity, timeout=None):
+        """Logged; the axes stay where they are."""
+        self._log("continuous_move", pan_velocity, tilt_velocity, timeout)
+        return defer.succeed(None)
+
+    def absolute_move(self, pan=None, tilt=None, speed=None):
+        """Arrive at once (None leaves an axis)."""
+        self._log("absolute_move", pan, tilt, speed)
+        self.pan = self.pan if pan is None else pan
+        self.tilt = self.tilt if tilt is None else tilt
+        return defer.succeed(None)
+
+    def relative_move(self, pan=0.0, tilt=0.0, speed=None):
+        """Arrive at once."""
+        self._log("relative_move", pan, tilt, speed)
+        return self.absolute_move(self.pan + pan, self.tilt + tilt, speed)
+
+    def stop(self, pan=True, tilt=True):
+        """Logged."""
+        self._log("stop", pan, tilt)
+        return defer.succeed(None)
+
+    def home(self):
+        """Go to the home position at once."""
+        return self.absolute_move(*self.home_position)
+
+    def set_home(self):
+        """The current position becomes home."""
+        self.home_position = (self.pan, self.tilt)
+
+    def set_rotor(self, enabled=None, speed=None, direction=None):
+        """Change what is given."""
+        for key, value in (("enabled", enabled), ("speed", speed), ("direction", direction)):
+            if value is not None:
+                self.rotor[key] = value
+        return defer.succeed(None)
+
+    def status(self):
+        """Shaped like the motor service's status."""
+        return {"pan": self.pan, "tilt": self.tilt, "pan_moving": False, "tilt_moving": False,
+                "state": "idle", "rotor_enabled": self.rotor["enabled"],
+                "rotor_rpm": self.rotor["speed"], "connected": True}
+
+    def limits(self):
+        """The state's pan/tilt ranges and the simulator's speeds."""
+        return {"pan_min": -180.0, "pan_max": 180.0, "tilt_min": -90.0, "tilt_max": 90.0,
+                "pan_speed": 60.0, "tilt_speed": 40.0}
+
+    def presets(self):
+        """Stored presets as dicts (token, name, pan, tilt)."""
+        return [dict(token=t, **p) for t, p in self._presets.items()]
+
+    def set_preset(self, name, token=None):
+        """Store the current position; return its token."""
+        token = token or "p%d" % (len(self._presets) + 1)
+        self._presets[token] = {"name": name, "pan": self.pan, "tilt": self.tilt}
+        return token
+
+    def goto_preset(self, token, speed=None):
+        """Move to a preset; KeyError for an unknown token."""
+        p = self._presets[token]
+        return self.absolute_move(p["pan"], p["tilt"], speed)
+
+    def remove_preset(self, token):
+        """Forget a preset; KeyError for an unknown token."""
+        del self._presets[token]
+
+
+# -- UDP and multicast in memory -----------------------------------------------------
+
+@implementer(IUDPTransport)
+class FakeUDPPort:
+    """A UDP port in memory: ``sent`` holds ``(datagram, addr)``, and a destination a real
+    socket's ``sendto()`` would refuse raises as it would."""
+
+    def __init__(self, port, protocol=None, interface=""):
+        self.port = port
+        self.interface = interface
+        self.protocol = protocol
+        self.sent = []
+        self.broadcast = False
+        self.listening = True
+        if protocol is not None:
+            protocol.makeConnection(self)
+
+    def write(self, packet, addr=None):
+        """Record ``packet``; a port out of range or a host that is no IP address raises."""
+        host, port = addr
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise OverflowError("getsockaddrarg: port must be 0-65535.")
+        ipaddress.ip_address(host)
+        self.sent.append((packet, addr))
+
+    def connect(self, host, port):
+        """Never used by the daemon's UDP ports."""
+        raise NotImplementedError("the fake UDP port is never connected")
+
+    def getHost(self):
+        """The bound address."""
+        return IPv4Address("UDP", self.interface or "127.0.0.1", self.port)
+
+    def stopListening(self):
+        """Close; the protocol is told."""
+        if self.listening:
+            self.listening = False
+            if self.protocol is not None:
+                self.protocol.doStop()
+        return defer.succeed(None)
+
+    def setBroadcastAllowed(self, enabled):
+        """Remembered."""
+        self.broadcast = bool(enabled)
+
+    def getBroadcastAllowed(self):
+        """As set."""
+        return self.broadcast
+
+
+@implementer(IMulticastTransport)
+class FakeMulticastTransport:
+    """A multicast UDP port in memory.
+
+    ``written`` holds ``(datagram, addr, outgoing_interface)``; ``groups``
+    the joined ``(group, interface)`` pairs. Interfaces listed in
+    ``refuse_join`` fail to join, as an interface without multicast would.
+    """
+
+    def __init__(self, protocol, port, interface=""):
+        self.protocol = protocol
+        self.port = port
+        self.interface = interface
+        self.written = []
+        self.groups = set()
+        self.refuse_join = set()
+        self.outgoing = "0.0.0.0"
+        self.loopback = 1
+        self.ttl = 1
+        self.broadcast = False
+        self.listening = True
+
+    def write(self, packet, addr=None):
+        """Record ``packet`` with the outgoing interface of the moment."""
+        if not self.listening:
+            raise RuntimeError("write on a closed port")
+        self.written.append((packet, addr, self.outgoing))
+
+    def connect(self, host, port):
+        """A multicast listener is never connected."""
+        raise NotImplementedError("a multicast listener is never connected")
+
+    def getHost(self):
+        """The bound address."""
+        return IPv4Address("UDP", self.interface or "0.0.0.0", self.port)
+
+    def stopListening(self):
+        """Close; the protocol is told."""
+        if self.listening:
+            self.listening = False
+            self.protocol.doStop()
+        return defer.succeed(None)
+
+    def setBroadcastAllowed(self, enabled):
+        """Remembered."""
+        self.broadcast = bool(enabled)
+
+    def getBroadcastAllowed(self):
+        """As set."""
+        return self.broadcast
+
+    def getOutgoingInterface(self):
+        """As set."""
+        return self.outgoing
+
+    def setOutgoingInterface(self, addr):
+        """Remembered; later writes are recorded with it."""
+        self.outgoing = addr
+        return defer.succeed(1)
+
+    def getLoopbackMode(self):
+        """As set."""
+        return self.loopback
+
+    def setLoopbackMode(self, mode):
+        """Remembered."""
+        self.loopback = mode
+
+    def getTTL(self):
+        """As set."""
+        return self.ttl
+
+    def setTTL(self, ttl):
+        """Remembered."""
+        self.ttl = ttl
+
+    def joinGroup(self, addr, interface=""):
+        """Join, unless ``interface`` is in :attr:`refuse_join`."""
+        if interface in self.refuse_join:
+            return defer.fail(MulticastJoinError(addr, interface))
+        self.groups.add((addr, interface))
+        return defer.succeed(1)
+
+    def leaveGroup(self, addr, interface=""):
+        """Leave."""
+        self.groups.discard((addr, interface))
+        return defer.succeed(None)
+
+    def take(self):
+        """Return and forget everything written so far."""
+        written, self.written = self.written, []
+        return written
+
+
+@implementer(IReactorUDP, IReactorMulticast)
+class FakeUDPReactor(Clock):
+    """A ``task.Clock`` that listens on UDP (:class:`FakeUDPPort`) and multicast
+    (:class:`FakeMulticastTransport`) in memory; ``ports`` lists every port handed out."""
+
+    def __init__(self):
+        super().__init__()
+        self.ports = []
+
+    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
+        """A :class:`FakeUDPPort`, connected to ``protocol``."""
+        transport = FakeUDPPort(port, protocol, interface)
+        self.ports.append(transport)
+        return transport
+
+    def listenMulticast(self, port, protocol, interface="", maxPacketSize=8192,
+                        listenMultiple=False):
+        """A :class:`FakeMulticastTransport`, connected to ``protocol``."""
+        transport = FakeMulticastTransport(protocol, port, interface)
+        protocol.makeConnection(transport)
+        self.ports.append(transport)
+        return transport
+
+
+FakeMulticastReactor = FakeUDPReactor
+"""The name ``rotordream.discovery.testing`` gave it."""

@@ -17,7 +17,7 @@ from rotordream.onvif.eventsources import broker_for, make_events_service
 from rotordream.onvif.subscriptions import PullPoint
 from rotordream.onvif.resource import make_onvif_resource
 from rotordream.state import CameraState
-from rotordream.testing import FakePipeline
+from rotordream.testing import FakeMotor, FakePipeline, ThreadClock
 from tests.support.soapkit import NS, created_now, envelope, fault_codes, security
 
 NOW = 1_800_000_000
@@ -27,13 +27,6 @@ WSNT = "http://docs.oasis-open.org/wsn/b-2"
 WSA = "http://www.w3.org/2005/08/addressing"
 N = dict(NS, tev=TEV, wsnt=WSNT, wsa=WSA)
 DECL = 'xmlns:tev="%s" xmlns:wsnt="%s" xmlns:wsa="%s"' % (TEV, WSNT, WSA)
-
-
-class ThreadClock(Clock):
-    """A Clock that also takes callFromThread (the motion detector's hand-off)."""
-
-    def callFromThread(self, fn, *args):
-        fn(*args)
 
 
 @pytest.fixture
@@ -50,7 +43,7 @@ def make_ev(tmp_path, monkeypatch):
                                    "max_subscriptions_per_user": max_per_user}})
         ctx = Context(config=cfg, reactor=clock, state=CameraState(None))
         ctx.auth = AuthService(cfg, str(tmp_path), clock)
-        ctx.motor = object() if motor else None
+        ctx.motor = FakeMotor() if motor else None
         ctx.pipeline = pipeline
         for name, role in (("viewer1", "viewer"), ("viewer2", "viewer"),
                            ("operator1", "operator")):
