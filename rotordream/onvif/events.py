@@ -40,8 +40,7 @@ SUB_PATH = "subscription"
 
 def service_capabilities(call):
     """tev:Capabilities: pull points and base notification, no pausing, the cap."""
-    cfg = getattr(call.ctx.config, "onvif", None)
-    cap = getattr(cfg, "max_subscriptions", 16)
+    cap = call.ctx.config.onvif.max_subscriptions
     return E("tev:Capabilities", WSSubscriptionPolicySupport=False, WSPullPointSupport=True,
              WSPausableSubscriptionManagerInterfaceSupport=False,
              MaxNotificationProducers=cap, MaxPullPoints=cap,

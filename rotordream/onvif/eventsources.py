@@ -54,7 +54,7 @@ def attach_sources(broker, ctx, motion_detector=True):
     """Feed ``broker`` from ``ctx.state`` (record, motor-state, motor faults) and a motion
     detector on ``ctx.pipeline``; publish the current values first."""
     state = ctx.state
-    has_motor = getattr(ctx, "motor", None) is not None
+    has_motor = ctx.motor is not None
 
     def publish(triples, utc=None):
         for topic, source, data in triples:
@@ -78,29 +78,30 @@ def attach_sources(broker, ctx, motion_detector=True):
             publish(((MOTOR_FAILURE, {"Token": PTZ_NODE}, {"Failed": True}),))
 
     broker.on_stop(state.subscribe(changed))
-    if hasattr(state, "subscribe_events"):
-        broker.on_stop(state.subscribe_events(happened))
+    broker.on_stop(state.subscribe_events(happened))
     if motion_detector:
         from rotordream.media import motion
-        broker.detector = motion.attach(getattr(ctx, "pipeline", None), ctx.reactor,
+        broker.detector = motion.attach(ctx.pipeline, ctx.reactor,
                                         lambda moving, t: publish(motion_events(moving), t))
+
+
+def make_broker(ctx):
+    """A broker for this camera (PTZ topics only with a motor), fed by its sources."""
+    has_motor = ctx.motor is not None
+    topic_list = [t for t in topics.TOPICS
+                  if has_motor or t not in (PTZ_MOVE, MOTOR_FAILURE)]
+    cfg = ctx.config.onvif
+    broker = Broker(ctx.reactor, cfg.max_subscriptions, agent_post(ctx.reactor), topic_list,
+                    cfg.max_subscriptions_per_user)
+    attach_sources(broker, ctx)
+    return broker
 
 
 def broker_for(ctx):
     """The context's broker, made and fed on first use (``ctx.events``)."""
-    broker = getattr(ctx, "events", None)
-    if isinstance(broker, Broker):
-        return broker
-    has_motor = getattr(ctx, "motor", None) is not None
-    topic_list = [t for t in topics.TOPICS
-                  if has_motor or t not in (PTZ_MOVE, MOTOR_FAILURE)]
-    cfg = getattr(ctx.config, "onvif", None)
-    broker = Broker(ctx.reactor, getattr(cfg, "max_subscriptions", 16),
-                    agent_post(ctx.reactor), topic_list,
-                    getattr(cfg, "max_subscriptions_per_user", None))
-    attach_sources(broker, ctx)
-    ctx.events = broker
-    return broker
+    if not isinstance(ctx.events, Broker):
+        ctx.events = make_broker(ctx)
+    return ctx.events
 
 
 class EventsService(service.Service):
@@ -118,9 +119,8 @@ class EventsService(service.Service):
 
     def stopService(self):
         service.Service.stopService(self)
-        broker = getattr(self.ctx, "events", None)
-        if isinstance(broker, Broker):
-            broker.stop()
+        if isinstance(self.ctx.events, Broker):
+            self.ctx.events.stop()
 
 
 def make_events_service(ctx):
