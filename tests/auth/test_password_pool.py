@@ -19,16 +19,9 @@ def basic(user, password):
     return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
 
 
-class Reactor(ImmediateReactor):
-    """ImmediateReactor plus advance(): the pool's results come back at once."""
-
-    def advance(self, seconds):
-        self.clock.advance(seconds)
-
-
 def queued_auth(tmp_path, **auth):
     pool = QueuedThreadPool()
-    reactor = Reactor()
+    reactor = ImmediateReactor()
     reactor.advance(1_800_000_000)
     service, _ = make_auth(tmp_path, pool=pool, clock=reactor, **auth)
     return service, pool, reactor
@@ -72,7 +65,7 @@ def test_the_same_credentials_join_a_running_check_and_are_cached(tmp_path):
 
 def test_fast_paths_never_touch_the_pool(tmp_path):
     pool = SyncThreadPool()
-    reactor = Reactor()
+    reactor = ImmediateReactor()
     reactor.advance(1_800_000_000)
     auth, _ = make_auth(tmp_path, pool=pool, clock=reactor)
     token = result(auth.login("admin", PASSWORD, "10.0.0.1"))["token"]
@@ -90,7 +83,7 @@ def test_fast_paths_never_touch_the_pool(tmp_path):
 
 def test_the_cache_holds_no_password_and_forgets_a_changed_or_deleted_user(tmp_path):
     pool = SyncThreadPool()
-    reactor = Reactor()
+    reactor = ImmediateReactor()
     reactor.advance(1_800_000_000)
     auth, _ = make_auth(tmp_path, pool=pool, clock=reactor)
     auth.users.add("op", "operator-pass", "operator")
@@ -130,7 +123,7 @@ def test_a_password_changed_during_its_check_is_not_accepted_or_cached(tmp_path)
 
 def test_password_checks_per_address_are_limited_and_cache_hits_are_free(tmp_path):
     pool = SyncThreadPool()
-    reactor = Reactor()
+    reactor = ImmediateReactor()
     reactor.advance(1_800_000_000)
     auth, _ = make_auth(tmp_path, pool=pool, clock=reactor, attempts_per_address=3,
                         attempts_window=60, login_failures=100)
