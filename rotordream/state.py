@@ -22,8 +22,8 @@ import math
 import os
 import threading
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
-from twisted.internet import threads
 from twisted.logger import Logger
 
 from rotordream.auth import roles
@@ -264,6 +264,84 @@ KEYS = (
 )
 
 
+# -- ONVIF scopes -----------------------------------------------------------
+# The device's scopes are camera state: the fixed ones, the name and location
+# keys, and the extra configurable scopes below. ONVIF GetScopes/SetScopes and
+# WS-Discovery both read them here, so ProbeMatches and GetScopes agree.
+
+ONVIF_SCOPE = "onvif://www.onvif.org/"
+FIXED_SCOPES = (ONVIF_SCOPE + "type/video_encoder", ONVIF_SCOPE + "type/ptz",
+                ONVIF_SCOPE + "Profile/Streaming", ONVIF_SCOPE + "hardware/RotorDream")
+SCOPES_FILE = "onvif-scopes.json"
+
+
+def scope_value(text):
+    """``text`` as one scope path segment: UTF-8, percent-encoded, no spaces or slashes."""
+    return quote(text, safe="")
+
+
+def device_scopes(name, location="", mac=None):
+    """The ONVIF scopes of the device: types, Profile S, hardware, name, location and MAC.
+
+    Empty values are left out rather than announced as an empty segment.
+    """
+    scopes = list(FIXED_SCOPES)
+    if name:
+        scopes.append(ONVIF_SCOPE + "name/" + scope_value(name))
+    if location:
+        scopes.append(ONVIF_SCOPE + "location/" + scope_value(location))
+    if mac:
+        # Colons are legal in a path segment; NVRs show the MAC as written.
+        scopes.append(ONVIF_SCOPE + "MAC/" + quote(mac.lower(), safe=":"))
+    return tuple(scopes)
+
+
+class ExtraScopes:
+    """The configurable scopes beyond name and location (ONVIF AddScopes/SetScopes).
+
+    Kept in ``<state_dir>/onvif-scopes.json`` (in memory without a
+    directory); observers (WS-Discovery) hear every change.
+    """
+
+    def __init__(self, state_dir=None):
+        self.path = os.path.join(state_dir, SCOPES_FILE) if state_dir else None
+        self._scopes = self._load()
+        self._observers = []
+
+    def _load(self):
+        if self.path is None:
+            return ()
+        try:
+            with open(self.path) as f:
+                data = json.load(f)
+            return tuple(s for s in data if isinstance(s, str))
+        except (OSError, ValueError, TypeError):
+            return ()
+
+    def get(self):
+        """The extra scopes, in the order they were added."""
+        return self._scopes
+
+    def set(self, scopes):
+        """Replace the extra scopes (duplicates dropped); persist; tell observers of a change."""
+        scopes = tuple(dict.fromkeys(scopes))
+        if self.path is not None:
+            atomic_write(self.path, json.dumps(list(scopes)).encode())
+        if scopes == self._scopes:
+            return
+        self._scopes = scopes
+        for observer in list(self._observers):
+            try:
+                observer(scopes)
+            except Exception:
+                log.failure("scope observer {observer!r} failed", observer=observer)
+
+    def subscribe(self, observer):
+        """Call ``observer(scopes)`` after every change; return an unsubscribe callable."""
+        self._observers.append(observer)
+        return lambda: self._observers.remove(observer) if observer in self._observers else None
+
+
 class ChangeResult:
     """What a successful :meth:`CameraState.set` did."""
 
@@ -299,6 +377,7 @@ class CameraState:
         self._written = 0              # the version on disk (under _write_lock)
         self._write_lock = threading.Lock()
         self.path = os.path.join(state_dir, STATE_FILE) if state_dir else None
+        self.scopes = ExtraScopes(state_dir)
         if self.path:
             self._load()
 
@@ -549,8 +628,11 @@ class CameraState:
             self.flush()
             return
         self._writing = True
-        d = threads.deferToThreadPool(self._clock, self._pool, self._write, *self._snapshot())
-        d.addCallbacks(self._written_back, self._write_failed)
+        # Back to the reactor thread with the outcome (the clock is the reactor here).
+        self._pool.callInThreadWithCallback(
+            lambda ok, result: self._clock.callFromThread(
+                self._written_back if ok else self._write_failed, result),
+            self._write, *self._snapshot())
 
     def _written_back(self, _):
         self._writing = False

@@ -74,7 +74,10 @@ class DiscoveryService(service.Service):
         self._refresh = None
         self._unsubscribe = None
         self._warned_missing = False
-        self.extra_scopes = ()
+        # The extra ONVIF scopes are camera state: announced as they are at start
+        # (no new MetadataVersion), then followed as they change.
+        self.extra_scopes = _announceable(state.scopes.get())
+        self._unsubscribe_scopes = state.scopes.subscribe(self._extra_scopes_changed)
 
     # -- lifecycle ------------------------------------------------------
 
@@ -184,6 +187,9 @@ class DiscoveryService(service.Service):
         if scopes != self.extra_scopes:
             self.extra_scopes = scopes
             self._scopes_changed()
+
+    def _extra_scopes_changed(self, scopes):
+        self.set_extra_scopes(_announceable(scopes))
 
     def endpoint(self, iface, local_address=None):
         """The :class:`message.Endpoint` as seen from ``iface`` (XAddrs on its address)."""
@@ -357,23 +363,9 @@ def make_discovery_service(ctx):
                            interface_names=cfg.interfaces,
                            save_identity=partial(identitymod.save, state_dir))
     svc.http_port = partial(_http_port, ctx, svc)
-    _restore_extra_scopes(ctx, svc)
-    ctx.discovery = svc  # ONVIF AddScopes/SetScopes push their scopes here
     return svc
 
 
-def _restore_extra_scopes(ctx, svc):
-    """Announce the scopes added over ONVIF before this start (kept by rotordream.onvif.scopes).
-
-    Set directly rather than through ``set_extra_scopes``: they are no change
-    since the last run, so the MetadataVersion must not move.
-    """
-    try:
-        from rotordream.onvif import scopes as onvif_scopes
-    except ImportError:
-        return
-    extra = getattr(onvif_scopes, "extra", None)
-    if extra is None:
-        return
-    saved = tuple(s for s in extra(ctx) if s and not any(c.isspace() for c in s))
-    svc.extra_scopes = saved
+def _announceable(scopes):
+    # A scope with white space cannot go into a space-separated Scopes list.
+    return tuple(s for s in scopes if s and not any(c.isspace() for c in s))

