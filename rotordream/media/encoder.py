@@ -11,7 +11,7 @@ from fractions import Fraction
 import av
 from av.video.frame import PictureType
 
-from rotordream.media.hub import NAL_PPS, NAL_SPS, split_annexb
+from rotordream.h264 import parameter_sets, split_annexb
 
 TIME_BASE = Fraction(1, 90000)
 
@@ -79,12 +79,7 @@ class H264Encoder:
         out = []
         for packet in self._ctx.encode(frame):
             nals = split_annexb(bytes(packet))
-            for nal in nals:
-                t = nal[0] & 0x1F
-                if t == NAL_SPS:
-                    self.sps = nal
-                elif t == NAL_PPS:
-                    self.pps = nal
+            self.sps, self.pps = parameter_sets(nals, self.sps, self.pps)
             out.append(EncodedUnit(nals, bool(packet.is_keyframe), packet.pts))
         return out
 

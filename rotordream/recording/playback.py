@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
+from rotordream.h264 import first_parameter_sets
 from rotordream.recording import mp4
 from rotordream.recording.store import UnknownRecording
-from rotordream.rtsp.fanout import RtpSource
+from rotordream.rtp.sender import RtpSource
 
 log = Logger()
 
@@ -64,8 +65,7 @@ class RecordingPlayback:
                 if not sps:  # no avcC yet: take them from the first keyframe
                     reader.seek(0)
                     for _, key, nals in reader.read(0):
-                        sps = next((n for n in nals if n[0] & 0x1F == 7), b"")
-                        pps = next((n for n in nals if n[0] & 0x1F == 8), b"")
+                        sps, pps = first_parameter_sets(nals)
                 return {"id": entry["id"], "sps": sps, "pps": pps, "width": reader.width,
                         "height": reader.height, "fps": reader.fps,
                         "duration": entry.get("duration") or 0.0}

@@ -2,7 +2,7 @@
 
 import struct
 
-from rotordream.media.hub import NAL_PPS, NAL_SPS
+from rotordream.h264 import is_parameter_set, nal_type
 
 STAP_A = 24
 FU_A = 28
@@ -15,8 +15,8 @@ def payloads(nals, mtu):
     than ``mtu`` is cut into FU-A fragments; others go as single NAL units.
     """
     out = []
-    params = [n for n in nals if n and n[0] & 0x1F in (NAL_SPS, NAL_PPS)]
-    rest = [n for n in nals if n and n[0] & 0x1F not in (NAL_SPS, NAL_PPS)]
+    params = [n for n in nals if n and is_parameter_set(n)]
+    rest = [n for n in nals if n and not is_parameter_set(n)]
     if params:
         nri = max(n[0] & 0x60 for n in params)
         stap = bytes([nri | STAP_A]) + b"".join(struct.pack("!H", len(n)) + n for n in params)
@@ -30,7 +30,7 @@ def payloads(nals, mtu):
             continue
         header = nal[0]
         indicator = bytes([(header & 0xE0) | FU_A])
-        kind = header & 0x1F
+        kind = nal_type(nal)
         data = nal[1:]
         step = mtu - 2
         for start in range(0, len(data), step):

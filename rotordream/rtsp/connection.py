@@ -52,6 +52,11 @@ class RTSPConnection(protocol.Protocol):
         peer = self.transport.getPeer()
         self.client_host = getattr(peer, "host", "127.0.0.1")
 
+    @property
+    def server_host(self):
+        """The local address the client reached (for SDP's c= line)."""
+        return self.transport.getHost().host
+
     def dataReceived(self, data):
         if self._closing:
             return

@@ -277,7 +277,7 @@ def install(site, rtsp_server):
     kept: the tunnel channel is put in front of it, so tunnels are recognised
     first and every other request goes through it unchanged.
     """
-    cfg = rtsp_server.ctx.config.rtsp
+    cfg = rtsp_server.rtsp_config
     tunnels = Tunnels(rtsp_server, rtsp_server.clock, cfg.tunnel_timeout,
                       cfg.max_tunnels_per_address)
     base = site.protocol

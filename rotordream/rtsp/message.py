@@ -60,6 +60,12 @@ class Headers:
     def __contains__(self, name):
         return self.get(name) is not None
 
+    def __eq__(self, other):
+        return isinstance(other, Headers) and self._items == other._items
+
+    def __repr__(self):
+        return "Headers(%r)" % (self._items,)
+
     def items(self):
         """(name, value) pairs in order."""
         return list(self._items)
@@ -79,6 +85,12 @@ class Request:
     def cseq(self):
         """The CSeq header, or None."""
         return self.headers.get("CSeq")
+
+    def __bytes__(self):
+        """The request on the wire (headers as given, Content-Length among them if sent)."""
+        lines = ["%s %s %s" % (self.method, self.uri, self.version)]
+        lines += ["%s: %s" % item for item in self.headers.items()]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + self.body
 
 
 @dataclass

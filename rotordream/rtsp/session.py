@@ -1,6 +1,7 @@
 """RTSP sessions without I/O: the state table, who owns a session, when it ends, who gets one.
 
-States (RFC 2326 appendix A) are the table ``TRANSITIONS``.
+States (RFC 2326 appendix A) and what each transition does are the table
+``TABLE``: the server asks :func:`transition` and never tests a state itself.
 
 Expiry is one rule, :meth:`Session.expired`:
 
@@ -29,24 +30,49 @@ per-address cap, so a logged-in viewer can watch while anonymous clients
 hold everything they may.
 """
 
+from dataclasses import dataclass
+
 INIT, READY, PLAYING = "INIT", "READY", "PLAYING"
 
-# (state, method) -> next state. A method missing for a state is answered 455.
-TRANSITIONS = {
-    (INIT, "SETUP"): READY,
-    (INIT, "TEARDOWN"): INIT,
-    (READY, "SETUP"): READY,
-    (READY, "PLAY"): PLAYING,
-    (READY, "PAUSE"): READY,
-    (READY, "TEARDOWN"): INIT,
-    (PLAYING, "PLAY"): PLAYING,
-    (PLAYING, "PAUSE"): READY,
-    (PLAYING, "SETUP"): PLAYING,
-    (PLAYING, "TEARDOWN"): INIT,
+# What a transition does (carried out by the server after deciding it):
+START = "start"    # start sending RTP (after the answer)
+STOP = "stop"      # stop sending RTP
+SEEK = "seek"      # PLAY while playing: a recording seeks when Range says where, live ignores it
+BYE = "bye"        # tell the client the stream ended (RTCP BYE)
+CLOSE = "close"    # release the session's source
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The state after a method, and what the server does on the way."""
+
+    state: str
+    effects: tuple = ()
+
+
+# (state, method) -> Transition. A method missing for a state is answered 455.
+# TEARDOWN is also how a session ends when its connection closes or it expires.
+TABLE = {
+    (INIT, "SETUP"): Transition(READY),
+    (INIT, "TEARDOWN"): Transition(INIT, (STOP, CLOSE)),
+    (READY, "SETUP"): Transition(READY),                 # a new transport
+    (READY, "PLAY"): Transition(PLAYING, (START,)),
+    (READY, "PAUSE"): Transition(READY, (STOP,)),
+    (READY, "TEARDOWN"): Transition(INIT, (STOP, CLOSE)),
+    (PLAYING, "PLAY"): Transition(PLAYING, (SEEK,)),
+    (PLAYING, "PAUSE"): Transition(READY, (STOP,)),
+    (PLAYING, "SETUP"): Transition(PLAYING),
+    (PLAYING, "TEARDOWN"): Transition(INIT, (STOP, BYE, CLOSE)),
 }
+# Valid per RFC 2326 appendix A, refused here (455) with a reason of their own.
+REFUSED = {
+    (PLAYING, "SETUP"): "already playing",   # no transport change under a playing stream
+}
+SENDING = {PLAYING}   # states in which RTP flows
+TRANSITIONS = {key: t.state for key, t in TABLE.items()}
 # Methods valid in every state that do not change it.
 STATELESS = {"OPTIONS", "DESCRIBE", "GET_PARAMETER", "SET_PARAMETER"}
-METHODS = sorted(STATELESS | {m for _, m in TRANSITIONS})
+METHODS = sorted(STATELESS | {m for _, m in TABLE})
 
 # Why a new session is refused (see refusal()).
 FULL = "full"                  # every slot is taken
@@ -54,11 +80,22 @@ ANONYMOUS_SHARE = "anonymous"  # the rest is reserved for authenticated users
 ADDRESS_CAP = "address"        # this address holds all an anonymous client may
 
 
+def transition(state, method):
+    """The :class:`Transition` of ``method`` in ``state``, or None when it is not valid."""
+    if method in STATELESS:
+        return Transition(state)
+    return TABLE.get((state, method))
+
+
+def refused_in_state(state, method):
+    """Why ``method`` is refused in ``state`` though the protocol allows it, or None."""
+    return REFUSED.get((state, method))
+
+
 def next_state(state, method):
     """The state after ``method``, or None when the method is not valid in ``state``."""
-    if method in STATELESS:
-        return state
-    return TRANSITIONS.get((state, method))
+    t = transition(state, method)
+    return None if t is None else t.state
 
 
 class Session:
@@ -76,7 +113,7 @@ class Session:
         self.created = now
         self.played = False
         self.last_seen = now
-        self.sr_loop = None
+        self.sr_loop = None  # the adapter's SR timer while sending
 
     @property
     def authenticated(self):

@@ -1,17 +1,22 @@
-"""Encode once, packetize once: one RTP packet stream per video stream, shared by all clients.
+"""The RTP sender: encode once, packetize once, one packet stream per video stream for all.
 
 A :class:`StreamFanout` subscribes to a StreamHub while it has clients,
 turns each access unit into RTP packets exactly once (one SSRC and one
 sequence space per stream) and hands the same bytes to every target. It
 keeps the packets of the current GOP so a new client starts at a keyframe
 immediately.
+
+Targets are where one session's packets go: :class:`UdpTarget` (the
+server's shared UDP sockets) and :class:`TcpTarget` (interleaved on an RTSP
+connection). No I/O of its own: targets write through what they are given
+(a datagram port, or ``write``/``backlog`` functions of a TCP transport), so
+RTSP live streams and recording playback share it without depending on RTSP.
 """
 
 import random
 import socket
 import struct
 
-from rotordream.netutil import bound_send_buffer, unsent_bytes, write_now
 from rotordream.rtp.clock import ntp_timestamp, rtp_time
 from rotordream.rtp.h264 import payloads
 from rotordream.rtp.packet import Bye, SenderReport, rtp_header, sdes_cname
@@ -84,20 +89,21 @@ class TcpTarget(Target):
 
     transport_name = "tcp"
 
-    def __init__(self, transport, rtp_channel, rtcp_channel, limit):
+    def __init__(self, write, backlog, rtp_channel, rtcp_channel, limit):
+        """``write(bytes)`` sends on the connection; ``backlog()`` is its unsent byte count."""
         super().__init__()
-        self.transport = transport
+        self.write = write
+        self.backlog = backlog
         self.rtp_channel = rtp_channel
         self.rtcp_channel = rtcp_channel
         self.limit = limit
         self.waiting_for_keyframe = False
-        bound_send_buffer(transport, min(limit, 1 << 20))
 
     def deliver(self, au, timestamp, packets):
         if self.waiting_for_keyframe and not au.keyframe:
             self.dropped_units += 1
             return
-        if unsent_bytes(self.transport) > self.limit:
+        if self.backlog() > self.limit:
             self.waiting_for_keyframe = True
             self.dropped_units += 1
             return
@@ -107,10 +113,10 @@ class TcpTarget(Target):
     def send_packets(self, packets):
         head = struct.Struct("!cBH").pack
         ch = self.rtp_channel
-        write_now(self.transport, b"".join(head(b"$", ch, len(p)) + p for p in packets))
+        self.write(b"".join(head(b"$", ch, len(p)) + p for p in packets))
 
     def send_rtcp(self, data):
-        write_now(self.transport, struct.pack("!cBH", b"$", self.rtcp_channel, len(data)) + data)
+        self.write(struct.pack("!cBH", b"$", self.rtcp_channel, len(data)) + data)
 
 
 class RtpSource:

@@ -1,0 +1,397 @@
+"""The RTSP server without I/O: a request in, an answer and the effects to carry out.
+
+:meth:`RTSPCore.receive` takes one parsed request of a connection and
+returns a *step* (effects.py): an ``Answer`` (headers, body and effects such
+as ``StartSending``), or a wait the adapter performs and feeds back
+(``Authenticate``, ``WaitKeyframe``, ``DescribeRecording``,
+``PrepareRecording``, each with a ``then`` giving the next step).
+Refusals raise :class:`RtspError`. Which method is valid in which state, and
+what a transition does, is the table of session.py; transport negotiation is
+transport.py. The adapter (server.py) owns sockets, timers and Deferreds.
+
+Authentication: DESCRIBE and SETUP always; other requests only when they
+name a UDP session of another connection, to compare the user with the
+session's owner.
+"""
+
+import random
+import secrets
+
+from rotordream.auth import roles
+from rotordream.rtp.packet import PacketError, ReceiverReport, parse_rtcp
+from rotordream.rtp.sender import StreamFanout, TcpTarget, UdpTarget
+from rotordream.rtsp import sdp, transport
+from rotordream.rtsp.message import parse_range, split_url
+from rotordream.rtsp.effects import (EFFECTS, Answer, Authenticate, DescribeRecording,
+                                     PrepareRecording, StartSending, StopSending,
+                                     UseTransport, WaitKeyframe)
+from rotordream.rtsp.session import (ADDRESS_CAP, FULL, METHODS, SEEK, SENDING, START,
+                                     Session, refusal, refused_in_state, transition)
+
+RECORDING = "recording"   # the playback mount: /recording (latest) and /recording/<id>
+MAX_SESSIONS_PER_CONNECTION = 8
+AUTHENTICATED_METHODS = ("DESCRIBE", "SETUP")
+KEYFRAME_WAIT = 5         # seconds a DESCRIBE waits for the first picture
+
+
+class RtspError(Exception):
+    """Answer the request with ``status`` (extra headers, and a reason phrase if given)."""
+
+    def __init__(self, status, message="", headers=(), reason=None):
+        super().__init__(message)
+        self.status = status
+        self.headers = list(headers)
+        self.reason = reason
+
+
+def session_id(request):
+    """The session id a request names in its Session header, or None."""
+    value = request.headers.get("Session")
+    return None if value is None else value.split(";")[0].strip()
+
+
+class RTSPCore:
+    """Sessions and request policy for every RTSP connection (no I/O, no timers)."""
+
+    def __init__(self, config, fanouts, auth, clock, playback=lambda: None):
+        """``config``: the [rtsp] section; ``playback()``: the recordings provider or None."""
+        self.config = config
+        self.fanouts = fanouts
+        self.auth = auth          # for challenges; the adapter checks credentials
+        self.clock = clock        # anything with seconds()
+        self._playback = playback
+        self.sessions_by_id = {}
+        self.udp_server_port = None   # the RTP port of the server's pair, once bound
+        self.rejected = 0
+
+    @property
+    def playback(self):
+        """The recordings' playback provider, when the recorder runs."""
+        return self._playback()
+
+    # -- requests -------------------------------------------------------
+
+    def receive(self, conn, request):
+        """The first step answering ``request`` on ``conn``."""
+        method = request.method
+        if method not in METHODS:
+            raise RtspError(405, "unknown method",
+                            [("Allow", ", ".join(METHODS)), ("Public", ", ".join(METHODS))])
+        query = self._url(request)[1]
+        handler = getattr(self, "do_" + method)
+        if not self._needs_principal(conn, request):
+            return handler(conn, request, None)
+        token = (query.get("token") or [None])[0]
+        if token:
+            conn.token = token  # SETUP URLs come from Content-Base, without the query
+
+        def authenticated(principal):
+            if not conn.connected:
+                raise RtspError(503, "the connection closed meanwhile")
+            return handler(conn, request, principal)
+        return Authenticate(method, request.uri, request.headers.get("Authorization"),
+                            token or conn.token, conn.client_host, authenticated)
+
+    def refused(self, error):
+        """The RtspError for an AuthError from the credential check."""
+        if error.code == "RATE_LIMITED":
+            return RtspError(503, error.message,
+                             [("Retry-After", "%d" % (error.retry_after or 1))],
+                             reason="Service Unavailable: too many login attempts")
+        return RtspError(401, error.message, self._challenges(error.stale))
+
+    def _challenges(self, stale=False):
+        return [("WWW-Authenticate", c) for c in self.auth.challenges(stale=stale)]
+
+    def _needs_principal(self, conn, request):
+        if request.method in AUTHENTICATED_METHODS:
+            return True
+        session = self.sessions_by_id.get(session_id(request))
+        return session is not None and session.connection is not conn and \
+            session.transport_name == "udp"
+
+    @staticmethod
+    def _url(request):
+        try:
+            return split_url(request.uri)
+        except ValueError:
+            raise RtspError(400, "unparsable URL", reason="Bad Request: unparsable URL") \
+                from None
+
+    def _stream(self, conn, request):
+        """(mount, recording id or None, track, query) of a request URL."""
+        segments, query = self._url(request)
+        if not segments:
+            raise RtspError(404, "no such stream")
+        mount, rest, rid = segments[0], segments[1:], None
+        if mount == RECORDING:
+            if self.playback is None:
+                raise RtspError(404, "recording is not available")
+            if rest and not rest[0].startswith("trackID="):
+                rid, rest = rest[0], rest[1:]
+        elif mount not in self.fanouts:
+            raise RtspError(404, "no such stream")
+        track = rest[0] if rest else None
+        if "tcp" in query or "udp" in query:
+            # Clients build SETUP URLs from Content-Base without the query: the pin
+            # given on DESCRIBE holds for the rest of the connection.
+            conn.pinned = "tcp" if "tcp" in query else "udp"
+        return mount, rid, track, query
+
+    def _authorize(self, principal):
+        if not principal.can(roles.STREAM_WATCH):
+            if principal.authenticated:
+                raise RtspError(403, "not allowed to watch")
+            raise RtspError(401, "log in to watch", self._challenges())
+
+    def _session(self, conn, request, principal):
+        """The session the request names, if its owner asks (a sign of life); else 454."""
+        sid = session_id(request)
+        if sid is None:
+            return None
+        session = self.sessions_by_id.get(sid)
+        if session is None or not session.owned_by(conn, principal, conn.client_host):
+            raise RtspError(454, "session not found")
+        session.alive(self.clock.seconds())
+        return session
+
+    def _session_header(self, session):
+        return ("Session", "%s;timeout=%d" % (session.id, self.config.session_timeout))
+
+    def do_OPTIONS(self, conn, request, principal):
+        try:
+            self._session(conn, request, principal)
+        except RtspError:
+            pass
+        return Answer([("Public", ", ".join(METHODS))])
+
+    def do_GET_PARAMETER(self, conn, request, principal):
+        session = self._session(conn, request, principal)
+        return Answer([self._session_header(session)] if session else [])
+
+    do_SET_PARAMETER = do_GET_PARAMETER
+
+    def do_DESCRIBE(self, conn, request, principal):
+        stream, rid, track, query = self._stream(conn, request)
+        self._authorize(principal)
+        base = request.uri.split("?")[0].rstrip("/") + "/"
+        if stream == RECORDING:
+            return self._describe_recording(conn, rid, base)
+
+        def answer(au):
+            body = sdp.describe(random.getrandbits(31), conn.server_host, stream, au.sps,
+                                au.pps, au.width, au.height, au.fps)
+            return Answer([("Content-Type", "application/sdp"), ("Content-Base", base)], body)
+
+        hub = self.fanouts[stream].hub
+        latest = hub.latest
+        if latest is not None and latest.sps:
+            return answer(latest)
+        return WaitKeyframe(hub, KEYFRAME_WAIT, answer)
+
+    def _describe_recording(self, conn, rid, base):
+        def answer(info):
+            body = sdp.describe(random.getrandbits(31), conn.server_host,
+                                "recording " + info["id"], info["sps"], info["pps"],
+                                info["width"], info["height"], info["fps"],
+                                npt_range="0-%.3f" % info["duration"])
+            return Answer([("Content-Type", "application/sdp"), ("Content-Base", base)], body)
+        return DescribeRecording(self.playback, rid, answer)
+
+    def do_SETUP(self, conn, request, principal):
+        stream, rid, track, query = self._stream(conn, request)
+        self._authorize(principal)
+        if track not in (None, "trackID=0"):
+            raise RtspError(404, "no such track")
+        session = self._session(conn, request, principal)
+        if session is not None:
+            if session.stream != stream and not session.stream.startswith(stream + "/"):
+                raise RtspError(459, "one stream per session")
+            why = refused_in_state(session.state, "SETUP")
+            if why is not None:
+                raise RtspError(455, why)
+        else:
+            self._admit(conn, principal)
+        chosen = self._choose_transport(conn, request, session)
+        if session is None:
+            session = self._new_session(conn, principal, stream, rid)
+        value = transport.reply(chosen, session.source.ssrc, self.udp_server_port)
+        session.state = transition(session.state, "SETUP").state
+        return Answer([("Transport", value), self._session_header(session)],
+                      effects=(UseTransport(session, chosen, conn),))
+
+    def _choose_transport(self, conn, request, session):
+        used = [ch for s in conn.sessions.values() if s is not session
+                and isinstance(s.target, TcpTarget)
+                for ch in (s.target.rtp_channel, s.target.rtcp_channel)]
+        try:
+            return transport.negotiate(request.headers.get("Transport", ""), conn.pinned,
+                                       used, udp=self.udp_server_port is not None)
+        except transport.Unsupported as e:
+            if e.problem == "Transport header missing":
+                raise RtspError(461, e.problem) from None
+            raise RtspError(461, e.problem or "unsupported transport",
+                            reason="Unsupported Transport" +
+                            (": " + e.problem if e.problem else "")) from None
+
+    def _admit(self, conn, principal):
+        """Raise the refusal when ``principal`` on ``conn`` may not start a session now."""
+        cfg = self.config
+        why = refusal(self.sessions_by_id.values(), principal.authenticated, conn.client_host,
+                      cfg.max_sessions, cfg.reserved_sessions, cfg.max_sessions_per_address)
+        if why is not None:
+            self.rejected += 1
+            if why == FULL:
+                raise RtspError(503, "too many sessions", [("Retry-After", "5")],
+                                reason="Service Unavailable: all sessions are in use")
+            # The slots left need credentials: a 401 makes clients that have them
+            # (FFmpeg, GStreamer send none until challenged) log in and get one.
+            raise RtspError(401, "log in for a session", self._challenges(),
+                            reason="Unauthorized: log in for more sessions from this address"
+                            if why == ADDRESS_CAP else
+                            "Unauthorized: the sessions left are for logged-in users")
+        if len(conn.sessions) >= MAX_SESSIONS_PER_CONNECTION:
+            raise RtspError(503, "too many sessions on this connection",
+                            reason="Service Unavailable: too many sessions on this connection")
+
+    def _new_session(self, conn, principal, stream, rid):
+        session = Session(secrets.token_hex(8), stream, conn, principal, conn.client_host,
+                          self.clock.seconds())
+        if stream == RECORDING:
+            try:
+                session.source = self.playback.player(rid, self.config.mtu)
+            except KeyError:
+                raise RtspError(404, "no such recording")
+            session.stream = "%s/%s" % (RECORDING, session.source.id)
+        else:
+            session.source = self.fanouts[stream]
+        self.sessions_by_id[session.id] = session
+        conn.sessions[session.id] = session
+        return session
+
+    def _require_session(self, conn, request, principal, method):
+        session = self._session(conn, request, principal)
+        if session is None:
+            raise RtspError(454, "session not found")
+        step = transition(session.state, method)
+        if step is None:
+            raise RtspError(455, "%s is not valid in state %s" % (method, session.state),
+                            [("Allow", "SETUP, TEARDOWN, OPTIONS")])
+        return session, step
+
+    def do_PLAY(self, conn, request, principal):
+        session, step = self._require_session(conn, request, principal, "PLAY")
+        source = session.source
+        if not isinstance(source, StreamFanout):
+            return self._play_recording(session, request, step)
+        # A live stream starts now whatever Range asks (a "seek" is a no-op).
+        headers = [self._session_header(session), ("Range", "npt=now-")]
+        effects = ()
+        if START in step.effects:
+            seq, rtptime = source.start_info()
+            headers.append(self._rtp_info(request, seq, rtptime))
+            effects = (StartSending(session),)  # after the reply: the GOP burst and an SR
+        self._played(session, step.state)
+        return Answer(headers, effects=effects)
+
+    def _played(self, session, state):
+        session.state = state
+        session.played = True
+        session.alive(self.clock.seconds())
+
+    @staticmethod
+    def _rtp_info(request, seq, rtptime):
+        base = request.uri.split("?")[0].rstrip("/")
+        control = base if base.endswith("trackID=0") else base + "/trackID=0"
+        return ("RTP-Info", "url=%s;seq=%d;rtptime=%d" % (control, seq, rtptime))
+
+    def _play_recording(self, session, request, step):
+        """PLAY of a recording: seek to the keyframe at or before Range's start, then pace."""
+        player = session.source
+        try:
+            npt = parse_range(request.headers.get("Range"))
+        except ValueError:
+            raise RtspError(457, "Range must be npt=<seconds>-")
+        effects = ()
+        if SEEK in step.effects:
+            if npt is None:
+                return Answer([self._session_header(session)])
+            effects = (StopSending(session),)   # a seek while playing
+
+        def ready(info):
+            start, seq, rtptime = info
+            if session.id not in self.sessions_by_id:
+                raise RtspError(454, "session not found")
+            self._played(session, step.state)
+            return Answer([self._session_header(session),
+                           ("Range", "npt=%.3f-%.3f" % (start, player.duration)),
+                           self._rtp_info(request, seq, rtptime)],
+                          effects=(StartSending(session),))
+        return PrepareRecording(player, npt, ready, effects)
+
+    def do_PAUSE(self, conn, request, principal):
+        session, step = self._require_session(conn, request, principal, "PAUSE")
+        session.state = step.state
+        return Answer([self._session_header(session)], effects=self._effects(session, step))
+
+    def do_TEARDOWN(self, conn, request, principal):
+        session, step = self._require_session(conn, request, principal, "TEARDOWN")
+        return Answer([("Session", session.id)], effects=self.end(session))
+
+    # -- ending sessions ------------------------------------------------
+
+    def end(self, session):
+        """Forget ``session``; the effects that stop its RTP (the table's TEARDOWN row)."""
+        if session.id not in self.sessions_by_id:
+            return ()
+        step = transition(session.state, "TEARDOWN")
+        effects = self._effects(session, step)
+        session.state = step.state
+        del self.sessions_by_id[session.id]
+        session.connection.sessions.pop(session.id, None)
+        return effects
+
+    @staticmethod
+    def _effects(session, step):
+        return tuple(EFFECTS[name](session) for name in step.effects if name in EFFECTS)
+
+    def sending(self, session):
+        """Should RTP flow to ``session`` now (it still exists, in a state that sends)?"""
+        return session.id in self.sessions_by_id and session.state in SENDING
+
+    def expired(self, now):
+        """The sessions whose time is up (the rule of session.Session.expired)."""
+        cfg = self.config
+        return [s for s in list(self.sessions_by_id.values())
+                if s.expired(now, cfg.setup_timeout, cfg.session_timeout)]
+
+    # -- RTCP from clients ----------------------------------------------
+
+    def rtcp_received(self, data, addr):
+        """UDP RTCP from a client: a receiver report from its RTCP address keeps it alive."""
+        for session in self.sessions_by_id.values():
+            t = session.target
+            if isinstance(t, UdpTarget) and t.rtcp_addr[0] == addr[0] and \
+                    t.rtcp_addr[1] == addr[1]:
+                self._note_rtcp(session, data)
+
+    def interleaved_received(self, conn, frame):
+        """An interleaved frame: RTCP on the odd channel of one of this connection's sessions."""
+        for session in conn.sessions.values():
+            t = session.target
+            if isinstance(t, TcpTarget) and frame.channel == t.rtcp_channel:
+                self._note_rtcp(session, frame.data)
+
+    def _note_rtcp(self, session, data):
+        try:
+            packets = parse_rtcp(data)
+        except PacketError:
+            return
+        reports = [p for p in packets if isinstance(p, ReceiverReport)]
+        if not reports:
+            return
+        session.alive(self.clock.seconds())
+        if reports[0].reports:
+            block = reports[0].reports[0]
+            session.target.loss = block.fraction_lost / 256.0
+            session.target.jitter = block.jitter

@@ -1,0 +1,72 @@
+"""Transport negotiation without I/O: a SETUP's Transport offers in, the chosen transport out.
+
+RFC 2326 12.39: the client lists transports in order of preference; the
+server takes the first it can serve. Served here: unicast RTP/AVP over UDP
+(to the client's port pair) and RTP/AVP/TCP interleaved on the connection
+(on channels no other session of the connection uses). A ``?tcp`` or
+``?udp`` URL pins the kind. Nothing usable is 461 Unsupported Transport.
+"""
+
+from dataclasses import dataclass
+
+from rotordream.rtsp.message import client_ports, interleaved_channels, parse_transport
+
+TCP, UDP = "tcp", "udp"
+PROTOCOLS = ("RTP/AVP", "RTP/AVP/UDP", "RTP/AVP/TCP")
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The transport a SETUP gets: ``kind`` TCP with channels, or UDP with client ports."""
+
+    kind: str
+    pair: tuple
+
+
+class Unsupported(Exception):
+    """No offer can be served (answer 461); ``problem`` says why when one offer was bad."""
+
+    def __init__(self, problem=None):
+        super().__init__(problem or "unsupported transport")
+        self.problem = problem
+
+
+def negotiate(header, pinned=None, used_channels=(), udp=True):
+    """The first servable offer of a Transport ``header``; raises :class:`Unsupported`.
+
+    ``pinned``: TCP or UDP when the URL asked for one; ``used_channels``: the
+    interleaved channels other sessions of the connection hold; ``udp``: False
+    when the server has no RTP port pair.
+    """
+    offers = parse_transport(header or "")
+    if not offers:
+        raise Unsupported("Transport header missing")
+    used = set(used_channels)
+    problem = None
+    for offer in offers:
+        proto = offer["protocol"]
+        if proto not in PROTOCOLS or "multicast" in offer:
+            continue
+        is_tcp = proto == "RTP/AVP/TCP"
+        if pinned and (pinned == TCP) != is_tcp:
+            continue
+        try:
+            if is_tcp:
+                pair = interleaved_channels(offer.get("interleaved", "0-1"))
+                if used.intersection(pair):
+                    raise ValueError("interleaved channels already in use")
+                return Chosen(TCP, pair)
+            if "client_port" in offer and udp:
+                return Chosen(UDP, client_ports(offer["client_port"]))
+        except ValueError as e:
+            problem = problem or str(e)
+    raise Unsupported(problem)
+
+
+def reply(chosen, ssrc, server_port=None):
+    """The Transport header value answering a SETUP that got ``chosen``."""
+    a, b = chosen.pair
+    if chosen.kind == TCP:
+        return "RTP/AVP/TCP;unicast;interleaved=%d-%d;ssrc=%08X" % (a, b, ssrc)
+    return "RTP/AVP;unicast;client_port=%d-%d;server_port=%d-%d;ssrc=%08X" % (
+        a, b, server_port, server_port + 1, ssrc)
