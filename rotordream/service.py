@@ -158,12 +158,12 @@ def makeService(options):
     if cfg.server.https or cfg.server.rtsps:
         tls = make_tls_context_factory(ctx)
 
-    # The RTSP server exists before the recorder so playback mounts can register.
+    # The recorder first: the RTSP server serves its recordings (rtsp://.../recording).
+    _add(top, make_recorder_service(ctx))
     _add(top, make_rtsp_service(ctx, cfg.server.rtsp))
     if cfg.server.rtsps:
         _add(top, make_rtsp_service(ctx, cfg.server.rtsps, tls_context_factory=tls))
 
-    _add(top, make_recorder_service(ctx))
     _add(top, make_onvif_service(ctx))
     _add(top, make_webrtc_service(ctx))
 

@@ -39,26 +39,16 @@ class RtcpPort(protocol.DatagramProtocol):
 class RTSPServer:
     """Sessions, mounts and RTP transport for all RTSP connections."""
 
-    def __init__(self, ctx=None, clock=None, *, config=None, hubs=None, auth=None,
-                 playback=None):
-        """``RTSPServer(config=, hubs=, auth=, clock=, playback=)``; ``RTSPServer(ctx)`` too.
-
-        ``config`` is the whole configuration (its [rtsp] section is read),
-        ``hubs`` the stream hubs by name, ``playback`` the recordings provider.
-        """
-        if ctx is not None:   # the context form: playback is looked up when asked
-            config, hubs, auth = ctx.config, ctx.pipeline.hubs, ctx.auth
-            clock = clock or ctx.reactor
-            lookup = lambda: getattr(ctx, "playback", None)  # noqa: E731
-        else:
-            lookup = lambda: playback  # noqa: E731
-        self.ctx = ctx
+    def __init__(self, config, hubs, auth, clock, playback=None):
+        """``config`` is the whole configuration (its [rtsp] section is read), ``hubs`` the
+        stream hubs by name, ``auth`` the AuthService, ``playback`` the recordings provider
+        (None: no /recording mount)."""
         self.config = config
         self.clock = clock
         cfg = self.rtsp_config = config.rtsp
         self.client_queue = cfg.client_queue
         fanouts = {name: StreamFanout(name, hub, cfg.mtu) for name, hub in hubs.items()}
-        self.core = core.RTSPCore(cfg, fanouts, auth, clock, lookup)
+        self.core = core.RTSPCore(cfg, fanouts, auth, clock, lambda: playback)
         self.listener = None
         self.rtp_port = RtcpPort(self)
         self.rtcp_port = RtcpPort(self)

@@ -34,7 +34,8 @@ def make_rtsp_service(ctx, endpoint_description, tls_context_factory=None):
     listener = Listener(ctx.reactor, endpoint_description, None, option,
                         tls=tls_context_factory)
     if ctx.rtsp is None:
-        ctx.rtsp = RTSPServer(ctx)
+        ctx.rtsp = RTSPServer(ctx.config, ctx.pipeline.hubs, ctx.auth, ctx.reactor,
+                              ctx.playback)
         top = RTSPService(ctx.rtsp, ctx.reactor)
     else:
         top = service.MultiService()

@@ -96,7 +96,8 @@ class Rig:
         self.pipeline = FakePipeline()
         ctx = Context(self.cfg, self.clock, CameraState(), pipeline=self.pipeline)
         ctx.auth = self.auth
-        self.server = RTSPServer(ctx, clock=self.clock)
+        self.server = RTSPServer(config=self.cfg, hubs=self.pipeline.hubs, auth=self.auth,
+                                 clock=self.clock)
         self.server.start(self.clock)
         self.factory = RTSPFactory(self.server)
         self.seq = 0

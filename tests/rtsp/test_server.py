@@ -31,7 +31,7 @@ def rig(tmp_path):
     pipeline = FakePipeline()
     ctx = Context(cfg, clock, CameraState(), pipeline=pipeline)
     ctx.auth = AuthService(cfg, str(tmp_path), clock)
-    server = RTSPServer(ctx, clock=clock)
+    server = RTSPServer(config=cfg, hubs=pipeline.hubs, auth=ctx.auth, clock=clock)
     server._reaper.start(10, now=False)
     for i in range(3):
         pipeline.hubs["stream1"].publish(au(i, i == 0))
@@ -199,7 +199,8 @@ def test_auth_required_when_anonymous_is_guest(tmp_path):
     ctx = Context(cfg, clock, CameraState(), pipeline=FakePipeline())
     ctx.auth = AuthService(cfg, str(tmp_path), clock)
     ctx.pipeline.hubs["stream1"].publish(au(0, True))
-    proto = RTSPFactory(RTSPServer(ctx, clock=clock)).buildProtocol(None)
+    proto = RTSPFactory(RTSPServer(config=cfg, hubs=ctx.pipeline.hubs,
+                                                  auth=ctx.auth, clock=clock)).buildProtocol(None)
     t = StringTransport()
     proto.makeConnection(t)
     code, h, _ = request(proto, t, "DESCRIBE rtsp://h/stream1 RTSP/1.0\nCSeq: 2\n")
@@ -221,7 +222,8 @@ def test_describe_before_the_first_keyframe_waits_then_503(tmp_path):
     cfg = from_dict({"auth": {"initial_admin_password": "admin-password"}})
     ctx = Context(cfg, clock, CameraState(), pipeline=FakePipeline())
     ctx.auth = AuthService(cfg, str(tmp_path), clock)
-    proto = RTSPFactory(RTSPServer(ctx, clock=clock)).buildProtocol(None)
+    proto = RTSPFactory(RTSPServer(config=cfg, hubs=ctx.pipeline.hubs,
+                                                  auth=ctx.auth, clock=clock)).buildProtocol(None)
     t = StringTransport()
     proto.makeConnection(t)
     proto.dataReceived(b"DESCRIBE rtsp://h/stream1 RTSP/1.0\r\nCSeq: 2\r\n\r\n")

@@ -65,7 +65,8 @@ class Rig:
         ctx = Context(cfg, self.clock, CameraState(), pipeline=self.pipeline)
         ctx.auth = AuthService(cfg, str(tmp_path), self.clock)
         self.ctx = ctx
-        self.server = RTSPServer(ctx, clock=self.clock)
+        self.server = RTSPServer(config=cfg, hubs=self.pipeline.hubs, auth=ctx.auth,
+                                 clock=self.clock)
         rtp, rtcp = UdpPort(50000), UdpPort(50001)
         self.server.udp_ports = (rtp, rtcp)
         self.server.rtp_port.transport = rtp
