@@ -22,7 +22,7 @@ from rotordream.context import Context
 from rotordream.media.hub import AccessUnit
 from rotordream.rtsp.server import RTSPFactory, RTSPServer
 from rotordream.state import CameraState
-from rotordream.testing import FakePipeline
+from rotordream.testing import FakePipeline, FakeUDPPort
 
 SPS, PPS = b"\x67\x42\xc0\x1f\xda", b"\x68\xce\x3c\x80"
 ADMIN = "Basic " + base64.b64encode(b"admin:admin-password").decode()
@@ -35,20 +35,6 @@ def au(seq, key):
     nals = (SPS, PPS, b"\x65" + b"k" * 300) if key else (b"\x41" + b"p" * 50,)
     return AccessUnit("stream1", seq, nals, key, seq * 3000, 1000.0 + seq / 30, 640, 360, 30,
                       SPS, PPS)
-
-
-class UdpPort:
-    """The server's RTP/RTCP socket stand-in: its port and the datagrams written."""
-
-    def __init__(self, port):
-        self.port = port
-        self.sent = []
-
-    def getHost(self):
-        return IPv4Address("UDP", "127.0.0.1", self.port)
-
-    def write(self, data, addr):
-        self.sent.append((data, addr))
 
 
 class Rig:
@@ -67,7 +53,7 @@ class Rig:
         self.ctx = ctx
         self.server = RTSPServer(config=cfg, hubs=self.pipeline.hubs, auth=ctx.auth,
                                  clock=self.clock)
-        rtp, rtcp = UdpPort(50000), UdpPort(50001)
+        rtp, rtcp = FakeUDPPort(50000), FakeUDPPort(50001)
         self.server.udp_ports = (rtp, rtcp)
         self.server.rtp_port.transport = rtp
         self.server.rtcp_port.transport = rtcp
