@@ -118,10 +118,6 @@ class StreamHub:
                 log.failure("subscriber of {hub} failed; dropping it", hub=self.name)
                 sub.cancel()
 
-    def reset(self):
-        """Forget the cached GOP (the encoder is being re-opened)."""
-        self._gop = []
-
     # -- consumer side --------------------------------------------------
 
     def subscribe(self, callback, replay=True):
