@@ -15,6 +15,11 @@ motor keys once a motor is configured) are not stored by :meth:`set`: once
 the batch's settings are applied and broadcast, the command runs and reports
 its outcome with :meth:`update`, a fresh change of its own. Nothing calls
 back into the store while it applies a change (that raises).
+
+The device's ONVIF scopes are state too (fixed, name/location, and the extra
+configurable ones in :class:`ExtraScopes`), read by ONVIF and WS-Discovery.
+Longer than most modules: it is the one declaration of every key (habit 9),
+and the key table, validation and persistence belong together.
 """
 
 import json

@@ -1,9 +1,11 @@
-"""JPEG snapshots of the latest frame, encoded off the reactor thread, cached per frame.
+"""JPEG snapshots of the latest frame, encoded off the reactor thread, cached per frame;
+snaps kept under an id for later fetching.
 
 However many clients ask at once, each (frame, quality) is encoded once:
 concurrent requests share the in-flight Deferred, later ones the cached bytes.
 """
 
+import time
 from fractions import Fraction
 
 import av
@@ -80,3 +82,35 @@ class SnapshotCache:
                 d.errback(result)
             else:
                 d.callback(result)
+
+
+class SnapStore:
+    """JPEGs kept under an id (the ``snap`` command) until ``limit`` newer ones are taken.
+
+    ``take_jpeg()`` returns a Deferred firing with the JPEG of the current
+    frame; ``wall`` gives the time used in ids.
+    """
+
+    def __init__(self, take_jpeg, limit=10, wall=time.time):
+        self._take_jpeg = take_jpeg
+        self.limit = limit
+        self._wall = wall
+        self._snaps = {}
+        self._count = 0
+
+    def take(self):
+        """Keep a JPEG of the current frame under a new id; return the id."""
+        self._count += 1
+        snap_id = "%d-%d" % (int(self._wall()), self._count)
+        d = self._snaps[snap_id] = self._take_jpeg()
+        d.addErrback(lambda f: None)
+        while len(self._snaps) > self.limit:
+            self._snaps.pop(next(iter(self._snaps)))
+        return snap_id
+
+    def get(self, snap_id):
+        """Deferred firing with the JPEG taken as ``snap_id``; KeyError if unknown or expired."""
+        d = self._snaps[snap_id]
+        out = defer.Deferred()
+        d.addCallback(lambda jpeg: (out.callback(jpeg), jpeg)[1])
+        return out
