@@ -225,6 +225,31 @@ def test_start_is_refused_when_retention_cannot_make_room(tmp_path, encoded):
     assert rec.state.get("record") is False
 
 
+def test_a_refused_record_command_reports_without_touching_the_key(tmp_path, encoded):
+    from rotordream.auth.roles import Principal
+    rec, hub, clock = make_recorder(tmp_path, min_free_mb=10 ** 9)
+    seen, events = [], []
+    rec.state.subscribe(lambda changes, origin: seen.append((changes, origin)))
+    rec.state.subscribe_events(events.append)
+    result = rec.state.set({"record": True, "brightness": 60}, Principal("admin", "admin"),
+                           origin="websocket:1")
+    # The setting is applied; the command acts after it and never flashes record=true.
+    assert seen == [({"brightness": 60}, "websocket:1")]
+    assert result.changes == {"brightness": 60, "record": False}
+    assert result.info["record"]["code"] == "INSUFFICIENT_STORAGE"
+    assert events[0]["key"] == "record" and rec.state.get("record") is False
+
+
+def test_a_record_command_reports_under_the_writers_origin(tmp_path, encoded):
+    from rotordream.auth.roles import Principal
+    rec, hub, clock = make_recorder(tmp_path)
+    seen = []
+    rec.state.subscribe(lambda changes, origin: seen.append((changes, origin)))
+    feed(hub, encoded, 0, 1)
+    rec.state.set({"record": True}, Principal("admin", "admin"), origin="websocket:7")
+    assert seen == [({"record": True}, "websocket:7")] and rec.mode == "recording"
+
+
 def test_retention_deletes_the_oldest_first(tmp_path, encoded):
     rec, hub, clock = make_recorder(tmp_path)
     feed(hub, encoded, 0, 1)
