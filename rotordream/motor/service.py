@@ -38,19 +38,24 @@ ROTOR_KEYS = ("rotor-enabled", "rotor-speed", "rotor-direction")
 
 @implementer(IMotorController)
 class MotorService(service.Service):
-    """The motors, as the state keys and IMotorController see them."""
+    """The motors, as the state keys and IMotorController see them.
+
+    ``config`` is the ``[motor]`` section (baud, command timeout, retries);
+    presets are kept in ``state_dir``; ``kind`` is ``sim`` or ``serial``.
+    """
 
     name = "motor"
 
-    def __init__(self, ctx, kind, device=None, baud=None, sim_clock=None, clock=None):
-        self.ctx = ctx
-        self.state = ctx.state
-        self.reactor = ctx.reactor
+    def __init__(self, reactor, state, config, state_dir, kind, device=None, baud=None,
+                 sim_clock=None, clock=None):
+        self.state = state
+        self.reactor = reactor
+        self.config = config
         self.kind = kind
         self.device = device
-        self.baud = baud or ctx.config.motor.baud
-        self.clock = clock or ctx.reactor          # timeouts, silence, reconnects
-        self.sim_clock = sim_clock or ctx.reactor  # the simulator's physics
+        self.baud = baud or config.baud
+        self.clock = clock or reactor          # timeouts, silence, reconnects
+        self.sim_clock = sim_clock or reactor  # the simulator's physics
         self.model = ControllerModel() if kind == "sim" else None
         self.proto = None
         self.port = None
@@ -61,7 +66,7 @@ class MotorService(service.Service):
         self._silence = None
         self._backoff = BACKOFF[0]
         self._connected_waiters = []
-        self.presets_path = os.path.join(ctx.config.server.state_dir, PRESETS_FILE)
+        self.presets_path = os.path.join(state_dir, PRESETS_FILE)
         self._presets = self._load_presets()
         self._settle = None  # after a jog or stop: "moving" then "idle" sets the targets
         self.state.set_command(ROTOR_KEYS, self._rotor_command)
@@ -85,7 +90,7 @@ class MotorService(service.Service):
         from twisted.internet.serialport import SerialPort
         self._retry = None
         self._close()  # a previous link (or simulator pty) is done with
-        cfg = self.ctx.config.motor
+        cfg = self.config
         self.proto = MotorProtocol(self, self.clock, cfg.command_timeout, cfg.retries)
         try:
             path = self._open_simulator() if self.kind == "sim" else self.device
@@ -390,10 +395,16 @@ def _clamp(spec, value):
     return round(min(spec.maximum, max(spec.minimum, float(value))), 2)
 
 
-def make_motor_service(ctx):
-    """The motor service for ``[server] motor`` (sim or serial); sets ``ctx.motor``."""
-    kind, device, baud = parse_motor(ctx.config.server.motor)
+def build_motor_service(reactor, state, config):
+    """The motor service for ``[server] motor`` (sim or serial), or None for ``none``."""
+    kind, device, baud = parse_motor(config.server.motor)
     if kind == "none":
         return None
-    ctx.motor = MotorService(ctx, kind, device, baud)
+    return MotorService(reactor, state, config.motor, config.server.state_dir, kind, device,
+                        baud)
+
+
+def make_motor_service(ctx):
+    """:func:`build_motor_service` from the context; sets ``ctx.motor``."""
+    ctx.motor = build_motor_service(ctx.reactor, ctx.state, ctx.config)
     return ctx.motor

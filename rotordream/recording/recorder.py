@@ -59,15 +59,20 @@ class Segment:
 
 @implementer(IRecorder)
 class Recorder(service.Service):
-    """Records stream1 into ``store`` (see module docstring)."""
+    """Records ``hub`` (stream1) into ``store`` (see module docstring).
 
-    def __init__(self, ctx, store, writer_pool, segment_seconds, clock=None, wall=time.time):
-        self.ctx = ctx
-        self.state = ctx.state
-        self.hub = ctx.pipeline.hubs["stream1"]
+    ``reactor`` runs the writer pool's results; ``clock`` (default: the
+    reactor) times durations and storage checks; ``state`` carries ``record``.
+    """
+
+    def __init__(self, reactor, state, hub, store, writer_pool, segment_seconds, clock=None,
+                 wall=time.time):
+        self.reactor = reactor
+        self.state = state
+        self.hub = hub
         self.store = store
         self.pool = writer_pool
-        self.clock = clock or ctx.reactor
+        self.clock = clock or reactor
         self.wall = wall
         self.segment_seconds = segment_seconds
         self.mode = IDLE
@@ -96,7 +101,7 @@ class Recorder(service.Service):
         self.pool.start()
         self.state.set_command("record", self._record_command)
         self.state.update({"record": False}, origin="recorder")
-        d = threads.deferToThreadPool(self.ctx.reactor, self.pool, self.store.load)
+        d = threads.deferToThreadPool(self.reactor, self.pool, self.store.load)
         d.addCallback(self._loaded)
         d.addErrback(lambda f: log.failure("could not read the recordings index", f))
         d.addBoth(lambda _: self.ready.callback(None) if not self.ready.called else None)
@@ -325,7 +330,7 @@ class Recorder(service.Service):
         if seg is None:
             return
         self.session_duration += seg.duration
-        d = threads.deferToThreadPool(self.ctx.reactor, self.pool, self._close_file, seg)
+        d = threads.deferToThreadPool(self.reactor, self.pool, self._close_file, seg)
         self._queued += 1
         d.addCallback(self._segment_closed, seg)
         d.addErrback(lambda f: log.failure("closing {id} failed", f, id=seg.id))
@@ -362,7 +367,7 @@ class Recorder(service.Service):
             seg.writer = mp4.SegmentWriter(seg.path, width, height, fps)
         except OSError as e:
             seg.failed = e
-            self.ctx.reactor.callFromThread(self._storage_failed, seg, e)
+            self.reactor.callFromThread(self._storage_failed, seg, e)
         finally:
             self._done += 1
 
@@ -372,7 +377,7 @@ class Recorder(service.Service):
                 seg.writer.write(annexb, pts, keyframe, ticks)
         except OSError as e:
             seg.failed = e
-            self.ctx.reactor.callFromThread(self._storage_failed, seg, e)
+            self.reactor.callFromThread(self._storage_failed, seg, e)
         finally:
             self._done += 1
 
@@ -429,7 +434,8 @@ def make_recorder_service(ctx):
     cfg = ctx.config.recording
     store = RecordingStore(ctx.config.recording_dir, cfg.max_total_mb, cfg.min_free_mb)
     pool = threadpool.ThreadPool(minthreads=1, maxthreads=1, name="recorder")
-    recorder = Recorder(ctx, store, pool, cfg.segment_seconds)
+    recorder = Recorder(ctx.reactor, ctx.state, ctx.pipeline.hubs["stream1"], store, pool,
+                        cfg.segment_seconds)
     ctx.recorder = recorder
     ctx.playback = RecordingPlayback(store, ctx.reactor, ctx.threadpool)
     return recorder

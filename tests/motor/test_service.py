@@ -41,7 +41,8 @@ def motors(tmp_path):
     state = CameraState()
     ctx = Context(cfg, reactor, state)
     sim, host = Clock(), Clock()
-    svc = MotorService(ctx, "sim", sim_clock=sim, clock=host)
+    svc = MotorService(ctx.reactor, state, cfg.motor, str(tmp_path), "sim", sim_clock=sim,
+                       clock=host)
     svc.startService()
     yield svc, state, sim, host
     svc.stopService()
@@ -155,7 +156,8 @@ def test_presets_persist_and_move(motors, tmp_path):
     yield svc.goto_preset(token)
     advance(sim, 3)
     yield when(state, lambda s: s.get("pan-position") == 30.0 and s.get("tilt-position") == 10.0)
-    again = MotorService(svc.ctx, "sim", sim_clock=Clock(), clock=Clock())
+    again = MotorService(reactor, svc.state, svc.config, str(tmp_path), "sim",
+                         sim_clock=Clock(), clock=Clock())
     assert again.presets() == svc.presets()
     svc.remove_preset(token)
     assert svc.presets() == []

@@ -69,7 +69,8 @@ def make_recorder(tmp_path, segment_seconds=300, max_total_mb=0, min_free_mb=0):
     ctx = Context(config=Config(), reactor=reactor, state=CameraState(str(tmp_path)))
     ctx.pipeline = Pipeline()
     store = RecordingStore(str(tmp_path / "rec"), max_total_mb, min_free_mb)
-    rec = Recorder(ctx, store, SyncThreadPool(), segment_seconds, clock=clock)
+    rec = Recorder(reactor, ctx.state, ctx.pipeline.hubs["stream1"], store, SyncThreadPool(),
+                   segment_seconds, clock=clock)
     rec.startService()
     return rec, ctx.pipeline.hubs["stream1"], clock
 
