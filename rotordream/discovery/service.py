@@ -344,26 +344,36 @@ def configured_port(description, default=80):
     return default
 
 
-def _http_port(ctx, svc):
+def _sibling_http_port(svc, configured):
     # The real bound port once the HTTP listener runs (tcp:0 picks one), else the configured one.
     for sibling in svc.parent or ():
         port = getattr(sibling, "port", None)
         if getattr(sibling, "option", None) == "http" and port is not None:
             return port.getHost().port
-    return configured_port(ctx.config.server.http)
+    return configured
+
+
+def build_discovery_service(reactor, state, config, http_port=None):
+    """The WS-Discovery service, or None when ``[discovery] enabled`` is false.
+
+    ``http_port`` is a callable giving the HTTP port for XAddrs; by default
+    the bound port of a sibling HTTP listener service, else the configured one.
+    """
+    cfg = config.discovery
+    if not cfg.enabled:
+        return None
+    state_dir = config.server.state_dir
+    svc = DiscoveryService(reactor, state, identitymod.load(state_dir), http_port,
+                           interface_names=cfg.interfaces,
+                           save_identity=partial(identitymod.save, state_dir))
+    if http_port is None:
+        svc.http_port = partial(_sibling_http_port, svc, configured_port(config.server.http))
+    return svc
 
 
 def make_discovery_service(ctx):
-    """The WS-Discovery service, or None when ``[discovery] enabled`` is false."""
-    cfg = ctx.config.discovery
-    if not cfg.enabled:
-        return None
-    state_dir = ctx.config.server.state_dir
-    svc = DiscoveryService(ctx.reactor, ctx.state, identitymod.load(state_dir), None,
-                           interface_names=cfg.interfaces,
-                           save_identity=partial(identitymod.save, state_dir))
-    svc.http_port = partial(_http_port, ctx, svc)
-    return svc
+    """:func:`build_discovery_service` from the context."""
+    return build_discovery_service(ctx.reactor, ctx.state, ctx.config)
 
 
 def _announceable(scopes):
