@@ -271,8 +271,10 @@ KEYS = (
 
 # -- ONVIF scopes -----------------------------------------------------------
 # The device's scopes are camera state: the fixed ones, the name and location
-# keys, and the extra configurable scopes below. ONVIF GetScopes/SetScopes and
-# WS-Discovery both read them here, so ProbeMatches and GetScopes agree.
+# keys, and the extra configurable scopes below. ONVIF GetScopes/SetScopes read
+# them here. rotordream.discovery.message has the same definition for the wire
+# (it must stay free of Twisted, which this module logs with);
+# tests/discovery/test_message.py keeps the two equal.
 
 ONVIF_SCOPE = "onvif://www.onvif.org/"
 FIXED_SCOPES = (ONVIF_SCOPE + "type/video_encoder", ONVIF_SCOPE + "type/ptz",

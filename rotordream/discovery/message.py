@@ -13,11 +13,9 @@ never reach the tree walk.
 
 import uuid
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from lxml import etree
-
-from rotordream import state
 
 # -- namespaces ----------------------------------------------------------------
 
@@ -408,10 +406,31 @@ def same_address(a, b):
 
 
 # -- ONVIF scopes -------------------------------------------------------------
-# Defined with the camera state (ONVIF GetScopes reads the same definition).
 
-ONVIF_SCOPE, FIXED_SCOPES = state.ONVIF_SCOPE, state.FIXED_SCOPES
-scope_value, device_scopes = state.scope_value, state.device_scopes
+ONVIF_SCOPE = "onvif://www.onvif.org/"
+FIXED_SCOPES = (ONVIF_SCOPE + "type/video_encoder", ONVIF_SCOPE + "type/ptz",
+                ONVIF_SCOPE + "Profile/Streaming", ONVIF_SCOPE + "hardware/RotorDream")
+
+
+def scope_value(text):
+    """``text`` as one scope path segment: UTF-8, percent-encoded, no spaces or slashes."""
+    return quote(text, safe="")
+
+
+def device_scopes(name, location="", mac=None):
+    """The ONVIF scopes of the device: types, Profile S, hardware, name, location and MAC.
+
+    Empty values are left out rather than announced as an empty segment.
+    """
+    scopes = list(FIXED_SCOPES)
+    if name:
+        scopes.append(ONVIF_SCOPE + "name/" + scope_value(name))
+    if location:
+        scopes.append(ONVIF_SCOPE + "location/" + scope_value(location))
+    if mac:
+        # Colons are legal in a path segment; NVRs show the MAC as written.
+        scopes.append(ONVIF_SCOPE + "MAC/" + quote(mac.lower(), safe=":"))
+    return tuple(scopes)
 
 
 def device_service_url(host, port):

@@ -167,6 +167,14 @@ def test_type_matching(types, expected):
     assert m.types_match(types, ENDPOINT.types) is expected
 
 
+@pytest.mark.parametrize("name, location, mac", [
+    ("Cam/1 ü", "", "AA:BB:CC:DD:EE:FF"), ("", "Lab 2", None), ("x", "y/z", "00:11:22:33:44:55")])
+def test_announced_scopes_are_the_camera_states(name, location, mac):
+    from rotordream import state
+    assert m.device_scopes(name, location, mac) == state.device_scopes(name, location, mac)
+    assert m.FIXED_SCOPES == state.FIXED_SCOPES and m.ONVIF_SCOPE == state.ONVIF_SCOPE
+
+
 def test_undeclared_and_default_namespace_types():
     probe = SOAP11_PROBE.replace(b"x:Device", b"y:Device")
     assert not m.probe_matches_endpoint(m.parse(probe), ENDPOINT)
