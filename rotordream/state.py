@@ -18,8 +18,9 @@ back into the store while it applies a change (that raises).
 
 The device's ONVIF scopes are state too (fixed, name/location, and the extra
 configurable ones in :class:`ExtraScopes`), read by ONVIF and WS-Discovery.
-Longer than most modules: it is the one declaration of every key (habit 9),
-and the key table, validation and persistence belong together.
+Why it is long: it is the one declaration of every key (habit 9): the key
+table, its validation, the store with its observers and commands, and its
+persistence belong together, and the table alone is a hundred lines.
 """
 
 import json
@@ -558,7 +559,7 @@ class CameraState:
         return lambda: self._observers.remove(observer) if observer in self._observers else None
 
     def subscribe_events(self, observer):
-        """Call ``observer(event)`` for daemon events such as errors; return an unsubscribe callable."""
+        """Call ``observer(event)`` for daemon events such as errors; return an unsubscriber."""
         self._event_observers.append(observer)
         return lambda: (self._event_observers.remove(observer)
                         if observer in self._event_observers else None)

@@ -9,6 +9,10 @@ and the ONVIF scopes of the device live here too, so the Twisted adapter in
 Parsing uses lxml with entity resolution and network access off; a
 document with a DOCTYPE is refused, so XXE and entity-expansion payloads
 never reach the tree walk.
+
+Why it is long: one wire format, parsed and built in one place (the five
+message kinds, their SOAP headers and the Probe matching rules share the
+namespace handling); split, each half would need the other's helpers.
 """
 
 import uuid

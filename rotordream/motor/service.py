@@ -9,6 +9,10 @@ Moves are commands: whoever asks (a ``pan``/``tilt`` write, ONVIF
 AbsoluteMove, RelativeMove, GotoPreset, GotoHome, a jog and its stop), the
 ``pan``/``tilt`` targets report where the axes are headed, so a later write
 of one axis never sends the other back to a stale target.
+
+Why it is long: it holds the link's life cycle (connect, silence, reconnect),
+the state commands, IMotorController and the presets around one controller;
+the wire format and the serial protocol are apart (codec.py, protocol.py).
 """
 
 import json

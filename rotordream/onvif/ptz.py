@@ -4,6 +4,10 @@ Spaces: the generic position/translation/velocity/speed spaces ([-1, 1]
 mapped linearly onto the axis limits) and the FOV translation space (x, y of
 -1..1 move by half the field of view). ``tt:Wiper|On``/``Off`` drive the
 rotor (clear-view disc) through the ``rotor-enabled`` state key.
+
+Why it is long: one WSDL service with its 20 operations, the node and
+configuration descriptions they share and the space conversions; each
+operation is a short function.
 """
 
 import re

@@ -7,6 +7,10 @@ re-opened with a new size), so no frame is lost or written twice at a
 seam. All file work runs in one writer thread, in order; the reactor
 thread only decides. ``record`` in the camera state is the single switch:
 REST, WebSocket and ONVIF all end up here.
+
+Why it is long: the recorder's one state machine (idle, recording, paused)
+with its segment cutting, writer-thread hand-off and storage failures; the
+parts act on the same segment and mode, so they stay together.
 """
 
 import errno
