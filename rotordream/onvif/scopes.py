@@ -57,7 +57,3 @@ def split(scope_list):
 def save_extra(ctx, scope_list):
     """Keep the extra configurable scopes (WS-Discovery observes them and announces)."""
     ctx.state.scopes.set(scope_list)
-    # Until tests/onvif/test_soap_units.py observes ctx.state.scopes: its fake discovery.
-    fake = getattr(ctx, "__dict__", {}).get("discovery")
-    if fake is not None:
-        fake.set_extra_scopes(list(dict.fromkeys(scope_list)))

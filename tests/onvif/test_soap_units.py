@@ -477,15 +477,11 @@ def test_endpoint_reference_and_scopes_agree_with_discovery(onvif, tmp_path):
     assert guid.startswith("urn:uuid:")
     assert identity.load(str(tmp_path)).address == guid  # the same file discovery reads
 
-    class FakeDiscovery:
-        extra = None
-
-        def set_extra_scopes(self, scopes):
-            self.extra = list(scopes)
-    ctx.discovery = FakeDiscovery()
+    seen = []  # what WS-Discovery, observing the state's scopes, would announce
+    ctx.state.scopes.subscribe(seen.append)
     run(d, "device", envelope("<tds:AddScopes><tds:Scopes>onvif://www.onvif.org/x/y"
                               "</tds:Scopes></tds:AddScopes>", sec()))
-    assert ctx.discovery.extra == ["onvif://www.onvif.org/x/y"]
+    assert seen[-1] == ("onvif://www.onvif.org/x/y",)
     status, _, doc = run(d, "device", envelope("<tds:GetScopes/>", sec()))
     items = [e.text for e in doc.iterfind(".//tt:ScopeItem", namespaces=NS)]
     from rotordream.onvif import hostinfo
@@ -495,7 +491,7 @@ def test_endpoint_reference_and_scopes_agree_with_discovery(onvif, tmp_path):
         ["onvif://www.onvif.org/x/y"]
     run(d, "device", envelope("<tds:RemoveScopes><tds:Scopes>onvif://www.onvif.org/x/y"
                               "</tds:Scopes></tds:RemoveScopes>", sec()))
-    assert ctx.discovery.extra == []
+    assert seen[-1] == ()
 
 
 def test_long_operations_are_cancelled_and_see_their_path(onvif):
