@@ -5,11 +5,11 @@ from dataclasses import dataclass
 
 @dataclass
 class Context:
-    """What the daemon's services share: config, reactor, state and the parts on top.
+    """What the web tree and ONVIF read: config, reactor, state and the parts.
 
-    ``makeService`` fills it in order (state, auth, pipeline, motor, recorder,
-    web, rtsp, onvif, discovery); each part's factory takes the context and
-    reads what it needs. Tests build one with fakes.
+    ``makeService`` builds every part from its collaborators first, then this
+    bundle once. Only ``events``, the ONVIF event broker, is made on first use
+    (:func:`rotordream.onvif.eventsources.broker_for`). Tests build one with fakes.
     """
 
     config: object                 # rotordream.config.Config

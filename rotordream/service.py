@@ -1,7 +1,7 @@
 """The twistd plugin's Options and makeService: assemble every part under one MultiService.
 
-makeService only assembles: each part's factory builds its own service from
-the shared :class:`rotordream.context.Context`.
+makeService only assembles, top-down: each part is built from its collaborators,
+then the :class:`rotordream.context.Context` bundle the web tree and ONVIF read.
 """
 
 import asyncio
@@ -105,24 +105,26 @@ def _state_dir(path):
 
 
 def makeService(options):
-    """Build the daemon: one MultiService holding every part."""
+    """Build the daemon top-down: every part from its collaborators, one MultiService."""
     from twisted.internet import reactor
 
     # Imported here, not at the top: twistd parses Options (which installs the asyncio
     # reactor) before the parts, some of which import the reactor, are loaded.
     from rotordream.auth.service import AuthService
     from rotordream.context import Context
-    from rotordream.discovery.service import make_discovery_service
+    from rotordream.discovery.service import build_discovery_service
     from rotordream.media.pipeline import VideoPipeline
     from rotordream.media.sources import make_source
-    from rotordream.motor.service import make_motor_service
+    from rotordream.motor.service import build_motor_service
     from rotordream.onvif.service import make_onvif_service
-    from rotordream.recording.recorder import make_recorder_service
-    from rotordream.rtsp.service import make_rtsp_service
+    from rotordream.recording.recorder import build_recorder
+    from rotordream.rtsp.server import RTSPServer
+    from rotordream.rtsp.service import build_rtsp_service
     from rotordream.state import CameraState
     from rotordream.web.site import make_site
     from rotordream.web.tls import make_tls_context_factory
-    from rotordream.webrtc.sessions import make_webrtc_service
+    from rotordream.web.websocket import ControlFactory, ControlService
+    from rotordream.webrtc.sessions import build_webrtc_service
 
     cfg = options["parsed"]
     state_dir = _state_dir(cfg.server.state_dir)
@@ -136,36 +138,40 @@ def makeService(options):
     state_pool = threadpool.ThreadPool(minthreads=1, maxthreads=1, name="rotordream-state")
     state = CameraState(state_dir, clock=reactor, pool=state_pool)
     top.addService(_StateService(state, state_pool))
-    ctx = Context(config=cfg, reactor=reactor, state=state, threadpool=pool,
-                  started=time.time())
 
     # Password hashes (scrypt, ~40 ms each) are checked here, never on the event loop;
     # AuthService bounds the work waiting for it ([auth] hash_threads, hash_queue).
     hash_pool = threadpool.ThreadPool(minthreads=0, maxthreads=max(1, cfg.auth.hash_threads),
                                       name="rotordream-auth")
     top.addService(_PoolService(hash_pool))
-    ctx.auth = AuthService(cfg, state_dir, reactor, pool=hash_pool)
+    auth = AuthService(cfg, state_dir, reactor, pool=hash_pool)
 
     source = make_source(*configmod.parse_source(cfg.server.source))
-    ctx.pipeline = VideoPipeline(reactor, state, source, pool, profile=cfg.video.profile,
-                                 threads=cfg.video.threads)
-    ctx.pipeline.setServiceParent(top)
+    pipeline = VideoPipeline(reactor, state, source, pool, profile=cfg.video.profile,
+                             threads=cfg.video.threads)
+    pipeline.setServiceParent(top)
 
-    if cfg.server.motor != "none":
-        _add(top, make_motor_service(ctx))
+    motor = build_motor_service(reactor, state, cfg)
+    _add(top, motor)
+    recorder, playback = build_recorder(reactor, state, pipeline.hubs, cfg, pool)
+    _add(top, recorder)
+    rtsp = RTSPServer(cfg, pipeline.hubs, auth, reactor, playback)
+    webrtc = build_webrtc_service(pipeline.hubs, reactor, cfg.webrtc)
+    websocket = ControlFactory(cfg, state, auth, reactor)
+
+    # What the web tree and ONVIF read: built once every part exists.
+    ctx = Context(config=cfg, reactor=reactor, state=state, auth=auth, pipeline=pipeline,
+                  motor=motor, recorder=recorder, playback=playback, threadpool=pool,
+                  rtsp=rtsp, websocket=websocket, webrtc=webrtc, started=time.time())
 
     tls = None
     if cfg.server.https or cfg.server.rtsps:
         tls = make_tls_context_factory(ctx)
-
-    # The recorder first: the RTSP server serves its recordings (rtsp://.../recording).
-    _add(top, make_recorder_service(ctx))
-    _add(top, make_rtsp_service(ctx, cfg.server.rtsp))
-    if cfg.server.rtsps:
-        _add(top, make_rtsp_service(ctx, cfg.server.rtsps, tls_context_factory=tls))
-
+    build_rtsp_service(rtsp, reactor, cfg.server.rtsp, cfg.server.rtsps,
+                       tls).setServiceParent(top)
     _add(top, make_onvif_service(ctx))
-    _add(top, make_webrtc_service(ctx))
+    _add(top, webrtc)
+    ControlService(websocket).setServiceParent(top)
 
     site = make_site(ctx)
     listeners = [Listener(reactor, cfg.server.http, site, "http")]
@@ -174,7 +180,7 @@ def makeService(options):
     for listener in listeners:
         listener.setServiceParent(top)
 
-    _add(top, make_discovery_service(ctx))
+    _add(top, build_discovery_service(reactor, state, cfg))
     _Lifecycle(ctx, listeners).setServiceParent(top)
     top.context = ctx
     return top

@@ -371,11 +371,6 @@ def build_discovery_service(reactor, state, config, http_port=None):
     return svc
 
 
-def make_discovery_service(ctx):
-    """:func:`build_discovery_service` from the context."""
-    return build_discovery_service(ctx.reactor, ctx.state, ctx.config)
-
-
 def _announceable(scopes):
     # A scope with white space cannot go into a space-separated Scopes list.
     return tuple(s for s in scopes if s and not any(c.isspace() for c in s))

@@ -406,9 +406,3 @@ def build_motor_service(reactor, state, config):
         return None
     return MotorService(reactor, state, config.motor, config.server.state_dir, kind, device,
                         baud)
-
-
-def make_motor_service(ctx):
-    """:func:`build_motor_service` from the context; sets ``ctx.motor``."""
-    ctx.motor = build_motor_service(ctx.reactor, ctx.state, ctx.config)
-    return ctx.motor

@@ -431,15 +431,13 @@ class Recorder(service.Service):
             {"error": "recording stopped: %s" % why, "key": "record", "code": code}))
 
 
-def make_recorder_service(ctx):
-    """The recorder, registered as ``ctx.recorder`` (stream1 into the recordings directory)."""
-    if ctx.pipeline is None or "stream1" not in ctx.pipeline.hubs:
-        return None
-    cfg = ctx.config.recording
-    store = RecordingStore(ctx.config.recording_dir, cfg.max_total_mb, cfg.min_free_mb)
+def build_recorder(reactor, state, hubs, config, file_pool):
+    """``(recorder, playback)`` recording stream1 into ``[recording] directory`` (playback
+    reads files in ``file_pool``); ``(None, None)`` without a stream1."""
+    if "stream1" not in hubs:
+        return None, None
+    cfg = config.recording
+    store = RecordingStore(config.recording_dir, cfg.max_total_mb, cfg.min_free_mb)
     pool = threadpool.ThreadPool(minthreads=1, maxthreads=1, name="recorder")
-    recorder = Recorder(ctx.reactor, ctx.state, ctx.pipeline.hubs["stream1"], store, pool,
-                        cfg.segment_seconds)
-    ctx.recorder = recorder
-    ctx.playback = RecordingPlayback(store, ctx.reactor, ctx.threadpool)
-    return recorder
+    recorder = Recorder(reactor, state, hubs["stream1"], store, pool, cfg.segment_seconds)
+    return recorder, RecordingPlayback(store, reactor, file_pool)

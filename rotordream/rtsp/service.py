@@ -1,9 +1,9 @@
-"""make_rtsp_service: the RTSP listener (plain or TLS) and the shared RTSP server."""
+"""build_rtsp_service: the RTSP server's service with its listeners (plain and TLS)."""
 
 from twisted.application import service
 
 from rotordream.listener import Listener
-from rotordream.rtsp.server import RTSPFactory, RTSPServer
+from rotordream.rtsp.server import RTSPFactory
 
 
 class RTSPService(service.MultiService):
@@ -24,23 +24,14 @@ class RTSPService(service.MultiService):
         return d
 
 
-def make_rtsp_service(ctx, endpoint_description, tls_context_factory=None):
-    """The RTSP listener on ``endpoint_description``; the first call creates ``ctx.rtsp``.
-
-    A second call (RTSPS) adds a listener to the same server, so sessions,
-    limits and the packetized streams are shared.
-    """
-    option = "rtsps" if tls_context_factory is not None else "rtsp"
-    listener = Listener(ctx.reactor, endpoint_description, None, option,
-                        tls=tls_context_factory)
-    if ctx.rtsp is None:
-        ctx.rtsp = RTSPServer(ctx.config, ctx.pipeline.hubs, ctx.auth, ctx.reactor,
-                              ctx.playback)
-        top = RTSPService(ctx.rtsp, ctx.reactor)
-    else:
-        top = service.MultiService()
-    listener.factory = RTSPFactory(ctx.rtsp)
-    listener.setServiceParent(top)
-    if option == "rtsp":
-        ctx.rtsp.listener = listener
+def build_rtsp_service(server, reactor, rtsp_endpoint, rtsps_endpoint="", tls=None):
+    """The RTSP service: ``server`` behind a listener on ``rtsp_endpoint`` and, when given,
+    an RTSPS one on ``rtsps_endpoint`` (sessions, limits and streams shared)."""
+    top = RTSPService(server, reactor)
+    plain = Listener(reactor, rtsp_endpoint, RTSPFactory(server), "rtsp")
+    plain.setServiceParent(top)
+    server.listener = plain
+    if rtsps_endpoint:
+        Listener(reactor, rtsps_endpoint, RTSPFactory(server), "rtsps",
+                 tls=tls).setServiceParent(top)
     return top

@@ -6,6 +6,7 @@ off (no recorder, WebRTC disabled) simply has no resources mounted.
 
 import os
 
+from autobahn.twisted.resource import WebSocketResource
 from twisted.logger import Logger
 from twisted.web import resource, server, static
 
@@ -14,7 +15,6 @@ from rotordream.rtsp.http_tunnel import install as install_rtsp_tunnel
 from rotordream.web.api import openapi, recordings, settings, system, users, webrtc
 from rotordream.web.api.base import ApiContext, ApiResource, NotFound
 from rotordream.web.request import BodyLimits, BoundedRequest
-from rotordream.web.websocket import make_websocket_resource
 from rotordream.onvif.resource import make_onvif_resource
 
 log = Logger()
@@ -54,7 +54,7 @@ def build_api(ctx, secure=False):
         root.putChild(b"recordings", recordings.Recordings(api))
     if ctx.webrtc is not None:
         root.putChild(b"webrtc", webrtc.WebRTCRoot(api))
-    root.putChild(b"v1", make_websocket_resource(ctx))
+    root.putChild(b"v1", WebSocketResource(ctx.websocket))
     return root
 
 

@@ -18,9 +18,9 @@ import itertools
 import json
 from http.cookies import CookieError, SimpleCookie
 
-from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
+from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
@@ -154,15 +154,15 @@ class ControlFactory(WebSocketServerFactory):
 
     protocol = ControlProtocol
 
-    def __init__(self, ctx):
+    def __init__(self, config, state, auth, clock):
         super().__init__()
-        cfg = ctx.config.websocket
-        self.state = ctx.state
-        self.auth = ctx.auth
-        self.clock = ctx.reactor
+        cfg = config.websocket
+        self.state = state
+        self.auth = auth
+        self.clock = clock
         self.rate_limit = cfg.rate_limit
         self.send_buffer = cfg.send_buffer
-        http = ctx.config.http
+        http = config.http
         self.allowed_origins = tuple(http.allowed_origins) + tuple(http.cors_origins)
         self.clients = {}
         self.dropped = 0
@@ -213,10 +213,16 @@ def _ambient(authorization):
     return scheme in ("basic", "digest")
 
 
-def make_websocket_resource(ctx):
-    """The /api/v1 resource; ``ctx.websocket`` gets the factory (client counts, close_all)."""
-    factory = ControlFactory(ctx)
-    factory.startFactory()
-    ctx.websocket = factory
-    ctx.reactor.addSystemEventTrigger("before", "shutdown", factory.close_all)
-    return WebSocketResource(factory)
+class ControlService(service.Service):
+    """Runs the control factory with the daemon; closes every client at shutdown."""
+
+    def __init__(self, factory):
+        self.factory = factory
+
+    def startService(self):
+        service.Service.startService(self)
+        self.factory.startFactory()
+
+    def stopService(self):
+        service.Service.stopService(self)
+        self.factory.close_all()

@@ -300,11 +300,9 @@ class WebRTCService(service.Service):
         return failure
 
 
-def make_webrtc_service(ctx):
-    """The WebRTC service on the pipeline's hubs (``ctx.webrtc``); None when disabled."""
-    cfg = ctx.config.webrtc
-    if not cfg.enabled:
+def build_webrtc_service(hubs, reactor, config):
+    """The WebRTC service on ``hubs``; None when ``[webrtc] enabled`` is false."""
+    if not config.enabled:
         return None
-    use_host_addresses(cfg.addresses)
-    ctx.webrtc = WebRTCService(ctx.pipeline.hubs, ctx.reactor, cfg)
-    return ctx.webrtc
+    use_host_addresses(config.addresses)
+    return WebRTCService(hubs, reactor, config)

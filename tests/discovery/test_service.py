@@ -80,12 +80,12 @@ def test_fakes_implement_twisted_interfaces():
 def test_off_by_default_and_built_when_enabled(tmp_path):
     ctx = SimpleNamespace(config=configmod.from_dict({"server": {"state_dir": str(tmp_path)}}),
                           reactor=FakeMulticastReactor(), state=CameraState())
-    assert svcmod.make_discovery_service(ctx) is None
+    assert svcmod.build_discovery_service(ctx.reactor, ctx.state, ctx.config) is None
     assert not os.listdir(tmp_path)
     ctx.config = configmod.from_dict({"server": {"state_dir": str(tmp_path),
                                                  "http": "tcp:8081:interface=0.0.0.0"},
                                       "discovery": {"enabled": True, "interfaces": ["eth0"]}})
-    svc = svcmod.make_discovery_service(ctx)
+    svc = svcmod.build_discovery_service(ctx.reactor, ctx.state, ctx.config)
     assert svc.interface_names == ("eth0",)
     assert svc.identity.address.startswith("urn:uuid:") and svc.identity.instance_id == 1
     assert svc.http_port() == 8081
@@ -100,7 +100,7 @@ def test_http_port_is_the_bound_listener_when_there_is_one(tmp_path):
     listener.option = "http"
     listener.port = SimpleNamespace(getHost=lambda: SimpleNamespace(port=39123))
     listener.setServiceParent(top)
-    svc = svcmod.make_discovery_service(ctx)
+    svc = svcmod.build_discovery_service(ctx.reactor, ctx.state, ctx.config)
     svc.setServiceParent(top)
     assert svc.http_port() == 39123
 
