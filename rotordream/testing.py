@@ -416,4 +416,4 @@ class FakeUDPReactor(Clock):
 
 
 FakeMulticastReactor = FakeUDPReactor
-"""The name ``rotordream.discovery.testing`` gave it."""
+"""The name the WS-Discovery tests know it by: the same reactor, multicast included."""

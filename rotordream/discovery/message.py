@@ -17,7 +17,7 @@ namespace handling); split, each half would need the other's helpers.
 
 import uuid
 from dataclasses import dataclass
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from lxml import etree
 
@@ -408,33 +408,6 @@ def same_address(a, b):
         return a.lower() == b.lower()
     return a == b
 
-
-# -- ONVIF scopes -------------------------------------------------------------
-
-ONVIF_SCOPE = "onvif://www.onvif.org/"
-FIXED_SCOPES = (ONVIF_SCOPE + "type/video_encoder", ONVIF_SCOPE + "type/ptz",
-                ONVIF_SCOPE + "Profile/Streaming", ONVIF_SCOPE + "hardware/RotorDream")
-
-
-def scope_value(text):
-    """``text`` as one scope path segment: UTF-8, percent-encoded, no spaces or slashes."""
-    return quote(text, safe="")
-
-
-def device_scopes(name, location="", mac=None):
-    """The ONVIF scopes of the device: types, Profile S, hardware, name, location and MAC.
-
-    Empty values are left out rather than announced as an empty segment.
-    """
-    scopes = list(FIXED_SCOPES)
-    if name:
-        scopes.append(ONVIF_SCOPE + "name/" + scope_value(name))
-    if location:
-        scopes.append(ONVIF_SCOPE + "location/" + scope_value(location))
-    if mac:
-        # Colons are legal in a path segment; NVRs show the MAC as written.
-        scopes.append(ONVIF_SCOPE + "MAC/" + quote(mac.lower(), safe=":"))
-    return tuple(scopes)
 
 
 def device_service_url(host, port):

@@ -20,6 +20,7 @@ from twisted.internet import defer, error, task
 from twisted.internet.base import ReactorBase
 from twisted.logger import Logger
 
+from rotordream.scopes import device_scopes
 from rotordream.discovery import identity as identitymod
 from rotordream.discovery import message, netif
 from rotordream.discovery.protocol import DiscoveryProtocol, PacketInfoMulticastPort
@@ -176,7 +177,7 @@ class DiscoveryService(service.Service):
         mac = iface.mac if iface is not None and iface.mac else None
         if mac is None:
             mac = next((i.mac for _, i in sorted(self.interfaces.items()) if i.mac), None)
-        return message.device_scopes(self.state.get("device-name"),
+        return device_scopes(self.state.get("device-name"),
                                      self.state.get("device-location"), mac) + self.extra_scopes
 
     def set_extra_scopes(self, scopes):

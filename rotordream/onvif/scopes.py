@@ -2,7 +2,7 @@
 
 ``current(ctx)`` is what GetScopes answers. Every scope is camera state
 (:mod:`rotordream.state`): the fixed ones and the name and location scopes
-come from ``state.device_scopes``, which WS-Discovery announces too; name and
+come from ``rotordream.scopes.device_scopes``, which WS-Discovery announces too; name and
 location map to the ``device-name`` and ``device-location`` keys; the other
 configurable scopes are ``state.scopes`` (persisted, observed by discovery).
 """
@@ -10,8 +10,8 @@ configurable scopes are ``state.scopes`` (persisted, observed by discovery).
 from urllib.parse import unquote
 
 from rotordream.onvif import hostinfo
-from rotordream.state import ONVIF_SCOPE as PREFIX
-from rotordream.state import device_scopes
+from rotordream.scopes import ONVIF_SCOPE as PREFIX
+from rotordream.scopes import device_scopes
 
 MAX_SCOPES = 32
 

@@ -4,11 +4,12 @@ import pytest
 from lxml import etree
 
 from rotordream.discovery import message as m
+from rotordream.scopes import device_scopes
 from tests.conftest import require_module
 
 ADDRESS = "urn:uuid:1b4e28ba-2fa1-11d2-883f-0016d3cca427"
 ENDPOINT = m.Endpoint(ADDRESS, m.DEVICE_TYPES,
-                      m.device_scopes("Rotor Dream", "Lab 1", "AA:BB:CC:00:11:22"),
+                      device_scopes("Rotor Dream", "Lab 1", "AA:BB:CC:00:11:22"),
                       ("http://10.0.0.5:8080/onvif/device_service",), 7)
 
 # A Probe as ONVIF Device Manager and most NVRs send it: other prefixes, the type
@@ -167,14 +168,6 @@ def test_type_matching(types, expected):
     assert m.types_match(types, ENDPOINT.types) is expected
 
 
-@pytest.mark.parametrize("name, location, mac", [
-    ("Cam/1 ü", "", "AA:BB:CC:DD:EE:FF"), ("", "Lab 2", None), ("x", "y/z", "00:11:22:33:44:55")])
-def test_announced_scopes_are_the_camera_states(name, location, mac):
-    from rotordream import state
-    assert m.device_scopes(name, location, mac) == state.device_scopes(name, location, mac)
-    assert m.FIXED_SCOPES == state.FIXED_SCOPES and m.ONVIF_SCOPE == state.ONVIF_SCOPE
-
-
 def test_undeclared_and_default_namespace_types():
     probe = SOAP11_PROBE.replace(b"x:Device", b"y:Device")
     assert not m.probe_matches_endpoint(m.parse(probe), ENDPOINT)
@@ -183,7 +176,7 @@ def test_undeclared_and_default_namespace_types():
 
 
 def test_device_scopes():
-    assert m.device_scopes("Cam/1 ü", "", "AA:BB:CC:DD:EE:FF") == (
+    assert device_scopes("Cam/1 ü", "", "AA:BB:CC:DD:EE:FF") == (
         "onvif://www.onvif.org/type/video_encoder", "onvif://www.onvif.org/type/ptz",
         "onvif://www.onvif.org/Profile/Streaming", "onvif://www.onvif.org/hardware/RotorDream",
         "onvif://www.onvif.org/name/Cam%2F1%20%C3%BC",

@@ -20,7 +20,7 @@ from rotordream.discovery import service as svcmod
 from rotordream.discovery.netif import Interface, select_interfaces
 from rotordream.discovery.protocol import (DiscoveryProtocol, PacketInfo,
                                            PacketInfoMulticastPort, parse_pktinfo)
-from rotordream.discovery.testing import FakeMulticastReactor, FakeMulticastTransport
+from rotordream.testing import FakeMulticastReactor, FakeMulticastTransport
 from rotordream.state import CameraState
 
 LO = Interface("lo", 1, "127.0.0.1", None, loopback=True, multicast=False)

@@ -470,7 +470,8 @@ def test_wsse_failures_count_towards_the_shared_lockout(tmp_path, monkeypatch):
 
 
 def test_endpoint_reference_and_scopes_agree_with_discovery(onvif, tmp_path):
-    from rotordream.discovery import identity, message
+    from rotordream.discovery import identity
+    from rotordream.scopes import device_scopes
     d, ctx, _ = onvif
     status, _, doc = run(d, "device", envelope("<tds:GetEndpointReference/>"))
     guid = doc.findtext(".//tds:GUID", namespaces=NS)
@@ -485,7 +486,7 @@ def test_endpoint_reference_and_scopes_agree_with_discovery(onvif, tmp_path):
     status, _, doc = run(d, "device", envelope("<tds:GetScopes/>", sec()))
     items = [e.text for e in doc.iterfind(".//tt:ScopeItem", namespaces=NS)]
     from rotordream.onvif import hostinfo
-    assert items == list(message.device_scopes(ctx.state.get("device-name"),
+    assert items == list(device_scopes(ctx.state.get("device-name"),
                                                ctx.state.get("device-location"),
                                                hostinfo.primary_mac())) + \
         ["onvif://www.onvif.org/x/y"]
