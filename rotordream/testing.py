@@ -298,7 +298,7 @@ class FakeUDPPort:
 
 
 @implementer(IMulticastTransport)
-class FakeMulticastTransport:
+class FakeMulticastTransport(FakeUDPPort):
     """A multicast UDP port in memory.
 
     ``written`` holds ``(datagram, addr, outgoing_interface)``; ``groups``
@@ -307,17 +307,14 @@ class FakeMulticastTransport:
     """
 
     def __init__(self, protocol, port, interface=""):
-        self.protocol = protocol
-        self.port = port
-        self.interface = interface
+        super().__init__(port, interface=interface)
+        self.protocol = protocol  # connected by the reactor that made it
         self.written = []
         self.groups = set()
         self.refuse_join = set()
         self.outgoing = "0.0.0.0"
         self.loopback = 1
         self.ttl = 1
-        self.broadcast = False
-        self.listening = True
 
     def write(self, packet, addr=None):
         """Record ``packet`` with the outgoing interface of the moment."""
@@ -325,20 +322,9 @@ class FakeMulticastTransport:
             raise RuntimeError("write on a closed port")
         self.written.append((packet, addr, self.outgoing))
 
-    def connect(self, host, port):
-        """A multicast listener is never connected."""
-        raise NotImplementedError("a multicast listener is never connected")
-
     def getHost(self):
-        """The bound address."""
+        """The bound address (every interface unless one was given)."""
         return IPv4Address("UDP", self.interface or "0.0.0.0", self.port)
-
-    def stopListening(self):
-        """Close; the protocol is told."""
-        if self.listening:
-            self.listening = False
-            self.protocol.doStop()
-        return defer.succeed(None)
 
     def setBroadcastAllowed(self, enabled):
         """Remembered."""

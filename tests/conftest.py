@@ -189,7 +189,7 @@ def make_daemon(tmp_path_factory, extra=(), env=None, state_dir=None, settings=N
 # The shared daemon must not lock 127.0.0.1 out when one test sends wrong passwords
 # or many requests: limits are tested on daemons of their own. WebRTC offers
 # 127.0.0.1 (aioice leaves loopback out) so viewers on this machine connect.
-SHARED_CONFIG = """
+NO_LIMITS = """
 [http]
 rate_limit = 0
 [auth]
@@ -197,7 +197,8 @@ login_failures = 100000
 attempts_per_address = 0
 [websocket]
 rate_limit = 0
-[rtsp]
+"""
+SHARED_CONFIG = NO_LIMITS + """[rtsp]
 max_sessions_per_address = 10
 [webrtc]
 addresses = ["127.0.0.1"]

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rotordream.onvif import topics
-from tests.conftest import make_daemon
+from tests.conftest import NO_LIMITS, make_daemon
 from tests.support.fuzz import NUMBERS, fuzz_settings, hostile_text, mutated
 from tests.fuzz.test_rtsp_server import _basic, request_text
 from tests.fuzz.test_soap import BODIES, xml_text, headers as soap_headers
@@ -24,15 +24,7 @@ from tests.support.soapkit import SOAP11, SOAP12, envelope, security
 
 # Limits that would turn most requests into 429s are off (they have tests of their own);
 # a small picture keeps the encoder cheap.
-CONFIG = """
-[http]
-rate_limit = 0
-[auth]
-login_failures = 100000
-attempts_per_address = 0
-[websocket]
-rate_limit = 0
-"""
+CONFIG = NO_LIMITS
 SETTINGS = {"resolution": "320x240", "fps": 10, "stream2-resolution": "320x180"}
 
 

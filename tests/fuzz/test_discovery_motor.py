@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from rotordream.discovery import message as wsd
 from rotordream.motor import codec
+from rotordream.scopes import FIXED_SCOPES, device_scopes
 from tests.support.fuzz import fuzz_settings, hostile_text, mutated
 
 # -- WS-Discovery -------------------------------------------------------------------
@@ -17,7 +18,7 @@ from tests.support.fuzz import fuzz_settings, hostile_text, mutated
 _TOKEN = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7e, exclude_characters="<>&"),
                  min_size=1, max_size=30)
 _URI = st.one_of(_TOKEN.map("urn:x:{}".format), st.sampled_from(
-    list(wsd.FIXED_SCOPES) + ["onvif://www.onvif.org/name/cam", "http://[::1/x",
+    list(FIXED_SCOPES) + ["onvif://www.onvif.org/name/cam", "http://[::1/x",
                               "http://[x]:99999/",
                               "onvif://www.onvif.org/%2e%2e/x", "http://a/../b", "mailto:"]))
 _TYPES = st.lists(st.sampled_from(list(wsd.DEVICE_TYPES) + [("urn:x:1", "T"), ("urn:x:2", "U")]),
@@ -55,7 +56,7 @@ def expected(m):
 
 
 OURS = wsd.Endpoint("urn:uuid:5f0c8a3e-0000-4000-8000-000000000001", wsd.DEVICE_TYPES,
-                    wsd.device_scopes("cam", "here", "00:11:22:33:44:55"),
+                    device_scopes("cam", "here", "00:11:22:33:44:55"),
                     ("http://192.0.2.1/onvif/device_service",), 1)
 
 
