@@ -7,7 +7,6 @@ import base64
 import json
 import re
 import socket
-import time
 from urllib.parse import quote
 
 import pytest
@@ -20,6 +19,7 @@ from tests.support.fuzz import NUMBERS, fuzz_settings, hostile_text, mutated
 from tests.fuzz.test_rtsp_server import _basic, request_text
 from tests.fuzz.test_soap import BODIES, xml_text, headers as soap_headers
 from tests.fuzz.test_ws_message import texts as ws_texts
+from tests.support.live import StateWatcher
 from tests.support.soapkit import SOAP11, SOAP12, envelope, security
 
 # Limits that would turn most requests into 429s are off (they have tests of their own);
@@ -43,13 +43,16 @@ def daemon(tmp_path_factory):
         return json.loads(body)["data"]
 
     # One short recording, so downloads with Range and the listing's filters have a file:
-    # recorded until its first fragment is written.
-    call(b"POST", b"/api/recording/start")
-    deadline = time.monotonic() + 30
-    while not call(b"GET", b"/api/recording/status").get("bytes") and \
-            time.monotonic() < deadline:
-        time.sleep(0.1)
-    call(b"POST", b"/api/recording/stop")
+    # two seconds by the recorder's own duration limit, waited for on its broadcasts.
+    with StateWatcher(d) as watch:
+        status, body = http(d, b"POST /api/recording/start HTTP/1.1\r\nHost: x\r\n"
+                            b"Authorization: %s\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: 15\r\nConnection: close\r\n\r\n"
+                            b'{"duration": 2}' % admin, timeout=30)
+        assert status == 200, body
+        watch.wait("record", True)
+        watch.wait("record", False)
+    call(b"POST", b"/api/recording/stop")  # answers once the file is closed
     d.recordings = [r["id"] for r in call(b"GET", b"/api/recordings")["recordings"]]
     assert d.recordings
     yield d

@@ -51,16 +51,18 @@ def test_setups_without_play_free_their_slots_after_setup_timeout(fresh_daemon, 
         hogs.append((c, sids))
     viewer = RawRtsp(d.rtsp_port)
     assert viewer.setup("stream2/trackID=0", TCP % (0, 1))[0] == 503
+    # They talk without pause, each naming its sessions, until the daemon drops them.
     started = time.monotonic()
-    statuses = []
-    while time.monotonic() - started < 3.5:
+    rounds = []
+    while not rounds or rounds[-1] != [454] * 4:
+        assert time.monotonic() - started < 15, rounds[-3:]
+        statuses = []
         for c, sids in hogs:
-            for sid in sids:
-                statuses.append(c.ask("GET_PARAMETER", "stream1", Session=sid)[0])
+            statuses += [c.ask("GET_PARAMETER", "stream1", Session=sid)[0] for sid in sids]
             c.ask("OPTIONS", "*")
-        time.sleep(0.25)
+        rounds.append(statuses)
     # After setup_timeout their sessions are gone, whatever they said meanwhile ...
-    assert statuses[:4] == [200] * 4 and statuses[-4:] == [454] * 4
+    assert rounds[0] == [200] * 4 and time.monotonic() - started > 1.0
     # ... and real viewers get the slots.
     assert viewer.setup("stream2/trackID=0", TCP % (0, 1))[0] == 200
     out = ffprobe(d.rtsp("stream2"), "tcp")
@@ -182,18 +184,25 @@ def test_pipelined_basic_describes_leave_the_reactor_free(daemon):
     admin = basic("admin", daemon.admin_password)
     latencies = []
     done = threading.Event()
+    polled = threading.Condition()
 
     def poll_health():
+        # Back to back on one connection: each answer is the next request's cue.
         with requests.Session() as http:
             while not done.is_set():
                 started = time.monotonic()
                 http.get(daemon.http + "/api/health", timeout=30)
-                latencies.append(time.monotonic() - started)
-                time.sleep(0.02)
+                with polled:
+                    latencies.append(time.monotonic() - started)
+                    polled.notify_all()
+
+    def wait_polls(count):
+        with polled:
+            assert polled.wait_for(lambda: len(latencies) >= count, timeout=30)
 
     poller = threading.Thread(target=poll_health)
     poller.start()
-    time.sleep(0.3)
+    wait_polls(5)
     c = RawRtsp(daemon.rtsp_port, timeout=60)
     c.sock.sendall(b"".join(
         b"DESCRIBE %s RTSP/1.0\r\nCSeq: %d\r\nAuthorization: %s\r\n\r\n"
@@ -202,7 +211,7 @@ def test_pipelined_basic_describes_leave_the_reactor_free(daemon):
     for n in range(1, 201):
         status, h, _ = c.answer()
         answers.append((status, int(h["CSeq"])))
-    time.sleep(0.3)
+    wait_polls(len(latencies) + 5)  # health keeps answering after the burst too
     done.set()
     poller.join()
     assert answers == [(200, n) for n in range(1, 201)]

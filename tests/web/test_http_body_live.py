@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from tests.conftest import Daemon, free_port, require_tool, seed_state
+from tests.support.live import wait_frames
 
 SMALL = {"resolution": "320x240", "stream2-resolution": "320x180"}
 MB = 1024 * 1024
@@ -125,11 +126,11 @@ def test_a_large_unfinished_upload_deletes_no_recording(tmp_path):
             r = requests.get(d.http + "/api/recordings", auth=auth, timeout=30)
             return r.json()["data"]["recordings"]
 
-        deadline = time.monotonic() + 60
-        while len([e for e in listing() if not e["recording"]]) < 2:
-            assert time.monotonic() < deadline, d.log()[-3000:]
-            time.sleep(0.5)
+        # The camera's own clock: 6 s of live frames (after the up to 1 s GOP it replays
+        # first) cut at least two 2 s segments.
+        wait_frames(d, 210)
         before = {e["id"] for e in listing() if not e["recording"]}
+        assert len(before) >= 2, listing()
         # 56 MB of a chunked body that never ends, anonymous, to a JSON endpoint.
         s = socket.create_connection(("127.0.0.1", d.http_port), timeout=10)
         s.sendall(b"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -147,8 +148,8 @@ def test_a_large_unfinished_upload_deletes_no_recording(tmp_path):
             answer = s.recv(65536)
         except OSError:
             answer = b""
-        # Leave it open past the recorder's storage check (every 5 s).
-        time.sleep(7)
+        # Leave it open past the recorder's storage check (every 5 s): 7 s of live frames.
+        wait_frames(d, 240)
         s.close()
         after = listing()
         assert before <= {e["id"] for e in after}, "recordings were deleted"
@@ -156,10 +157,8 @@ def test_a_large_unfinished_upload_deletes_no_recording(tmp_path):
         assert status.json()["data"]["recording"] is True, status.text
         assert sent < 56 or answer.startswith(b"HTTP/1.1 413"), (sent, answer[:200])
         grown = len(after)
-        deadline = time.monotonic() + 30
-        while len(listing()) <= grown:
-            assert time.monotonic() < deadline, "recording stopped"
-            time.sleep(0.5)
+        wait_frames(d, 120)  # 3 s more: a new 2 s segment has opened since
+        assert len(listing()) > grown, "recording stopped"
         assert "INSUFFICIENT_STORAGE" not in d.log() and "Traceback" not in d.log()
     finally:
         d.stop()
