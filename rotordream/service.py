@@ -8,6 +8,7 @@ import asyncio
 import os
 import sys
 import time
+from functools import partial
 
 from twisted.application import service
 from twisted.logger import Logger
@@ -123,7 +124,7 @@ def makeService(options):
     from rotordream.state import CameraState
     from rotordream.web.site import make_site
     from rotordream.web.tls import make_tls_context_factory
-    from rotordream.web.websocket import ControlFactory, ControlService
+    from rotordream.web.websocket import ControlFactory
     from rotordream.webrtc.sessions import build_webrtc_service
 
     cfg = options["parsed"]
@@ -132,18 +133,18 @@ def makeService(options):
 
     pool = threadpool.ThreadPool(minthreads=1, maxthreads=cfg.video.snapshot_threads,
                                  name="rotordream-work")
-    top.addService(_PoolService(pool))
+    top.addService(_Running(pool.start, pool.stop))
 
     # Its own thread: a settings write (two fsyncs) never waits behind snapshots.
     state_pool = threadpool.ThreadPool(minthreads=1, maxthreads=1, name="rotordream-state")
     state = CameraState(state_dir, clock=reactor, pool=state_pool)
-    top.addService(_StateService(state, state_pool))
+    top.addService(_Running(state_pool.start, partial(_stop_state, state, state_pool)))
 
     # Password hashes (scrypt, ~40 ms each) are checked here, never on the event loop;
     # AuthService bounds the work waiting for it ([auth] hash_threads, hash_queue).
     hash_pool = threadpool.ThreadPool(minthreads=0, maxthreads=max(1, cfg.auth.hash_threads),
                                       name="rotordream-auth")
-    top.addService(_PoolService(hash_pool))
+    top.addService(_Running(hash_pool.start, hash_pool.stop))
     auth = AuthService(cfg, state_dir, reactor, pool=hash_pool)
 
     source = make_source(*configmod.parse_source(cfg.server.source))
@@ -171,7 +172,8 @@ def makeService(options):
                        tls).setServiceParent(top)
     _add(top, make_onvif_service(ctx))
     _add(top, webrtc)
-    ControlService(websocket).setServiceParent(top)
+    # Clients are closed at shutdown.
+    _Running(websocket.startFactory, websocket.close_all).setServiceParent(top)
 
     site = make_site(ctx)
     listeners = [Listener(reactor, cfg.server.http, site, "http")]
@@ -186,31 +188,25 @@ def makeService(options):
     return top
 
 
-class _PoolService(service.Service):
-    """Runs the shared worker thread pool for the daemon's lifetime."""
+class _Running(service.Service):
+    """Calls ``start()`` when the daemon starts and ``stop()`` when it stops."""
 
-    def __init__(self, pool):
-        self.pool = pool
+    def __init__(self, start, stop):
+        self._start, self._stop = start, stop
 
     def startService(self):
         service.Service.startService(self)
-        self.pool.start()
+        self._start()
 
     def stopService(self):
         service.Service.stopService(self)
-        self.pool.stop()
+        self._stop()
 
 
-class _StateService(_PoolService):
-    """Runs the state file's writer thread; flushes on stop so the last change is never lost."""
-
-    def __init__(self, state, pool):
-        super().__init__(pool)
-        self.state = state
-
-    def stopService(self):
-        self.state.flush()
-        super().stopService()
+def _stop_state(state, pool):
+    """Flush the last change, then end the state file's writer thread."""
+    state.flush()
+    pool.stop()
 
 
 class _Lifecycle(service.Service):

@@ -20,7 +20,6 @@ from http.cookies import CookieError, SimpleCookie
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
-from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
@@ -211,18 +210,3 @@ def _ambient(authorization):
     """True for Authorization schemes a browser adds by itself (saved Basic/Digest)."""
     scheme = (authorization or "").strip().partition(" ")[0].lower()
     return scheme in ("basic", "digest")
-
-
-class ControlService(service.Service):
-    """Runs the control factory with the daemon; closes every client at shutdown."""
-
-    def __init__(self, factory):
-        self.factory = factory
-
-    def startService(self):
-        service.Service.startService(self)
-        self.factory.startFactory()
-
-    def stopService(self):
-        service.Service.stopService(self)
-        self.factory.close_all()
