@@ -17,7 +17,7 @@ session's owner.
 import random
 import secrets
 
-from rotordream.auth import roles
+from rotordream.auth import roles, slots
 from rotordream.rtp.packet import PacketError, ReceiverReport, parse_rtcp
 from rotordream.rtp.sender import StreamFanout, TcpTarget, UdpTarget
 from rotordream.rtsp import sdp, transport
@@ -25,8 +25,8 @@ from rotordream.rtsp.message import parse_range, split_url
 from rotordream.rtsp.effects import (EFFECTS, Answer, Authenticate, DescribeRecording,
                                      PrepareRecording, StartSending, StopSending,
                                      UseTransport, WaitKeyframe)
-from rotordream.rtsp.session import (ADDRESS_CAP, FULL, METHODS, SEEK, SENDING, START,
-                                     Session, refusal, refused_in_state, transition)
+from rotordream.rtsp.session import (METHODS, SEEK, SENDING, START, Session, refused_in_state,
+                                     transition)
 
 RECORDING = "recording"   # the playback mount: /recording (latest) and /recording/<id>
 MAX_SESSIONS_PER_CONNECTION = 8
@@ -237,18 +237,21 @@ class RTSPCore:
     def _admit(self, conn, principal):
         """Raise the refusal when ``principal`` on ``conn`` may not start a session now."""
         cfg = self.config
-        why = refusal(self.sessions_by_id.values(), principal.authenticated, conn.client_host,
-                      cfg.max_sessions, cfg.reserved_sessions, cfg.max_sessions_per_address)
+        here = sum(1 for s in self.sessions_by_id.values()
+                   if not s.authenticated and s.address == conn.client_host)
+        why = slots.refusal(len(self.sessions_by_id), here, principal.authenticated,
+                            cfg.max_sessions, cfg.reserved_sessions,
+                            cfg.max_sessions_per_address)
         if why is not None:
             self.rejected += 1
-            if why == FULL:
+            if why == slots.FULL:
                 raise RtspError(503, "too many sessions", [("Retry-After", "5")],
                                 reason="Service Unavailable: all sessions are in use")
             # The slots left need credentials: a 401 makes clients that have them
             # (FFmpeg, GStreamer send none until challenged) log in and get one.
             raise RtspError(401, "log in for a session", self._challenges(),
                             reason="Unauthorized: log in for more sessions from this address"
-                            if why == ADDRESS_CAP else
+                            if why == slots.ADDRESS_CAP else
                             "Unauthorized: the sessions left are for logged-in users")
         if len(conn.sessions) >= MAX_SESSIONS_PER_CONNECTION:
             raise RtspError(503, "too many sessions on this connection",

@@ -23,11 +23,7 @@ connection, to requests from the same source address by the same
 authenticated user as its SETUP (anonymous clients are one identity per
 address). Anyone else naming the id is told 454 Session Not Found.
 
-Slots, :func:`refusal`: at most ``max_sessions`` in all. Clients without
-credentials may hold ``max_sessions - reserved_sessions`` of them in all and
-``max_sessions_per_address`` from one address; authenticated users have no
-per-address cap, so a logged-in viewer can watch while anonymous clients
-hold everything they may.
+Slots: :func:`rotordream.auth.slots.refusal`, the rule WebRTC follows too.
 """
 
 from dataclasses import dataclass
@@ -73,11 +69,6 @@ TRANSITIONS = {key: t.state for key, t in TABLE.items()}
 # Methods valid in every state that do not change it.
 STATELESS = {"OPTIONS", "DESCRIBE", "GET_PARAMETER", "SET_PARAMETER"}
 METHODS = sorted(STATELESS | {m for _, m in TABLE})
-
-# Why a new session is refused (see refusal()).
-FULL = "full"                  # every slot is taken
-ANONYMOUS_SHARE = "anonymous"  # the rest is reserved for authenticated users
-ADDRESS_CAP = "address"        # this address holds all an anonymous client may
 
 
 def transition(state, method):
@@ -143,18 +134,3 @@ class Session:
         if not self.played:
             return now - self.created >= setup_timeout
         return now - self.last_seen >= session_timeout
-
-
-def refusal(sessions, authenticated, address, max_sessions, reserved, per_address):
-    """None when a new session may start, else FULL, ANONYMOUS_SHARE or ADDRESS_CAP."""
-    sessions = list(sessions)
-    if len(sessions) >= max_sessions:
-        return FULL
-    if authenticated:
-        return None
-    anonymous = [s for s in sessions if not s.authenticated]
-    if len(anonymous) >= max_sessions - reserved:
-        return ANONYMOUS_SHARE
-    if sum(1 for s in anonymous if s.address == address) >= per_address:
-        return ADDRESS_CAP
-    return None

@@ -1,10 +1,8 @@
 """Who may open a WebRTC session and who may touch one: slots, owners, the viewer key.
 
-Slots (``[webrtc]``): ``max_sessions`` in all; anonymous clients may hold at most
-``max_sessions - reserved_sessions`` of them together and ``max_sessions_per_address``
-from one source address, so a signed-in viewer always finds a place while anonymous
-clients hog. Authenticated users have no per-address cap (an NVR or a family behind
-one NAT address is normal).
+Slots (``[webrtc]``): the rule every protocol shares, :mod:`rotordream.auth.slots`.
+Authenticated users have no per-address cap (an NVR or a family behind one NAT
+address is normal).
 
 Owners: a signed-in user owns the sessions opened under their name. Every anonymous
 client is called "anonymous", so its sessions are bound instead to the *viewer key*,
@@ -19,7 +17,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from rotordream.auth import roles
+from rotordream.auth import roles, slots
 from rotordream.webrtc import WebRTCError
 
 KEY_BYTES = 32
@@ -85,19 +83,18 @@ def admit(sessions, caller, config):
     ``sessions`` are the live ones; ``config`` is the ``[webrtc]`` section.
     """
     total = config.max_sessions
-    if len(sessions) >= total:
+    here = sum(1 for s in sessions if not s.authenticated and s.client == caller.client)
+    why = slots.refusal(len(sessions), here, caller.authenticated, total,
+                        config.reserved_sessions, config.max_sessions_per_address)
+    if why == slots.FULL:
         _refuse("all %d WebRTC sessions are taken" % total, total, config)
-    if caller.authenticated:
-        return
-    shared = max(0, total - config.reserved_sessions)
-    if len(sessions) >= shared:
+    if why == slots.ANONYMOUS_SHARE:
+        shared = max(0, total - config.reserved_sessions)
         _refuse("the last %d of %d WebRTC sessions are kept for signed-in users; log in "
                 "to watch" % (total - shared, total), shared, config)
-    per_address = config.max_sessions_per_address
-    here = sum(1 for s in sessions if not s.authenticated and s.client == caller.client)
-    if here >= per_address:
+    if why == slots.ADDRESS_CAP:
         _refuse("this address already holds %d WebRTC sessions (max_sessions_per_address)"
-                % here, per_address, config)
+                % here, config.max_sessions_per_address, config)
 
 
 def _refuse(message, limit, config):
