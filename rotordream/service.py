@@ -156,7 +156,7 @@ def makeService(options):
     _add(top, motor)
     recorder, playback = build_recorder(reactor, state, pipeline.hubs, cfg, pool)
     _add(top, recorder)
-    rtsp = RTSPServer(cfg, pipeline.hubs, auth, reactor, playback)
+    rtsp = RTSPServer(cfg.rtsp, pipeline.hubs, auth, reactor, playback)
     webrtc = build_webrtc_service(pipeline.hubs, reactor, cfg.webrtc)
     websocket = ControlFactory(cfg, state, auth, reactor)
 

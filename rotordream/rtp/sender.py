@@ -24,6 +24,14 @@ from rotordream.rtp.packet import Bye, SenderReport, rtp_header, sdes_cname
 PAYLOAD_TYPE = 96
 
 
+_INTERLEAVED = struct.Struct("!cBH")  # RFC 2326 10.12: "$", channel, length
+
+
+def payload_octets(packets):
+    """RTP payload bytes of ``packets`` (12-byte headers, no CSRCs or extensions)."""
+    return sum(len(p) - 12 for p in packets)
+
+
 class Target:
     """Where one session's RTP goes; counts what it was sent (for RTCP SR)."""
 
@@ -35,11 +43,11 @@ class Target:
         self.loss = None
         self.jitter = None
 
-    def deliver(self, au, timestamp, packets):
-        """Send one access unit's packets."""
+    def deliver(self, au, timestamp, packets, octets=None):
+        """Send one access unit's packets (``octets``: their payload bytes, when known)."""
         self.send_packets(packets)
         self.packets += len(packets)
-        self.octets += sum(len(p) - 12 for p in packets)
+        self.octets += payload_octets(packets) if octets is None else octets
         self.last = (au.capture_time, timestamp)
 
     def sender_report(self, ssrc, cname):
@@ -99,7 +107,7 @@ class TcpTarget(Target):
         self.limit = limit
         self.waiting_for_keyframe = False
 
-    def deliver(self, au, timestamp, packets):
+    def deliver(self, au, timestamp, packets, octets=None):
         if self.waiting_for_keyframe and not au.keyframe:
             self.dropped_units += 1
             return
@@ -108,15 +116,15 @@ class TcpTarget(Target):
             self.dropped_units += 1
             return
         self.waiting_for_keyframe = False
-        super().deliver(au, timestamp, packets)
+        super().deliver(au, timestamp, packets, octets)
 
     def send_packets(self, packets):
-        head = struct.Struct("!cBH").pack
+        head = _INTERLEAVED.pack
         ch = self.rtp_channel
         self.write(b"".join(head(b"$", ch, len(p)) + p for p in packets))
 
     def send_rtcp(self, data):
-        self.write(struct.pack("!cBH", b"$", self.rtcp_channel, len(data)) + data)
+        self.write(_INTERLEAVED.pack(b"$", self.rtcp_channel, len(data)) + data)
 
 
 class RtpSource:
@@ -157,19 +165,20 @@ class StreamFanout(RtpSource):
         super().__init__(name, mtu)
         self.hub = hub
         self.targets = []
-        self.gop = []  # [(au, timestamp, packets)] since the last keyframe
+        self.gop = []  # [(au, timestamp, packets, octets)] since the last keyframe
         self._sub = None
         self.units = 0
 
     def _on_unit(self, au):
         ts, packets = self._packetize(au.nals, au.pts)
+        octets = payload_octets(packets)  # once, not per target
         self.units += 1
         if au.keyframe:
-            self.gop = [(au, ts, packets)]
+            self.gop = [(au, ts, packets, octets)]
         elif self.gop:
-            self.gop.append((au, ts, packets))
+            self.gop.append((au, ts, packets, octets))
         for target in list(self.targets):
-            target.deliver(au, ts, packets)
+            target.deliver(au, ts, packets, octets)
 
     def start_info(self):
         """(seq, rtptime) of the first packet a new target will get."""
@@ -182,8 +191,8 @@ class StreamFanout(RtpSource):
         """Start sending to ``target``, from the cached GOP's keyframe."""
         if self._sub is None:
             self._sub = self.hub.subscribe(self._on_unit, replay=True)
-        for au, ts, packets in self.gop:
-            target.deliver(au, ts, packets)
+        for au, ts, packets, octets in self.gop:
+            target.deliver(au, ts, packets, octets)
         self.targets.append(target)
 
     def remove(self, target):

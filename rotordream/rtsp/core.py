@@ -25,8 +25,7 @@ from rotordream.rtsp.message import parse_range, split_url
 from rotordream.rtsp.effects import (EFFECTS, Answer, Authenticate, DescribeRecording,
                                      PrepareRecording, StartSending, StopSending,
                                      UseTransport, WaitKeyframe)
-from rotordream.rtsp.session import (METHODS, SEEK, SENDING, START, Session, refused_in_state,
-                                     transition)
+from rotordream.rtsp.session import METHODS, SEEK, SENDING, START, Session, transition
 
 RECORDING = "recording"   # the playback mount: /recording (latest) and /recording/<id>
 MAX_SESSIONS_PER_CONNECTION = 8
@@ -53,21 +52,15 @@ def session_id(request):
 class RTSPCore:
     """Sessions and request policy for every RTSP connection (no I/O, no timers)."""
 
-    def __init__(self, config, fanouts, auth, clock, playback=lambda: None):
-        """``config``: the [rtsp] section; ``playback()``: the recordings provider or None."""
+    def __init__(self, config, fanouts, auth, clock, playback=None):
+        """``config``: the [rtsp] section; ``playback``: the recordings provider or None."""
         self.config = config
         self.fanouts = fanouts
         self.auth = auth          # for challenges; the adapter checks credentials
         self.clock = clock        # anything with seconds()
-        self._playback = playback
+        self.playback = playback
         self.sessions_by_id = {}
         self.udp_server_port = None   # the RTP port of the server's pair, once bound
-        self.rejected = 0
-
-    @property
-    def playback(self):
-        """The recordings' playback provider, when the recorder runs."""
-        return self._playback()
 
     # -- requests -------------------------------------------------------
 
@@ -207,9 +200,8 @@ class RTSPCore:
         if session is not None:
             if session.stream != stream and not session.stream.startswith(stream + "/"):
                 raise RtspError(459, "one stream per session")
-            why = refused_in_state(session.state, "SETUP")
-            if why is not None:
-                raise RtspError(455, why)
+            if transition(session.state, "SETUP") is None:
+                raise RtspError(455, "already playing")
         else:
             self._admit(conn, principal)
         chosen = self._choose_transport(conn, request, session)
@@ -227,9 +219,9 @@ class RTSPCore:
         try:
             return transport.negotiate(request.headers.get("Transport", ""), conn.pinned,
                                        used, udp=self.udp_server_port is not None)
+        except transport.Missing as e:
+            raise RtspError(461, e.problem) from None
         except transport.Unsupported as e:
-            if e.problem == "Transport header missing":
-                raise RtspError(461, e.problem) from None
             raise RtspError(461, e.problem or "unsupported transport",
                             reason="Unsupported Transport" +
                             (": " + e.problem if e.problem else "")) from None
@@ -243,7 +235,6 @@ class RTSPCore:
                             cfg.max_sessions, cfg.reserved_sessions,
                             cfg.max_sessions_per_address)
         if why is not None:
-            self.rejected += 1
             if why == slots.FULL:
                 raise RtspError(503, "too many sessions", [("Retry-After", "5")],
                                 reason="Service Unavailable: all sessions are in use")

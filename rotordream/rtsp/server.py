@@ -17,8 +17,7 @@ from rotordream.auth.service import AuthError
 from rotordream.netutil import bound_send_buffer, unsent_bytes, write_now
 from rotordream.rtp.sender import StreamFanout, TcpTarget, UdpTarget
 from rotordream.rtsp import core, effects, transport
-from rotordream.rtsp.connection import RTSPConnection, RTSPFactory  # noqa: F401 (public here)
-from rotordream.rtsp.core import RECORDING, RtspError, session_id  # noqa: F401 (public here)
+from rotordream.rtsp.core import RtspError
 from rotordream.rtsp.message import SERVER_NAME, Response, http_date
 
 log = Logger()
@@ -40,15 +39,13 @@ class RTSPServer:
     """Sessions, mounts and RTP transport for all RTSP connections."""
 
     def __init__(self, config, hubs, auth, clock, playback=None):
-        """``config`` is the whole configuration (its [rtsp] section is read), ``hubs`` the
-        stream hubs by name, ``auth`` the AuthService, ``playback`` the recordings provider
-        (None: no /recording mount)."""
-        self.config = config
+        """``config`` is the ``[rtsp]`` section, ``hubs`` the stream hubs by name, ``auth``
+        the AuthService, ``playback`` the recordings provider (None: no /recording mount)."""
         self.clock = clock
-        cfg = self.rtsp_config = config.rtsp
+        cfg = self.rtsp_config = config
         self.client_queue = cfg.client_queue
         fanouts = {name: StreamFanout(name, hub, cfg.mtu) for name, hub in hubs.items()}
-        self.core = core.RTSPCore(cfg, fanouts, auth, clock, lambda: playback)
+        self.core = core.RTSPCore(cfg, fanouts, auth, clock, playback)
         self.listener = None
         self.rtp_port = RtcpPort(self)
         self.rtcp_port = RtcpPort(self)
@@ -59,10 +56,7 @@ class RTSPServer:
     auth = property(lambda self: self.core.auth,
                     lambda self, auth: setattr(self.core, "auth", auth),
                     doc="The auth service that checks credentials and makes challenges.")
-    fanouts = property(lambda self: self.core.fanouts, doc="The live streams' RTP senders.")
     sessions_by_id = property(lambda self: self.core.sessions_by_id, doc="Sessions by id.")
-    rejected = property(lambda self: self.core.rejected, doc="Sessions refused for want of slots.")
-    playback = property(lambda self: self.core.playback, doc="The recordings provider or None.")
 
     @property
     def udp_ports(self):

@@ -3,7 +3,7 @@
 from twisted.application import service
 
 from rotordream.listener import Listener
-from rotordream.rtsp.server import RTSPFactory
+from rotordream.rtsp.connection import RTSPFactory
 
 
 class RTSPService(service.MultiService):

@@ -57,13 +57,10 @@ TABLE = {
     (READY, "TEARDOWN"): Transition(INIT, (STOP, CLOSE)),
     (PLAYING, "PLAY"): Transition(PLAYING, (SEEK,)),
     (PLAYING, "PAUSE"): Transition(READY, (STOP,)),
-    (PLAYING, "SETUP"): Transition(PLAYING),
     (PLAYING, "TEARDOWN"): Transition(INIT, (STOP, BYE, CLOSE)),
 }
-# Valid per RFC 2326 appendix A, refused here (455) with a reason of their own.
-REFUSED = {
-    (PLAYING, "SETUP"): "already playing",   # no transport change under a playing stream
-}
+# SETUP while PLAYING (valid per RFC 2326 appendix A) is left out: no transport change
+# under a playing stream (455).
 SENDING = {PLAYING}   # states in which RTP flows
 TRANSITIONS = {key: t.state for key, t in TABLE.items()}
 # Methods valid in every state that do not change it.
@@ -76,11 +73,6 @@ def transition(state, method):
     if method in STATELESS:
         return Transition(state)
     return TABLE.get((state, method))
-
-
-def refused_in_state(state, method):
-    """Why ``method`` is refused in ``state`` though the protocol allows it, or None."""
-    return REFUSED.get((state, method))
 
 
 def next_state(state, method):

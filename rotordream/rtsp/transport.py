@@ -31,6 +31,10 @@ class Unsupported(Exception):
         self.problem = problem
 
 
+class Missing(Unsupported):
+    """The request has no Transport header at all."""
+
+
 def negotiate(header, pinned=None, used_channels=(), udp=True):
     """The first servable offer of a Transport ``header``; raises :class:`Unsupported`.
 
@@ -40,7 +44,7 @@ def negotiate(header, pinned=None, used_channels=(), udp=True):
     """
     offers = parse_transport(header or "")
     if not offers:
-        raise Unsupported("Transport header missing")
+        raise Missing("Transport header missing")
     used = set(used_channels)
     problem = None
     for offer in offers:

@@ -24,7 +24,8 @@ from rotordream.config import from_dict
 from rotordream.context import Context
 from rotordream.media.hub import AccessUnit
 from rotordream.rtp.packet import Bye, ReceiverReport, ReportBlock, SenderReport
-from rotordream.rtsp.server import RTSPFactory, RTSPServer
+from rotordream.rtsp.connection import RTSPFactory
+from rotordream.rtsp.server import RTSPServer
 from rotordream.state import CameraState
 from rotordream.testing import FakePipeline
 from tests.support.fuzz import (NUMBERS, assert_no_failures, fuzz_settings, hostile_text,
@@ -96,7 +97,7 @@ class Rig:
         self.pipeline = FakePipeline()
         ctx = Context(self.cfg, self.clock, CameraState(), pipeline=self.pipeline)
         ctx.auth = self.auth
-        self.server = RTSPServer(config=self.cfg, hubs=self.pipeline.hubs, auth=self.auth,
+        self.server = RTSPServer(config=self.cfg.rtsp, hubs=self.pipeline.hubs, auth=self.auth,
                                  clock=self.clock)
         self.server.start(self.clock)
         self.factory = RTSPFactory(self.server)

@@ -9,7 +9,8 @@ from rotordream.auth.service import AuthService
 from rotordream.config import from_dict
 from rotordream.context import Context
 from rotordream.media.hub import AccessUnit
-from rotordream.rtsp.server import RTSPFactory, RTSPServer
+from rotordream.rtsp.connection import RTSPFactory
+from rotordream.rtsp.server import RTSPServer
 from rotordream.state import CameraState
 from rotordream.testing import FakePipeline
 
@@ -31,7 +32,7 @@ def rig(tmp_path):
     pipeline = FakePipeline()
     ctx = Context(cfg, clock, CameraState(), pipeline=pipeline)
     ctx.auth = AuthService(cfg, str(tmp_path), clock)
-    server = RTSPServer(config=cfg, hubs=pipeline.hubs, auth=ctx.auth, clock=clock)
+    server = RTSPServer(config=cfg.rtsp, hubs=pipeline.hubs, auth=ctx.auth, clock=clock)
     server._reaper.start(10, now=False)
     for i in range(3):
         pipeline.hubs["stream1"].publish(au(i, i == 0))
@@ -199,7 +200,7 @@ def test_auth_required_when_anonymous_is_guest(tmp_path):
     ctx = Context(cfg, clock, CameraState(), pipeline=FakePipeline())
     ctx.auth = AuthService(cfg, str(tmp_path), clock)
     ctx.pipeline.hubs["stream1"].publish(au(0, True))
-    proto = RTSPFactory(RTSPServer(config=cfg, hubs=ctx.pipeline.hubs,
+    proto = RTSPFactory(RTSPServer(config=cfg.rtsp, hubs=ctx.pipeline.hubs,
                                                   auth=ctx.auth, clock=clock)).buildProtocol(None)
     t = StringTransport()
     proto.makeConnection(t)
@@ -222,7 +223,7 @@ def test_describe_before_the_first_keyframe_waits_then_503(tmp_path):
     cfg = from_dict({"auth": {"initial_admin_password": "admin-password"}})
     ctx = Context(cfg, clock, CameraState(), pipeline=FakePipeline())
     ctx.auth = AuthService(cfg, str(tmp_path), clock)
-    proto = RTSPFactory(RTSPServer(config=cfg, hubs=ctx.pipeline.hubs,
+    proto = RTSPFactory(RTSPServer(config=cfg.rtsp, hubs=ctx.pipeline.hubs,
                                                   auth=ctx.auth, clock=clock)).buildProtocol(None)
     t = StringTransport()
     proto.makeConnection(t)

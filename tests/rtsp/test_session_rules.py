@@ -20,7 +20,8 @@ from rotordream.auth.service import AuthService
 from rotordream.config import from_dict
 from rotordream.context import Context
 from rotordream.media.hub import AccessUnit
-from rotordream.rtsp.server import RTSPFactory, RTSPServer
+from rotordream.rtsp.connection import RTSPFactory
+from rotordream.rtsp.server import RTSPServer
 from rotordream.state import CameraState
 from rotordream.testing import FakePipeline, FakeUDPPort
 
@@ -51,7 +52,7 @@ class Rig:
         ctx = Context(cfg, self.clock, CameraState(), pipeline=self.pipeline)
         ctx.auth = AuthService(cfg, str(tmp_path), self.clock)
         self.ctx = ctx
-        self.server = RTSPServer(config=cfg, hubs=self.pipeline.hubs, auth=ctx.auth,
+        self.server = RTSPServer(config=cfg.rtsp, hubs=self.pipeline.hubs, auth=ctx.auth,
                                  clock=self.clock)
         rtp, rtcp = FakeUDPPort(50000), FakeUDPPort(50001)
         self.server.udp_ports = (rtp, rtcp)
