@@ -10,14 +10,12 @@ Everything here runs in the reactor thread.
 import collections
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from rotordream.h264 import join_annexb
-# split_annexb stays importable from here until tests/media and tests/recording import it
-# from rotordream.h264 (their owners update them); nothing in the package uses this name.
-from rotordream.h264 import split_annexb  # noqa: F401
 
 log = Logger()
 
@@ -40,9 +38,10 @@ class AccessUnit:
     generation: int = 0     # bumps when the encoder is re-opened (new size or rate)
     published: float = field(default=0.0, compare=False)  # monotonic time reached the hub
 
-    @property
+    @cached_property
     def annexb(self):
-        """The access unit as an Annex B byte string (start codes)."""
+        """The access unit as an Annex B byte string (start codes); joined once, however
+        many consumers (recorder, WebRTC viewers) ask."""
         return join_annexb(self.nals)
 
     @property

@@ -31,10 +31,10 @@ class ApiRoot(ApiResource):
         return NotFound(self.api).render(request)
 
 
-def build_api(ctx, secure=False):
+def build_api(ctx):
     """The /api resource with every REST noun."""
     limiter = RateLimiter(ctx.config.http.rate_limit, ctx.config.http.rate_period, ctx.reactor)
-    api = ApiContext(ctx, limiter, secure)
+    api = ApiContext(ctx, limiter)
     root = ApiRoot(api)
     root.putChild(b"info", system.Info(api))
     root.putChild(b"health", system.Health(api))
@@ -58,12 +58,12 @@ def build_api(ctx, secure=False):
     return root
 
 
-def make_site(ctx, secure=False):
+def make_site(ctx):
     """The twisted.web Site serving everything on the HTTP port."""
     root = resource.Resource()
     root.putChild(b"", static.File(os.path.join(STATIC, "index.html"),
                                    defaultType="text/html; charset=utf-8"))
-    root.putChild(b"api", build_api(ctx, secure))
+    root.putChild(b"api", build_api(ctx))
     root.putChild(b"onvif", make_onvif_resource(ctx))
     # Bodies are bounded per route while they arrive and kept in memory; no form
     # parsing (every endpoint takes JSON or SOAP).

@@ -1,6 +1,7 @@
 """The stream hub: fan-out, GOP cache for late joiners, counters."""
 
-from rotordream.media.hub import AccessUnit, StreamHub, split_annexb
+from rotordream.h264 import split_annexb
+from rotordream.media.hub import AccessUnit, StreamHub
 
 
 def au(seq, keyframe, size=100):

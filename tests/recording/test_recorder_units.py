@@ -11,7 +11,8 @@ from twisted.internet.task import Clock
 
 from rotordream.config import Config
 from rotordream.context import Context
-from rotordream.media.hub import AccessUnit, StreamHub, split_annexb
+from rotordream.h264 import parameter_sets, split_annexb
+from rotordream.media.hub import AccessUnit, StreamHub
 from rotordream.recording import RecorderError, mp4
 from rotordream.recording.recorder import Recorder
 from rotordream.recording.store import RecordingStore, UnknownRecording, valid_id
@@ -50,8 +51,7 @@ def encoded():
 def make_au(encoded, i, generation=0, t0=1_800_000_000.0):
     data, key = encoded[i % len(encoded)]
     nals = tuple(split_annexb(data))
-    sps = next((n for n in nals if n[0] & 0x1F == 7), b"")
-    pps = next((n for n in nals if n[0] & 0x1F == 8), b"")
+    sps, pps = parameter_sets(nals)
     return AccessUnit("stream1", i, nals, key, i * 3000, t0 + i / FPS, W, H, FPS, sps, pps,
                       generation)
 

@@ -193,10 +193,9 @@ def require_object(body, *fields):
 class ApiContext:
     """What REST resources share: the daemon context and the HTTP rate limiter."""
 
-    def __init__(self, ctx, limiter, secure=False):
+    def __init__(self, ctx, limiter):
         self.ctx = ctx
         self.limiter = limiter
-        self.secure = secure
 
 
 class ApiResource(resource.Resource):

@@ -102,7 +102,7 @@ class Offer(ApiResource):
         # scripts can read.
         key = result.pop("key")
         request.addCookie(COOKIE, key.encode(), path=b"/api/webrtc", httpOnly=True,
-                          sameSite="strict", secure=self.api.secure)
+                          sameSite="strict", secure=request.isSecure())
         return _with_description(result)
 
 
