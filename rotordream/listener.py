@@ -33,6 +33,12 @@ class Listener(StreamServerEndpointService):
         self.port = port
         return port
 
+    def number(self):
+        """The port listened on; before it is bound, the one in the description."""
+        if self.port is not None:
+            return self.port.getHost().port
+        return described_port(self.description)
+
 
 def _tls_endpoint(reactor, description, context_factory):
     """An SSL endpoint from ``ssl:PORT[:interface=...]`` with our context factory."""
@@ -55,3 +61,15 @@ def listen_error_message(option, description, exc):
     example = "tcp:8554" if option in ("rtsp", "rtsps") else "tcp:8080"
     return ("cannot listen on %s (--%s): %s; pick another port with --%s %s or in the "
             "config file" % (description, option, why, option, example))
+
+
+def described_port(description, default=80):
+    """The port of a server endpoint string such as ``tcp:8080:interface=0.0.0.0``."""
+    parts = description.split(":")
+    for part in parts[1:]:
+        value = part.split("=", 1)[1] if part.startswith("port=") else part
+        if value.isdigit():
+            return int(value)
+        if "=" not in part:
+            break
+    return default

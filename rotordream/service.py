@@ -182,7 +182,7 @@ def makeService(options):
     for listener in listeners:
         listener.setServiceParent(top)
 
-    _add(top, build_discovery_service(reactor, state, cfg))
+    _add(top, build_discovery_service(reactor, state, cfg, http_port=listeners[0].number))
     _Lifecycle(ctx, listeners).setServiceParent(top)
     top.context = ctx
     return top

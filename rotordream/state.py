@@ -16,8 +16,10 @@ the batch's settings are applied and broadcast, the command runs and reports
 its outcome with :meth:`update`, a fresh change of its own. Nothing calls
 back into the store while it applies a change (that raises).
 
-The device's ONVIF scopes are state too (fixed, name/location, and the extra
-configurable ones in :class:`ExtraScopes`), read by ONVIF and WS-Discovery.
+The device's configurable ONVIF scopes are state too (:class:`ExtraScopes`;
+the others follow from the name and location keys, :mod:`rotordream.scopes`),
+read by ONVIF and WS-Discovery.
+
 Why it is long: it is the one declaration of every key (habit 9): the key
 table, its validation, the store with its observers and commands, and its
 persistence belong together, and the table alone is a hundred lines.
@@ -29,6 +31,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 
+from twisted.internet import threads
 from twisted.logger import Logger
 
 from rotordream.auth import roles
@@ -270,11 +273,8 @@ KEYS = (
 
 
 # -- ONVIF scopes -----------------------------------------------------------
-# The device's scopes are camera state: the fixed ones, the name and location
-# keys, and the extra configurable scopes below. ONVIF GetScopes/SetScopes read
-# them here. rotordream.discovery.message has the same definition for the wire
-# (it must stay free of Twisted, which this module logs with);
-# tests/discovery/test_message.py keeps the two equal.
+# The fixed scopes and those of the name and location keys: rotordream.scopes.
+# The extra configurable ones (ONVIF AddScopes/SetScopes) are kept here.
 
 SCOPES_FILE = "onvif-scopes.json"
 
@@ -308,10 +308,10 @@ class ExtraScopes:
     def set(self, scopes):
         """Replace the extra scopes (duplicates dropped); persist; tell observers of a change."""
         scopes = tuple(dict.fromkeys(scopes))
-        if self.path is not None:
-            atomic_write(self.path, json.dumps(list(scopes)).encode())
         if scopes == self._scopes:
             return
+        if self.path is not None:
+            atomic_write(self.path, json.dumps(list(scopes)).encode())
         self._scopes = scopes
         for observer in list(self._observers):
             try:
@@ -611,11 +611,9 @@ class CameraState:
             self.flush()
             return
         self._writing = True
-        # Back to the reactor thread with the outcome (the clock is the reactor here).
-        self._pool.callInThreadWithCallback(
-            lambda ok, result: self._clock.callFromThread(
-                self._written_back if ok else self._write_failed, result),
-            self._write, *self._snapshot())
+        threads.deferToThreadPool(self._clock, self._pool, self._write,
+                                  *self._snapshot()).addCallbacks(self._written_back,
+                                                                  self._write_failed)
 
     def _written_back(self, _):
         self._writing = False

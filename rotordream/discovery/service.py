@@ -7,7 +7,7 @@ APP_MAX_DELAY before a Hello or an answer to a multicast Probe, then one
 retransmission of the same message (same MessageID) after a random
 50-250 ms, so one lost datagram does not hide the camera.
 
-The daemon's built-in default has discovery off: ``make_discovery_service``
+The daemon's built-in default has discovery off: ``build_discovery_service``
 returns None unless ``[discovery] enabled = true``.
 """
 
@@ -21,6 +21,7 @@ from twisted.internet.base import ReactorBase
 from twisted.logger import Logger
 
 from rotordream.scopes import device_scopes
+from rotordream.listener import described_port
 from rotordream.discovery import identity as identitymod
 from rotordream.discovery import message, netif
 from rotordream.discovery.protocol import DiscoveryProtocol, PacketInfoMulticastPort
@@ -78,7 +79,7 @@ class DiscoveryService(service.Service):
         # The extra ONVIF scopes are camera state: announced as they are at start
         # (no new MetadataVersion), then followed as they change.
         self.extra_scopes = _announceable(state.scopes.get())
-        self._unsubscribe_scopes = state.scopes.subscribe(self._extra_scopes_changed)
+        self._unsubscribe_scopes = None
 
     # -- lifecycle ------------------------------------------------------
 
@@ -92,6 +93,8 @@ class DiscoveryService(service.Service):
                       port=self.port, why=e.socketError)
             return
         self._unsubscribe = self.state.subscribe(self._state_changed)
+        self.extra_scopes = _announceable(self.state.scopes.get())
+        self._unsubscribe_scopes = self.state.scopes.subscribe(self._extra_scopes_changed)
         self.refresh_interfaces()
         self._refresh = task.LoopingCall(self.refresh_interfaces)
         self._refresh.clock = self.reactor
@@ -102,9 +105,10 @@ class DiscoveryService(service.Service):
         service.Service.stopService(self)
         if self._refresh is not None and self._refresh.running:
             self._refresh.stop()
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+        for unsubscribe in (self._unsubscribe, self._unsubscribe_scopes):
+            if unsubscribe is not None:
+                unsubscribe()
+        self._unsubscribe = self._unsubscribe_scopes = None
         for call in list(self._pending):
             if call.active():
                 call.cancel()
@@ -333,43 +337,22 @@ class DiscoveryService(service.Service):
             self.save_identity(self.identity)
 
 
-def configured_port(description, default=80):
-    """The port of a server endpoint string such as ``tcp:8080:interface=0.0.0.0``."""
-    parts = description.split(":")
-    for part in parts[1:]:
-        value = part.split("=", 1)[1] if part.startswith("port=") else part
-        if value.isdigit():
-            return int(value)
-        if "=" not in part:
-            break
-    return default
-
-
-def _sibling_http_port(svc, configured):
-    # The real bound port once the HTTP listener runs (tcp:0 picks one), else the configured one.
-    for sibling in svc.parent or ():
-        port = getattr(sibling, "port", None)
-        if getattr(sibling, "option", None) == "http" and port is not None:
-            return port.getHost().port
-    return configured
-
-
 def build_discovery_service(reactor, state, config, http_port=None):
     """The WS-Discovery service, or None when ``[discovery] enabled`` is false.
 
-    ``http_port`` is a callable giving the HTTP port for XAddrs; by default
-    the bound port of a sibling HTTP listener service, else the configured one.
+    ``http_port`` is a callable giving the HTTP port for XAddrs (the assembler passes
+    its HTTP listener's :meth:`~rotordream.listener.Listener.number`); by default the
+    port in ``[server] http``.
     """
     cfg = config.discovery
     if not cfg.enabled:
         return None
     state_dir = config.server.state_dir
-    svc = DiscoveryService(reactor, state, identitymod.load(state_dir), http_port,
-                           interface_names=cfg.interfaces,
-                           save_identity=partial(identitymod.save, state_dir))
     if http_port is None:
-        svc.http_port = partial(_sibling_http_port, svc, configured_port(config.server.http))
-    return svc
+        http_port = partial(described_port, config.server.http)
+    return DiscoveryService(reactor, state, identitymod.load(state_dir), http_port,
+                            interface_names=cfg.interfaces,
+                            save_identity=partial(identitymod.save, state_dir))
 
 
 def _announceable(scopes):

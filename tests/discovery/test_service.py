@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import pytest
 import pytest_twisted
-from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.internet.interfaces import IMulticastTransport, IReactorMulticast, IReactorTime
 from zope.interface.verify import verifyClass, verifyObject
@@ -20,6 +19,7 @@ from rotordream.discovery import service as svcmod
 from rotordream.discovery.netif import Interface, select_interfaces
 from rotordream.discovery.protocol import (DiscoveryProtocol, PacketInfo,
                                            PacketInfoMulticastPort, parse_pktinfo)
+from rotordream.listener import Listener, described_port
 from rotordream.testing import FakeMulticastReactor, FakeMulticastTransport
 from rotordream.state import CameraState
 
@@ -95,21 +95,19 @@ def test_http_port_is_the_bound_listener_when_there_is_one(tmp_path):
     ctx = SimpleNamespace(config=configmod.from_dict({"server": {"state_dir": str(tmp_path)},
                                                       "discovery": {"enabled": True}}),
                           reactor=FakeMulticastReactor(), state=CameraState())
-    top = MultiService()
-    listener = Service()
-    listener.option = "http"
+    listener = Listener(ctx.reactor, "tcp:0:interface=127.0.0.1", None, "http")
+    assert listener.number() == 0   # not bound yet: the described port
     listener.port = SimpleNamespace(getHost=lambda: SimpleNamespace(port=39123))
-    listener.setServiceParent(top)
-    svc = svcmod.build_discovery_service(ctx.reactor, ctx.state, ctx.config)
-    svc.setServiceParent(top)
+    svc = svcmod.build_discovery_service(ctx.reactor, ctx.state, ctx.config,
+                                         http_port=listener.number)
     assert svc.http_port() == 39123
 
 
 @pytest.mark.parametrize("desc, port", [
     ("tcp:8080", 8080), ("tcp:8080:interface=0.0.0.0", 8080), ("tcp:port=81:interface=::", 81),
     ("tcp:interface=0.0.0.0:port=82", 82), ("unix:/run/x.sock", 80), ("tcp6:9000", 9000)])
-def test_configured_port(desc, port):
-    assert svcmod.configured_port(desc) == port
+def test_described_port(desc, port):
+    assert described_port(desc) == port
 
 
 def test_identity_is_stable_counts_starts_and_survives_corruption(tmp_path):
