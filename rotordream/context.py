@@ -19,8 +19,6 @@ class Context:
     pipeline: object = None        # IVideoPipeline
     motor: object = None           # IMotorController (None when --motor none)
     recorder: object = None        # IRecorder
-    playback: object = None        # rotordream.recording.playback.RecordingPlayback (RTSP /recording)
-    threadpool: object = None      # twisted.python.threadpool.ThreadPool for blocking work
     rtsp: object = None            # the RTSP server (stream URLs, session counts)
     events: object = None          # the ONVIF event broker
     websocket: object = None       # the control WebSocket factory (client counts)

@@ -162,8 +162,8 @@ def makeService(options):
 
     # What the web tree and ONVIF read: built once every part exists.
     ctx = Context(config=cfg, reactor=reactor, state=state, auth=auth, pipeline=pipeline,
-                  motor=motor, recorder=recorder, playback=playback, threadpool=pool,
-                  rtsp=rtsp, websocket=websocket, webrtc=webrtc, started=time.time())
+                  motor=motor, recorder=recorder, rtsp=rtsp, websocket=websocket,
+                  webrtc=webrtc, started=time.time())
 
     tls = None
     if cfg.server.https or cfg.server.rtsps:
@@ -184,7 +184,6 @@ def makeService(options):
 
     _add(top, build_discovery_service(reactor, state, cfg, http_port=listeners[0].number))
     _Lifecycle(ctx, listeners).setServiceParent(top)
-    top.context = ctx
     return top
 
 

@@ -121,7 +121,9 @@ class OpenAPI(ApiResource):
     def __init__(self, api, root):
         super().__init__(api)
         self.root = root
+        self._body = None
 
     def get(self, request, principal):
-        return Raw(json.dumps(document(collect(self.root)), indent=1).encode(),
-                   b"application/json")
+        if self._body is None:  # the tree is fixed once the site is built
+            self._body = json.dumps(document(collect(self.root)), indent=1).encode()
+        return Raw(self._body, b"application/json")
