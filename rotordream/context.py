@@ -3,13 +3,12 @@
 from dataclasses import dataclass
 
 
-@dataclass
+@dataclass(frozen=True)
 class Context:
     """What the web tree and ONVIF read: config, reactor, state and the parts.
 
     ``makeService`` builds every part from its collaborators first, then this
-    bundle once. Only ``events``, the ONVIF event broker, is made on first use
-    (:func:`rotordream.onvif.eventsources.broker_for`). Tests build one with fakes.
+    bundle once; it never changes after (frozen). Tests build one with fakes.
     """
 
     config: object                 # rotordream.config.Config
@@ -19,10 +18,10 @@ class Context:
     pipeline: object = None        # IVideoPipeline
     motor: object = None           # IMotorController (None when --motor none)
     recorder: object = None        # IRecorder
-    rtsp: object = None            # the RTSP server (stream URLs, session counts)
-    events: object = None          # the ONVIF event broker
+    rtsp: object = None            # IStreamServer (stream URLs, session counts)
+    events: object = None          # rotordream.onvif.broker.Broker (ONVIF events)
     websocket: object = None       # the control WebSocket factory (client counts)
-    webrtc: object = None          # rotordream.webrtc.sessions.WebRTCService (None when off)
+    webrtc: object = None          # IWebRTC (None when off)
     started: float = 0.0           # wall-clock start time, for uptime
 
     def stream_urls(self, host="localhost"):
@@ -33,7 +32,7 @@ class Context:
 
     def rtsp_port(self):
         """The RTSP port actually listened on (the configured one before start)."""
-        if self.rtsp is not None and getattr(self.rtsp, "port", None):
+        if self.rtsp is not None and self.rtsp.port:
             return self.rtsp.port
         desc = self.config.server.rtsp
         try:

@@ -7,6 +7,17 @@ Fakes in ``rotordream/testing.py`` are checked against these with
 from zope.interface import Attribute, Interface
 
 
+class ICredentialChecker(Interface):
+    """The two checks a control session makes when a client logs in over WebSocket."""
+
+    def check_password(username, password, client=None):
+        """The Principal (or a Deferred of it) for correct credentials; AuthError (raised
+        or as the Deferred's failure) otherwise. ``client`` is the source address."""
+
+    def check_token(token):
+        """The Principal a bearer/session token belongs to; raises AuthError if invalid."""
+
+
 class IVideoPipeline(Interface):
     """The capture/encode producer: encoded streams, snapshots, counters."""
 
@@ -14,6 +25,10 @@ class IVideoPipeline(Interface):
 
     def snapshot(quality=None):
         """Deferred firing with JPEG bytes of the latest full-resolution frame."""
+
+    def snap(snap_id):
+        """Deferred firing with the JPEG a ``snap`` command took. KeyError when unknown
+        (only the last few are kept)."""
 
     def stats():
         """Counters: frames captured/encoded/dropped per stream, encode ms, uptime."""
@@ -73,19 +88,73 @@ class IMotorController(Interface):
 
 
 class IRecorder(Interface):
-    """The recorder, as REST, WebSocket, RTSP playback and ONVIF events see it."""
+    """The recorder, as REST, WebSocket, RTSP playback and ONVIF events see it.
 
-    def start(name=None, duration=None):
+    ``origin`` names who asked (``"rest"``, ``"ws"``, ``"onvif"``): it travels with
+    the state change the command reports, so every client sees who did it.
+    """
+
+    store = Attribute("rotordream.recording.store.RecordingStore: the finished recordings")
+    segment = Attribute("the segment being written, or None")
+
+    def start(name=None, duration=None, origin="recorder"):
         """Start recording; return the status dict. Raises RecorderError."""
 
-    def stop():
-        """Stop recording; return the status dict."""
+    def stop(origin="recorder"):
+        """Stop recording; return the status dict (the file is finished later)."""
 
-    def pause():
-        """Pause (no frames written until resume)."""
+    def closed():
+        """Deferred firing once the segment being written, if any, is finished."""
 
-    def resume():
-        """Resume after pause."""
+    def pause(origin="recorder"):
+        """Pause (no frames written until resume); return the status dict."""
+
+    def resume(origin="recorder"):
+        """Resume after pause; return the status dict."""
 
     def status():
         """Dict: recording, paused, id, duration, bytes, free."""
+
+    def segment_size():
+        """Bytes of the segment being written so far (0 when none)."""
+
+
+class IWebRTC(Interface):
+    """The WebRTC viewers, as the REST resources under /api/webrtc see them.
+
+    Every call names its caller (``rotordream.webrtc.access.Caller``), which decides
+    what it may see and end. Deferreds fail with ``WebRTCError`` (status, message, code).
+    """
+
+    def offer(stream, caller):
+        """Deferred firing with ``{"id", "type": "offer", "sdp", "key"}`` from the camera."""
+
+    def accept(stream, sdp, caller):
+        """Deferred firing with ``{"id", "type": "answer", "sdp", "key"}`` for a viewer's
+        offer."""
+
+    def answer(session_id, sdp, caller):
+        """Deferred firing with the session dict once the viewer's answer is applied
+        (``session_id`` None: the caller's newest waiting offer)."""
+
+    def switch(session_id, stream, caller):
+        """Send ``stream`` to a session from its next keyframe; the session dict."""
+
+    def visible(caller):
+        """The session dicts ``caller`` may see."""
+
+    def hang_up(session_id, caller):
+        """End a session; Deferred firing when closed."""
+
+    def counts():
+        """Dict stream name -> number of WebRTC sessions."""
+
+
+class IStreamServer(Interface):
+    """The RTSP server, as /api/status, /api/streams and the stream URLs see it."""
+
+    port = Attribute("the RTSP port listened on, or None before start")
+
+    def sessions():
+        """List of session dicts: session, stream, state, client, transport, packets, loss,
+        jitter, dropped_units."""

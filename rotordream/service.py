@@ -117,7 +117,8 @@ def makeService(options):
     from rotordream.media.pipeline import VideoPipeline
     from rotordream.media.sources import make_source
     from rotordream.motor.service import build_motor_service
-    from rotordream.onvif.service import make_onvif_service
+    from rotordream.onvif.eventsources import EventsService, make_broker
+    from rotordream.onvif.resource import make_onvif_resource
     from rotordream.recording.recorder import build_recorder
     from rotordream.rtsp.server import RTSPServer
     from rotordream.rtsp.service import build_rtsp_service
@@ -160,22 +161,28 @@ def makeService(options):
     webrtc = build_webrtc_service(pipeline.hubs, reactor, cfg.webrtc)
     websocket = ControlFactory(cfg, state, auth, reactor)
 
-    # What the web tree and ONVIF read: built once every part exists.
+    events = make_broker(cfg, reactor, has_motor=motor is not None)
+
+    # What the web tree and ONVIF read: built once every part exists, never changed.
     ctx = Context(config=cfg, reactor=reactor, state=state, auth=auth, pipeline=pipeline,
-                  motor=motor, recorder=recorder, rtsp=rtsp, websocket=websocket,
-                  webrtc=webrtc, started=time.time())
+                  motor=motor, recorder=recorder, rtsp=rtsp, events=events,
+                  websocket=websocket, webrtc=webrtc, started=time.time())
 
     tls = None
     if cfg.server.https or cfg.server.rtsps:
         tls = make_tls_context_factory(ctx)
     build_rtsp_service(rtsp, reactor, cfg.server.rtsp, cfg.server.rtsps,
                        tls).setServiceParent(top)
-    _add(top, make_onvif_service(ctx))
+    # Feeds the ONVIF events from the start, so motion is tracked before anyone asks.
+    EventsService(ctx).setServiceParent(top)
     _add(top, webrtc)
     # Clients are closed at shutdown.
     _Running(websocket.startFactory, websocket.close_all).setServiceParent(top)
 
-    site = make_site(ctx)
+    onvif = make_onvif_resource(ctx)
+    # WS-Security nonces pass from one run to the next (a replay across a restart fails).
+    _Running(onvif.dispatcher.load_nonces, onvif.dispatcher.save_nonces).setServiceParent(top)
+    site = make_site(ctx, onvif)
     listeners = [Listener(reactor, cfg.server.http, site, "http")]
     if cfg.server.https:
         listeners.append(Listener(reactor, cfg.server.https, site, "https", tls=tls))
@@ -227,8 +234,8 @@ class _Lifecycle(service.Service):
         reactor.callLater(0, self._banner)
 
     def _clean_exit(self):
-        if getattr(self.ctx.reactor, "_exitSignal", None) is not None:
-            self.ctx.reactor._exitSignal = None
+        # ReactorBase keeps the signal that stopped it here (Twisted >= 20.3).
+        self.ctx.reactor._exitSignal = None
 
     def _banner(self):
         lines = ["RotorDream %s is running" % _version()]
@@ -240,10 +247,7 @@ class _Lifecycle(service.Service):
                          % (scheme, port, live))
         for name, url in self.ctx.stream_urls("localhost").items():
             lines.append("  %s  (%s)" % (url, name))
-        auth = self.ctx.auth
-        hint = getattr(auth, "login_hint", None) if auth is not None else None
-        lines.append("  log in as admin: %s" % (hint() if callable(hint) else
-                                                "see the state directory"))
+        lines.append("  log in as admin: %s" % self.ctx.auth.login_hint())
         for line in lines:
             print(line, flush=True)
 

@@ -21,7 +21,9 @@ from twisted.internet.interfaces import (IMulticastTransport, IReactorFromThread
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from rotordream.interfaces import IMotorController, IVideoPipeline
+from rotordream.auth.roles import Principal
+from rotordream.auth.service import AuthError
+from rotordream.interfaces import ICredentialChecker, IMotorController, IVideoPipeline
 from rotordream.media.hub import StreamHub
 
 # A minimal valid JPEG (1x1 grey), so snapshot consumers can be tested without encoding.
@@ -45,11 +47,24 @@ class FakePipeline:
         self.jpeg = jpeg
         self.frame_observers = []
         self.snapshots_taken = 0
+        self.snaps = []
 
     def snapshot(self, quality=None):
         """The fixed JPEG."""
         self.snapshots_taken += 1
         return defer.succeed(self.jpeg)
+
+    def snap(self, snap_id):
+        """The fixed JPEG for a snap id made by :meth:`take_snap`; KeyError otherwise."""
+        if snap_id not in self.snaps:
+            raise KeyError(snap_id)
+        return defer.succeed(self.jpeg)
+
+    def take_snap(self):
+        """A new snap id, fetchable with :meth:`snap`."""
+        snap_id = "snap-%d" % (len(self.snaps) + 1)
+        self.snaps.append(snap_id)
+        return snap_id
 
     def stats(self):
         """Counters shaped like the real pipeline's."""
@@ -61,6 +76,26 @@ class FakePipeline:
     def observe_frames(self, fn):
         """Remember ``fn``; tests call it with frames they make."""
         self.frame_observers.append(fn)
+
+
+@implementer(ICredentialChecker)
+class FakeAuth:
+    """One user and one token: ``op``/``secret`` is an operator, token ``tok`` an admin."""
+
+    OPERATOR = Principal("op", "operator")
+    ADMIN = Principal("admin", "admin")
+
+    def check_password(self, username, password, client=None):
+        """The operator for ``op``/``secret``; AuthError otherwise."""
+        if (username, password) == ("op", "secret"):
+            return self.OPERATOR
+        raise AuthError("wrong username or password")
+
+    def check_token(self, token):
+        """The admin for ``tok``; AuthError otherwise."""
+        if token == "tok":
+            return self.ADMIN
+        raise AuthError("unknown or expired token")
 
 
 class SyncThreadPool:

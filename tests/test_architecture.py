@@ -1,12 +1,17 @@
 """The package's shape: import layers (import-linter contracts in .importlinter), no
-loaders by module name, no module over ~400 lines without a reason in its docstring."""
+loaders by module name, a frozen shared context, no module over ~400 lines without a
+reason in its docstring."""
 
 import ast
+import dataclasses
 import os
+import re
 import subprocess
 import sys
 
 import pytest
+
+from rotordream.context import Context
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "rotordream")
@@ -60,3 +65,14 @@ def test_long_modules_say_why():
             unexplained.append("%s (%d lines)" % (path, lines))
     assert unexplained == [], ("modules over %d lines must say in their docstring why they "
                                "are long (a paragraph \"Why it is long: ...\")" % LONG)
+
+
+def test_the_shared_context_is_never_written_after_assembly():
+    # Parts get their collaborators in their constructors; the bundle the web tree and
+    # ONVIF read is frozen, and nothing probes it for parts that may be missing.
+    ctx = Context(config=None, reactor=None, state=None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ctx.events = object()
+    probes = [path for path, source in modules()
+              if re.search(r"getattr\(\s*(self\.)?ctx\b", source)]
+    assert probes == []

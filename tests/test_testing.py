@@ -8,14 +8,23 @@ from twisted.internet.interfaces import (IMulticastTransport, IReactorFromThread
                                          IReactorMulticast, IReactorTime, IReactorUDP,
                                          IUDPTransport)
 from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
-from rotordream.interfaces import IMotorController, IVideoPipeline
+from rotordream.auth.service import AuthError, AuthService
+from rotordream.config import from_dict
+from rotordream.interfaces import (ICredentialChecker, IMotorController, IRecorder,
+                                   IStreamServer, IVideoPipeline, IWebRTC)
 from rotordream.media.pipeline import VideoPipeline
 from rotordream.media.sources import TestPatternSource as PatternSource
+from rotordream.recording.recorder import Recorder
+from rotordream.recording.store import RecordingStore
+from rotordream.rtsp.server import RTSPServer
 from rotordream.state import CameraState
-from rotordream.testing import (FakeMotor, FakeMulticastTransport, FakePipeline, FakeUDPPort,
-                                FakeUDPReactor, ImmediateReactor, SyncThreadPool, ThreadClock)
+from rotordream.testing import (FakeAuth, FakeMotor, FakeMulticastTransport, FakePipeline,
+                                FakeUDPPort, FakeUDPReactor, ImmediateReactor, SyncThreadPool,
+                                ThreadClock)
+from rotordream.webrtc.sessions import WebRTCService
 
 
 def test_fake_and_real_pipeline_provide_the_interface():
@@ -24,7 +33,11 @@ def test_fake_and_real_pipeline_provide_the_interface():
 
 
 def test_fake_snapshot_is_a_real_jpeg():
-    jpeg = FakePipeline().snapshot().result
+    pipeline = FakePipeline()
+    jpeg = pipeline.snapshot().result
+    assert pipeline.snap(pipeline.take_snap()).result == jpeg
+    with pytest.raises(KeyError):
+        pipeline.snap("snap-99")
     with av.open(io.BytesIO(jpeg)) as c:
         frame = next(c.decode(video=0))
     assert (frame.width, frame.height) == (1, 1)
@@ -81,3 +94,27 @@ def test_fake_udp_port_refuses_what_sendto_refuses():
     with pytest.raises(ValueError):
         port.write(b"rtp", ("not-an-address", 5004))
     assert port.getHost().port == 50000
+
+
+def test_fake_auth_provides_the_checks_a_control_session_makes(tmp_path):
+    auth = FakeAuth()
+    assert verifyObject(ICredentialChecker, auth)
+    cfg = from_dict({"server": {"state_dir": str(tmp_path)},
+                     "auth": {"secret_file": str(tmp_path) + ".key"}})
+    assert verifyObject(ICredentialChecker, AuthService(cfg, str(tmp_path), Clock()))
+    assert auth.check_password("op", "secret").role == "operator"
+    assert auth.check_token("tok").role == "admin"
+    with pytest.raises(AuthError):
+        auth.check_password("op", "wrong")
+    with pytest.raises(AuthError):
+        auth.check_token("other")
+
+
+def test_parts_provide_the_interfaces_the_web_tree_reads(tmp_path):
+    cfg = from_dict({"server": {"state_dir": str(tmp_path)}})
+    clock, hubs = Clock(), FakePipeline().hubs
+    recorder = Recorder(clock, CameraState(), hubs["stream1"],
+                        RecordingStore(str(tmp_path / "rec"), 0, 0), SyncThreadPool(), 60)
+    assert verifyObject(IRecorder, recorder)
+    assert verifyObject(IWebRTC, WebRTCService(hubs, clock, cfg.webrtc))
+    assert verifyObject(IStreamServer, RTSPServer(cfg.rtsp, hubs, None, clock))

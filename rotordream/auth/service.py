@@ -28,6 +28,7 @@ import secrets
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from rotordream.auth import digest, roles
 from rotordream.auth.checker import CHANGED, PasswordChecker
@@ -35,6 +36,7 @@ from rotordream.auth.ratelimit import Lockout, RateLimiter
 from rotordream.auth.tokens import TokenStore
 from rotordream.auth.users import UserStore
 from rotordream.fsutil import atomic_write
+from rotordream.interfaces import ICredentialChecker
 
 log = Logger()
 
@@ -44,14 +46,18 @@ _LOGGED_NAME = 64
 
 
 class AuthError(Exception):
-    """Refused credentials. ``code``: UNAUTHORIZED or RATE_LIMITED (with ``retry_after``)."""
+    """Refused credentials. ``code``: UNAUTHORIZED or RATE_LIMITED (with ``retry_after``,
+    and the ``limit`` of attempts per ``period`` seconds that refused, when one did)."""
 
-    def __init__(self, message, code="UNAUTHORIZED", stale=False, retry_after=None):
+    def __init__(self, message, code="UNAUTHORIZED", stale=False, retry_after=None,
+                 limit=None, period=None):
         super().__init__(message)
         self.message = message
         self.code = code
         self.stale = stale
         self.retry_after = retry_after
+        self.limit = limit
+        self.period = period
 
 
 def loggable_name(name):
@@ -85,6 +91,7 @@ def _secret(state_dir):
     return data
 
 
+@implementer(ICredentialChecker)
 class AuthService:
     """Users, tokens, Digest nonces and login limits, shared by every API.
 
@@ -136,13 +143,16 @@ class AuthService:
         """Raise AuthError RATE_LIMITED while ``username`` is locked at ``client``."""
         key = _name_key(username)
         here = self.lockouts.retry_after((key, client or ""))
+        a = self.config.auth
         if here:
             raise AuthError("too many failed logins; try again in %d s" % here,
-                            code="RATE_LIMITED", retry_after=here)
+                            code="RATE_LIMITED", retry_after=here, limit=a.login_failures,
+                            period=a.login_window)
         everywhere = self.user_failures.retry_after(key)
         if everywhere:
             raise AuthError("too many failed logins for this user; try again in %d s"
-                            % everywhere, code="RATE_LIMITED", retry_after=everywhere)
+                            % everywhere, code="RATE_LIMITED", retry_after=everywhere,
+                            limit=a.user_failures, period=a.login_window)
 
     def count_failure(self, username, client, protocol=""):
         """Count a wrong password (or Digest/WS-Security response) for ``username`` at ``client``."""
@@ -180,7 +190,9 @@ class AuthService:
                 wait = self.attempts.hit(client or "")
                 if wait:
                     raise AuthError("too many password checks from this address; try again "
-                                    "in %d s" % wait, code="RATE_LIMITED", retry_after=wait)
+                                    "in %d s" % wait, code="RATE_LIMITED", retry_after=wait,
+                                    limit=self.config.auth.attempts_per_address,
+                                    period=self.config.auth.attempts_window)
         except AuthError:
             return defer.fail()
         d = self.checker.check(username, password)

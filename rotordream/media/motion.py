@@ -94,7 +94,7 @@ class MotionDetector:
 
 def attach(pipeline, reactor, on_change, **kw):
     """A :class:`MotionDetector` fed by ``pipeline``'s stream2 frames (None without a pipeline)."""
-    if pipeline is None or not hasattr(pipeline, "observe_frames"):
+    if pipeline is None:
         return None
     detector = MotionDetector(reactor, on_change, **kw)
     pipeline.observe_frames(detector.feed)

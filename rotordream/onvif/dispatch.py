@@ -18,7 +18,6 @@ import os
 from dataclasses import dataclass, field
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 
 from rotordream.auth import roles
@@ -116,24 +115,24 @@ class Dispatcher:
             password_for=users.secret, clock=clock or ctx.reactor,
             window=cfg.created_window, allow_text=cfg.password_text,
             digest_refusal=users.copies_refused)
-        self._hand_over_nonces(ctx)
+        self.nonces_path = os.path.join(ctx.config.server.state_dir, NONCES_FILE)
 
-    def _hand_over_nonces(self, ctx):
-        """Load the nonces the last run saw; save this run's when the reactor stops."""
-        path = os.path.join(ctx.config.server.state_dir, NONCES_FILE)
+    def load_nonces(self):
+        """Take over the WS-Security nonces the last run saw (a token replayed across a
+        restart within the same second is refused)."""
         try:
-            with open(path, "rb") as f:
+            with open(self.nonces_path, "rb") as f:
                 seen = json.loads(f.read(8 * 1024 * 1024))
             if isinstance(seen, dict):
                 self.verifier.nonces.load(seen)
         except (OSError, ValueError):
             pass  # none saved (first start, or a crash): Created before the start still fails
-        if IReactorCore.providedBy(ctx.reactor):
-            ctx.reactor.addSystemEventTrigger("before", "shutdown", self._save_nonces, path)
 
-    def _save_nonces(self, path):
+    def save_nonces(self):
+        """Keep this run's nonces for the next (called as the daemon stops)."""
         try:
-            atomic_write(path, json.dumps(self.verifier.nonces.dump()).encode(), mode=0o600)
+            atomic_write(self.nonces_path, json.dumps(self.verifier.nonces.dump()).encode(),
+                         mode=0o600)
         except OSError as e:
             log.warn("could not keep the WS-Security nonces for the next run: {e}", e=e)
 

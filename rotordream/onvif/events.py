@@ -8,9 +8,6 @@ for both. Subscription managers live at
 ``/onvif/events_service/subscription/<id>``, an absolute address built from
 the Host the client used; a request finds its subscription by that path or by
 its wsa:To header. A refused slot is a ter:MaxPullPoints fault.
-
-:func:`make_events_service` (the broker's long-lived service) is re-exported
-here for the ONVIF service assembly.
 """
 
 from urllib.parse import urlsplit
@@ -21,11 +18,8 @@ from rotordream.auth import roles
 from rotordream.onvif import soap, topics
 from rotordream.onvif.broker import SubscriptionLimit, UnknownSubscription, quota_owner
 from rotordream.onvif.dispatch import PRE_AUTH, Table
-from rotordream.onvif.eventsources import broker_for, make_events_service
 from rotordream.onvif.soap import E
 from rotordream.onvif.subscriptions import PullPoint, PushSubscription
-
-__all__ = ["OPS", "WSNT_OPS", "make_events_service"]
 
 log = Logger()
 
@@ -71,7 +65,7 @@ def _termination(call, name, now):
 
 
 def _create(call, make, filter_):
-    broker = broker_for(call.ctx)
+    broker = call.ctx.events
     now = broker.clock.seconds()
     termination, keepalive = _termination(call, "InitialTerminationTime", now)
     try:
@@ -106,7 +100,7 @@ def _subscription(call):
         if len(parts) >= 2 and parts[-2] == SUB_PATH:
             sub_id = parts[-1]
     try:
-        return broker_for(call.ctx).get(sub_id)
+        return call.ctx.events.get(sub_id)
     except UnknownSubscription:
         raise soap.sender(("ter:InvalidArgVal", "ter:ResourceUnknown"),
                           "no such subscription (expired or unsubscribed)") from None
@@ -121,7 +115,7 @@ def get_service_capabilities(call):
 @OPS.op("GetEventProperties", roles.STATE_READ)
 def get_event_properties(call):
     """The topics this camera announces, with their source and data items."""
-    return topics.event_properties(broker_for(call.ctx).topics)
+    return topics.event_properties(call.ctx.events.topics)
 
 
 @OPS.op("CreatePullPointSubscription", roles.STATE_READ)
@@ -234,7 +228,7 @@ def renew(call):
 def unsubscribe(call):
     """wsnt:Unsubscribe: the subscription ends now."""
     sub = _subscription(call)
-    broker_for(call.ctx).remove(sub.id)
+    call.ctx.events.remove(sub.id)
     return E("wsnt:UnsubscribeResponse")
 
 

@@ -2,10 +2,10 @@
 
 The camera state (``record``, ``motor-state``, the motor's fault events) and a
 :mod:`rotordream.media.motion` detector on the pipeline's frames become
-property events on the broker's topics. :func:`broker_for` makes the broker
-on first use (``ctx.events``); :class:`EventsService` makes it when the daemon
-starts, so motion is tracked before anyone asks, and ends every subscription
-at shutdown.
+property events on the broker's topics. The assembler makes the broker
+(:func:`make_broker`) and puts it in the context; :class:`EventsService` feeds
+it from the daemon's start, so motion is tracked before anyone asks, and ends
+every subscription at shutdown.
 """
 
 from twisted.application import service
@@ -85,44 +85,30 @@ def attach_sources(broker, ctx, motion_detector=True):
                                         lambda moving, t: publish(motion_events(moving), t))
 
 
-def make_broker(ctx):
-    """A broker for this camera (PTZ topics only with a motor), fed by its sources."""
-    has_motor = ctx.motor is not None
+def make_broker(config, reactor, has_motor):
+    """A broker for this camera (PTZ topics only with a motor); ``config`` is the whole
+    config (its ``[onvif]`` section caps the subscriptions)."""
     topic_list = [t for t in topics.TOPICS
                   if has_motor or t not in (PTZ_MOVE, MOTOR_FAILURE)]
-    cfg = ctx.config.onvif
-    broker = Broker(ctx.reactor, cfg.max_subscriptions, agent_post(ctx.reactor), topic_list,
-                    cfg.max_subscriptions_per_user)
-    attach_sources(broker, ctx)
-    return broker
-
-
-def broker_for(ctx):
-    """The context's broker, made and fed on first use (``ctx.events``)."""
-    if not isinstance(ctx.events, Broker):
-        ctx.events = make_broker(ctx)
-    return ctx.events
+    cfg = config.onvif
+    return Broker(reactor, cfg.max_subscriptions, agent_post(reactor), topic_list,
+                  cfg.max_subscriptions_per_user)
 
 
 class EventsService(service.Service):
-    """Starts the broker with the daemon (so motion is tracked before anyone asks) and ends
-    every subscription at shutdown."""
+    """Feeds ``ctx.events`` from the camera while the daemon runs (so motion is tracked
+    before anyone asks) and ends every subscription at shutdown."""
 
     name = "onvif-events"
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, motion_detector=True):
         self.ctx = ctx
+        self.motion_detector = motion_detector
 
     def startService(self):
         service.Service.startService(self)
-        broker_for(self.ctx)
+        attach_sources(self.ctx.events, self.ctx, self.motion_detector)
 
     def stopService(self):
         service.Service.stopService(self)
-        if isinstance(self.ctx.events, Broker):
-            self.ctx.events.stop()
-
-
-def make_events_service(ctx):
-    """The IService for ``make_onvif_service`` to add."""
-    return EventsService(ctx)
+        self.ctx.events.stop()

@@ -12,8 +12,10 @@ import time
 from twisted.internet import defer, protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from rotordream.auth.service import AuthError
+from rotordream.interfaces import IStreamServer
 from rotordream.netutil import bound_send_buffer, unsent_bytes, write_now
 from rotordream.rtp.sender import StreamFanout, TcpTarget, UdpTarget
 from rotordream.rtsp import core, effects, transport
@@ -35,6 +37,7 @@ class RtcpPort(protocol.DatagramProtocol):
         self.server.rtcp_received(data, addr)
 
 
+@implementer(IStreamServer)
 class RTSPServer:
     """Sessions, mounts and RTP transport for all RTSP connections."""
 

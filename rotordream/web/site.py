@@ -15,7 +15,6 @@ from rotordream.rtsp.http_tunnel import install as install_rtsp_tunnel
 from rotordream.web.api import openapi, recordings, settings, system, users, webrtc
 from rotordream.web.api.base import ApiContext, ApiResource, NotFound
 from rotordream.web.request import BodyLimits, BoundedRequest
-from rotordream.onvif.resource import make_onvif_resource
 
 log = Logger()
 
@@ -58,13 +57,14 @@ def build_api(ctx):
     return root
 
 
-def make_site(ctx):
-    """The twisted.web Site serving everything on the HTTP port."""
+def make_site(ctx, onvif):
+    """The twisted.web Site serving everything on the HTTP port; ``onvif`` is the /onvif
+    resource (:func:`rotordream.onvif.resource.make_onvif_resource`)."""
     root = resource.Resource()
     root.putChild(b"", static.File(os.path.join(STATIC, "index.html"),
                                    defaultType="text/html; charset=utf-8"))
     root.putChild(b"api", build_api(ctx))
-    root.putChild(b"onvif", make_onvif_resource(ctx))
+    root.putChild(b"onvif", onvif)
     # Bodies are bounded per route while they arrive and kept in memory; no form
     # parsing (every endpoint takes JSON or SOAP).
     factory = BoundedRequest.with_limits(BodyLimits.from_config(ctx.config))

@@ -20,6 +20,7 @@ that never comes up, ends after ``offer_timeout`` and frees its slot.
 import asyncio
 import secrets
 import time
+from collections import Counter
 
 from aiortc import (RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender,
                     RTCSessionDescription)
@@ -27,7 +28,9 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
+from zope.interface import implementer
 
+from rotordream.interfaces import IWebRTC
 from rotordream.webrtc import WebRTCError, access
 from rotordream.webrtc.track import HubTrack
 
@@ -115,6 +118,7 @@ class Session:
         return out
 
 
+@implementer(IWebRTC)
 class WebRTCService(service.Service):
     """All WebRTC viewers of the camera.
 
@@ -192,6 +196,10 @@ class WebRTCService(service.Service):
         everyone = caller.manages_all
         return [s.public(with_client=everyone) for s in self.sessions.values()
                 if everyone or access.owns(s, caller)]
+
+    def counts(self):
+        """Dict stream name -> number of sessions."""
+        return dict(Counter(s.stream for s in self.sessions.values()))
 
     def _estimated(self, session, bitrate):
         if session.estimate is None:

@@ -9,25 +9,21 @@ in order, echoing its CSeq; and nothing is logged as a failure.
 """
 
 import base64
-import ipaddress
 import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
-from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from rotordream.auth.service import AuthService
 from rotordream.config import from_dict
-from rotordream.context import Context
 from rotordream.media.hub import AccessUnit
 from rotordream.rtp.packet import Bye, ReceiverReport, ReportBlock, SenderReport
 from rotordream.rtsp.connection import RTSPFactory
 from rotordream.rtsp.server import RTSPServer
-from rotordream.state import CameraState
-from rotordream.testing import FakePipeline
+from rotordream.testing import FakePipeline, FakeUDPReactor
 from tests.support.fuzz import (NUMBERS, assert_no_failures, fuzz_settings, hostile_text,
                                 mutated, watch_log)
 
@@ -43,41 +39,12 @@ def au(stream, seq, key):
                       SPS, PPS)
 
 
-class FakeUdpPort:
-    """A UDP port in memory that checks destinations as a real socket's sendto() does."""
-
-    def __init__(self, protocol, port):
-        self.port = port
-        self.sent = 0
-        protocol.makeConnection(self)
-
-    def write(self, data, addr):
-        host, port = addr
-        if not isinstance(port, int) or not 0 <= port <= 65535:
-            raise OverflowError("getsockaddrarg: port must be 0-65535.")
-        ipaddress.ip_address(host)
-        self.sent += 1
-
-    def getHost(self):
-        return IPv4Address("UDP", "127.0.0.1", self.port)
-
-    def stopListening(self):
-        pass
-
-
-class UdpClock(Clock):
-    """A Clock that can also listen on (fake) UDP ports, for the server's RTP/RTCP pair."""
-
-    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
-        return FakeUdpPort(protocol, port)
-
-
 class Rig:
     """An RTSP server with fake video and UDP. The clock and the auth service (whose set-up
     hashes a password) last the whole test; each example gets a new server via ``fresh()``."""
 
     def __init__(self, tmp):
-        self.clock = UdpClock()
+        self.clock = FakeUDPReactor()
         self.clock.advance(1_800_000_000)
         self.cfg = from_dict({"rtsp": {"max_sessions": 4, "reserved_sessions": 1,
                                        "max_sessions_per_address": 2, "session_timeout": 60,
@@ -95,8 +62,6 @@ class Rig:
         if self.server is not None:
             self.server.stop()
         self.pipeline = FakePipeline()
-        ctx = Context(self.cfg, self.clock, CameraState(), pipeline=self.pipeline)
-        ctx.auth = self.auth
         self.server = RTSPServer(config=self.cfg.rtsp, hubs=self.pipeline.hubs, auth=self.auth,
                                  clock=self.clock)
         self.server.start(self.clock)

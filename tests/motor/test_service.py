@@ -12,7 +12,6 @@ from zope.interface.verify import verifyObject
 
 from rotordream.auth.roles import Principal
 from rotordream.config import from_dict
-from rotordream.context import Context
 from rotordream.interfaces import IMotorController
 from rotordream.motor import MotorError
 from rotordream.motor.service import SILENCE, MotorService
@@ -39,9 +38,8 @@ def when(state, predicate, timeout=10):
 def motors(tmp_path):
     cfg = from_dict({"server": {"state_dir": str(tmp_path)}})
     state = CameraState()
-    ctx = Context(cfg, reactor, state)
     sim, host = Clock(), Clock()
-    svc = MotorService(ctx.reactor, state, cfg.motor, str(tmp_path), "sim", sim_clock=sim,
+    svc = MotorService(reactor, state, cfg.motor, str(tmp_path), "sim", sim_clock=sim,
                        clock=host)
     svc.startService()
     yield svc, state, sim, host

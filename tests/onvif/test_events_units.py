@@ -13,7 +13,7 @@ from rotordream.config import from_dict
 from rotordream.context import Context
 from rotordream.onvif import events, topics
 from rotordream.onvif.broker import ADMIN_HEADROOM, Broker, SubscriptionLimit, quota_owner
-from rotordream.onvif.eventsources import broker_for, make_events_service
+from rotordream.onvif.eventsources import EventsService, make_broker
 from rotordream.onvif.subscriptions import PullPoint
 from rotordream.onvif.resource import make_onvif_resource
 from rotordream.state import CameraState
@@ -41,16 +41,17 @@ def make_ev(tmp_path, monkeypatch):
                          "server": {"state_dir": str(tmp_path)},
                          "onvif": {"max_subscriptions": max_subscriptions,
                                    "max_subscriptions_per_user": max_per_user}})
-        ctx = Context(config=cfg, reactor=clock, state=CameraState(None))
-        ctx.auth = AuthService(cfg, str(tmp_path), clock)
-        ctx.motor = FakeMotor() if motor else None
-        ctx.pipeline = pipeline
+        fake_motor = FakeMotor() if motor else None
+        ctx = Context(config=cfg, reactor=clock, state=CameraState(None),
+                      auth=AuthService(cfg, str(tmp_path), clock), motor=fake_motor,
+                      pipeline=pipeline, events=make_broker(cfg, clock, motor))
         for name, role in (("viewer1", "viewer"), ("viewer2", "viewer"),
                            ("operator1", "operator")):
             if name not in ctx.auth.users.names():
                 ctx.auth.users.add(name, role + "-password", role)
         root = make_onvif_resource(ctx)
-        broker = broker_for(ctx)
+        EventsService(ctx).startService()
+        broker = ctx.events
         posts = []
         broker.post = lambda url, body: posts.append((url, body)) or defer.succeed(200)
         return Ev(root.dispatcher, ctx, clock, broker, posts)
@@ -516,20 +517,27 @@ def test_notify_keeps_one_request_in_flight_and_survives_failures(make_ev):
 def test_events_service_starts_the_broker_and_stops_subscriptions(tmp_path):
     clock = ThreadClock()
     cfg = from_dict({"server": {"state_dir": str(tmp_path)}})
-    ctx = Context(config=cfg, reactor=clock, state=CameraState(None))
-    svc = make_events_service(ctx)
+    broker = make_broker(cfg, clock, has_motor=False)
+    ctx = Context(config=cfg, reactor=clock, state=CameraState(None), events=broker)
+    svc = EventsService(ctx, motion_detector=False)
     svc.startService()
-    broker = ctx.events
-    assert isinstance(broker, Broker) and broker_for(ctx) is broker
+    assert isinstance(broker, Broker)
+    assert broker.properties[(topics.RECORDING_JOB.name, (("RecordingJobToken",
+                                                            "record_job"),))].data == \
+        {"State": "Idle"}    # the current value, published when the service starts
+    ctx.state.update({"record": True})
+    assert broker.properties[(topics.RECORDING_JOB.name, (("RecordingJobToken",
+                                                            "record_job"),))].data == \
+        {"State": "Active"}
     sub = broker.add(PullPoint, clock.seconds() + 60, topics.TopicFilter())
     d = sub.pull(30, 10)
     sub.take(100)
     svc.stopService()
     assert broker.subscriptions == {} and d.called
-    ctx.state.update({"record": True})
+    ctx.state.update({"record": False})
     assert broker.properties[(topics.RECORDING_JOB.name, (("RecordingJobToken",
                                                             "record_job"),))].data == \
-        {"State": "Idle"}    # detached from the state
+        {"State": "Active"}    # detached from the state: still the last value it saw
 
 
 def test_pulls_keep_a_relative_subscription_alive(make_ev):

@@ -183,8 +183,8 @@ def onvif(tmp_path, monkeypatch):
     cfg = from_dict({"auth": {"initial_admin_password": PASSWORD, "login_failures": 1000,
                               "secret_file": str(tmp_path) + ".key"},
                      "server": {"state_dir": str(tmp_path)}})
-    ctx = Context(config=cfg, reactor=clock, state=CameraState(None))
-    ctx.auth = AuthService(cfg, str(tmp_path), clock)
+    ctx = Context(config=cfg, reactor=clock, state=CameraState(None),
+                  auth=AuthService(cfg, str(tmp_path), clock))
     root = make_onvif_resource(ctx)
     ctx.auth.users.add("viewer1", "viewer-password", "viewer")
     return root.dispatcher, ctx, clock
@@ -450,8 +450,8 @@ def test_wsse_failures_count_towards_the_shared_lockout(tmp_path, monkeypatch):
     cfg = from_dict({"auth": {"initial_admin_password": PASSWORD, "login_failures": 3,
                               "secret_file": str(tmp_path) + ".key"},
                      "server": {"state_dir": str(tmp_path)}})
-    ctx = Context(config=cfg, reactor=clock, state=CameraState(None))
-    ctx.auth = AuthService(cfg, str(tmp_path), clock)
+    ctx = Context(config=cfg, reactor=clock, state=CameraState(None),
+                  auth=AuthService(cfg, str(tmp_path), clock))
     d = make_onvif_resource(ctx).dispatcher
     for _ in range(3):
         assert run(d, "device", envelope("<tds:GetDeviceInformation/>",
@@ -549,8 +549,8 @@ def _dispatcher(tmp_path, clock, pool=None, **onvif):
                               "secret_file": str(tmp_path) + ".key"},
                      "server": {"state_dir": str(tmp_path)}, "onvif": onvif})
     reactor = ImmediateReactor(clock)
-    ctx = Context(config=cfg, reactor=reactor, state=CameraState(None))
-    ctx.auth = AuthService(cfg, str(tmp_path), reactor, pool=pool)
+    ctx = Context(config=cfg, reactor=reactor, state=CameraState(None),
+                  auth=AuthService(cfg, str(tmp_path), reactor, pool=pool))
     return make_onvif_resource(ctx).dispatcher, ctx
 
 
@@ -634,16 +634,17 @@ def test_a_token_from_the_last_run_fails_even_in_the_second_it_restarted(tmp_pat
     def start():
         reactor = MemoryReactorClock()
         reactor.advance(NOW + 0.2)
-        ctx = Context(config=cfg, reactor=reactor, state=CameraState(None))
-        ctx.auth = AuthService(cfg, str(tmp_path), reactor)
-        return make_onvif_resource(ctx).dispatcher, reactor
+        ctx = Context(config=cfg, reactor=reactor, state=CameraState(None),
+                      auth=AuthService(cfg, str(tmp_path), reactor))
+        dispatcher = make_onvif_resource(ctx).dispatcher
+        dispatcher.load_nonces()
+        return dispatcher, reactor
 
     token = sec()
     body = envelope("<tds:GetDeviceInformation/>", token)
     first, reactor = start()
     assert run(first, "device", body)[0] == 200
-    for fn, args, kw in reactor.triggers["before"]["shutdown"]:
-        fn(*args, **kw)
+    first.save_nonces()
     again, _ = start()
     status, _, doc = run(again, "device", body)
     assert status == 400 and b"already used" in etree.tostring(doc)

@@ -9,8 +9,6 @@ import av
 import pytest
 from twisted.internet.task import Clock
 
-from rotordream.config import Config
-from rotordream.context import Context
 from rotordream.h264 import parameter_sets, split_annexb
 from rotordream.media.hub import AccessUnit, StreamHub
 from rotordream.recording import RecorderError, mp4
@@ -66,13 +64,12 @@ class Pipeline:
 def make_recorder(tmp_path, segment_seconds=300, max_total_mb=0, min_free_mb=0):
     clock = Clock()
     reactor = ImmediateReactor(clock)
-    ctx = Context(config=Config(), reactor=reactor, state=CameraState(str(tmp_path)))
-    ctx.pipeline = Pipeline()
+    hub = Pipeline().hubs["stream1"]
     store = RecordingStore(str(tmp_path / "rec"), max_total_mb, min_free_mb)
-    rec = Recorder(reactor, ctx.state, ctx.pipeline.hubs["stream1"], store, SyncThreadPool(),
+    rec = Recorder(reactor, CameraState(str(tmp_path)), hub, store, SyncThreadPool(),
                    segment_seconds, clock=clock)
     rec.startService()
-    return rec, ctx.pipeline.hubs["stream1"], clock
+    return rec, hub, clock
 
 
 def started_recorder(tmp_path, encoded, **kw):

@@ -7,11 +7,9 @@ from twisted.internet.testing import StringTransport
 
 from rotordream.auth.service import AuthService
 from rotordream.config import from_dict
-from rotordream.context import Context
 from rotordream.media.hub import AccessUnit
 from rotordream.rtsp.connection import RTSPFactory
 from rotordream.rtsp.server import RTSPServer
-from rotordream.state import CameraState
 from rotordream.testing import FakePipeline
 
 SPS, PPS = b"\x67\x42\xc0\x1f\xda", b"\x68\xce\x3c\x80"
@@ -30,9 +28,8 @@ def rig(tmp_path):
                               "max_sessions_per_address": 10},
                      "auth": {"initial_admin_password": "admin-password"}})
     pipeline = FakePipeline()
-    ctx = Context(cfg, clock, CameraState(), pipeline=pipeline)
-    ctx.auth = AuthService(cfg, str(tmp_path), clock)
-    server = RTSPServer(config=cfg.rtsp, hubs=pipeline.hubs, auth=ctx.auth, clock=clock)
+    server = RTSPServer(config=cfg.rtsp, hubs=pipeline.hubs,
+                        auth=AuthService(cfg, str(tmp_path), clock), clock=clock)
     server._reaper.start(10, now=False)
     for i in range(3):
         pipeline.hubs["stream1"].publish(au(i, i == 0))
@@ -197,11 +194,10 @@ def test_session_limit_and_idle_sessions_reaped_by_the_clock(rig):
 def test_auth_required_when_anonymous_is_guest(tmp_path):
     clock = Clock()
     cfg = from_dict({"auth": {"anonymous": "guest", "initial_admin_password": "admin-password"}})
-    ctx = Context(cfg, clock, CameraState(), pipeline=FakePipeline())
-    ctx.auth = AuthService(cfg, str(tmp_path), clock)
-    ctx.pipeline.hubs["stream1"].publish(au(0, True))
-    proto = RTSPFactory(RTSPServer(config=cfg.rtsp, hubs=ctx.pipeline.hubs,
-                                                  auth=ctx.auth, clock=clock)).buildProtocol(None)
+    pipeline, auth = FakePipeline(), AuthService(cfg, str(tmp_path), clock)
+    pipeline.hubs["stream1"].publish(au(0, True))
+    proto = RTSPFactory(RTSPServer(config=cfg.rtsp, hubs=pipeline.hubs, auth=auth,
+                                   clock=clock)).buildProtocol(None)
     t = StringTransport()
     proto.makeConnection(t)
     code, h, _ = request(proto, t, "DESCRIBE rtsp://h/stream1 RTSP/1.0\nCSeq: 2\n")
@@ -212,7 +208,7 @@ def test_auth_required_when_anonymous_is_guest(tmp_path):
     code, _, _ = request(proto, t, "DESCRIBE rtsp://h/stream1 RTSP/1.0\nCSeq: 3\n"
                                    "Authorization: Basic %s\n" % basic)
     assert code == 200
-    token = settled(ctx.auth.login("admin", "admin-password"))["token"]
+    token = settled(auth.login("admin", "admin-password"))["token"]
     code, _, _ = request(proto, t, "DESCRIBE rtsp://h/stream1?token=%s RTSP/1.0\nCSeq: 4\n"
                          % token)
     assert code == 200
@@ -221,10 +217,9 @@ def test_auth_required_when_anonymous_is_guest(tmp_path):
 def test_describe_before_the_first_keyframe_waits_then_503(tmp_path):
     clock = Clock()
     cfg = from_dict({"auth": {"initial_admin_password": "admin-password"}})
-    ctx = Context(cfg, clock, CameraState(), pipeline=FakePipeline())
-    ctx.auth = AuthService(cfg, str(tmp_path), clock)
-    proto = RTSPFactory(RTSPServer(config=cfg.rtsp, hubs=ctx.pipeline.hubs,
-                                                  auth=ctx.auth, clock=clock)).buildProtocol(None)
+    pipeline, auth = FakePipeline(), AuthService(cfg, str(tmp_path), clock)
+    proto = RTSPFactory(RTSPServer(config=cfg.rtsp, hubs=pipeline.hubs, auth=auth,
+                                   clock=clock)).buildProtocol(None)
     t = StringTransport()
     proto.makeConnection(t)
     proto.dataReceived(b"DESCRIBE rtsp://h/stream1 RTSP/1.0\r\nCSeq: 2\r\n\r\n")
@@ -233,5 +228,5 @@ def test_describe_before_the_first_keyframe_waits_then_503(tmp_path):
     assert t.value().startswith(b"RTSP/1.0 503") and b"Retry-After: 1" in t.value()
     t.clear()
     proto.dataReceived(b"DESCRIBE rtsp://h/stream1 RTSP/1.0\r\nCSeq: 3\r\n\r\n")
-    ctx.pipeline.hubs["stream1"].publish(au(0, True))
+    pipeline.hubs["stream1"].publish(au(0, True))
     assert t.value().startswith(b"RTSP/1.0 200") and b"sprop-parameter-sets" in t.value()

@@ -18,11 +18,9 @@ from twisted.logger import globalLogPublisher
 
 from rotordream.auth.service import AuthService
 from rotordream.config import from_dict
-from rotordream.context import Context
 from rotordream.media.hub import AccessUnit
 from rotordream.rtsp.connection import RTSPFactory
 from rotordream.rtsp.server import RTSPServer
-from rotordream.state import CameraState
 from rotordream.testing import FakePipeline, FakeUDPPort
 
 SPS, PPS = b"\x67\x42\xc0\x1f\xda", b"\x68\xce\x3c\x80"
@@ -49,10 +47,8 @@ class Rig:
                          "auth": dict({"initial_admin_password": "admin-password"},
                                       **(auth or {}))})
         self.pipeline = FakePipeline()
-        ctx = Context(cfg, self.clock, CameraState(), pipeline=self.pipeline)
-        ctx.auth = AuthService(cfg, str(tmp_path), self.clock)
-        self.ctx = ctx
-        self.server = RTSPServer(config=cfg.rtsp, hubs=self.pipeline.hubs, auth=ctx.auth,
+        self.auth = AuthService(cfg, str(tmp_path), self.clock)
+        self.server = RTSPServer(config=cfg.rtsp, hubs=self.pipeline.hubs, auth=self.auth,
                                  clock=self.clock)
         rtp, rtcp = FakeUDPPort(50000), FakeUDPPort(50001)
         self.server.udp_ports = (rtp, rtcp)

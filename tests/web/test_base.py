@@ -18,7 +18,8 @@ from rotordream.auth.service import AuthError, AuthService
 from rotordream.config import from_dict
 from rotordream.context import Context
 from rotordream.state import CameraState
-from rotordream.web.api.base import ApiContext, ApiResource, is_json_type, read_json
+from rotordream.web.api.base import (ApiContext, ApiError, ApiResource, is_json_type,
+                                     read_json)
 from rotordream.web.request import BodyLimits, BoundedRequest
 
 PASSWORD = "admin-password"
@@ -82,9 +83,7 @@ class LaterAuth(AuthService):
 
 def make_context(tmp_path, clock, auth_class=AuthService, **sections):
     cfg = from_dict(dict({"auth": {"initial_admin_password": PASSWORD}}, **sections))
-    ctx = Context(cfg, clock, CameraState())
-    ctx.auth = auth_class(cfg, str(tmp_path), clock)
-    return ctx
+    return Context(cfg, clock, CameraState(), auth=auth_class(cfg, str(tmp_path), clock))
 
 
 def make_site(ctx, clock, children, onvif=None):
@@ -334,3 +333,23 @@ def test_a_failure_while_answering_is_a_500_envelope(tmp_path):
     site = make_site(make_context(tmp_path, clock), clock, {b"odd": Unserializable})
     status, _, body = exchange(site, request_bytes(b"GET", b"/api/odd"))
     assert status == 500 and json.loads(body)["code"] == "INTERNAL"
+
+
+def test_a_refused_login_reports_the_limit_that_refused_it(tmp_path):
+    ctx = make_context(tmp_path, Clock(), auth={"initial_admin_password": PASSWORD,
+                                                "login_failures": 2, "login_window": 60,
+                                                "secret_file": str(tmp_path) + ".key"})
+
+    def refusal():
+        failures = []
+        ctx.auth.check_password("admin", "wrong", "192.0.2.7").addErrback(failures.append)
+        return ApiError.from_auth(failures[0].value)
+
+    assert [refusal().status, refusal().status] == [401, 401]
+    locked = refusal()
+    assert locked.status == 429
+    assert (locked.extra["limit"], locked.extra["period"]) == (2, "minute")
+    full = ApiError.from_auth(AuthError("too many logins at once", code="RATE_LIMITED",
+                                        retry_after=1))
+    assert full.status == 429 and "limit" not in full.extra
+    assert full.headers == {b"retry-after": b"1"}

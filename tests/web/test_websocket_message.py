@@ -5,27 +5,13 @@ import json
 import pytest
 from twisted.internet import defer
 
-from rotordream.auth.roles import Principal, anonymous
+from rotordream.auth.roles import anonymous
 from rotordream.auth.service import AuthError
 from rotordream.state import CameraState
+from rotordream.testing import FakeAuth
 from rotordream.web.ws_message import ControlSession
 
-OPERATOR = Principal("op", "operator")
-ADMIN = Principal("admin", "admin")
-
-
-class FakeAuth:
-    """The two AuthService calls a session makes, with one known user and token."""
-
-    def check_password(self, username, password, client=None):
-        if (username, password) == ("op", "secret"):
-            return OPERATOR
-        raise AuthError("wrong username or password")
-
-    def check_token(self, token):
-        if token == "tok":
-            return ADMIN
-        raise AuthError("unknown or expired token")
+OPERATOR, ADMIN = FakeAuth.OPERATOR, FakeAuth.ADMIN
 
 
 class SlowAuth(FakeAuth):

@@ -71,15 +71,17 @@ class ApiError(Exception):
         return cls(e.status, e.message, e.code, headers=headers, **e.extra)
 
     @classmethod
-    def from_auth(cls, e, config):
+    def from_auth(cls, e):
         """The ApiError for refused credentials (AuthError): 401, or 429 in a lockout."""
         if e.code != "RATE_LIMITED":
             return cls(401, e.message, stale=e.stale or None)
-        limit = getattr(e, "limit", None) or config.auth.login_failures
-        period = getattr(e, "period", None) or config.auth.login_window
         wait = e.retry_after or 1
-        return cls(429, e.message, limit=limit, period=_period_name(period), retry_after=wait,
-                   headers={b"retry-after": str(wait).encode()})
+        extra = {}
+        if e.limit is not None:
+            # The limit that refused (a full hashing pool is no per-client limit).
+            extra = {"limit": e.limit, "period": _period_name(e.period)}
+        return cls(429, e.message, retry_after=wait, headers={b"retry-after": str(wait).encode()},
+                   **extra)
 
 
 class Raw:
@@ -332,7 +334,7 @@ class ApiResource(resource.Resource):
 
     def _refused(self, failure):
         failure.trap(AuthError)
-        raise ApiError.from_auth(failure.value, self.ctx.config)
+        raise ApiError.from_auth(failure.value)
 
     def _check_csrf(self, principal, request, cookie):
         sent = request.getHeader(b"x-csrf-token")

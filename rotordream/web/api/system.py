@@ -126,7 +126,7 @@ class Status(ApiResource):
             "clients": {"rtsp": len(rtsp), "rtsp_sessions": rtsp,
                         "websocket": ws.count() if ws else 0,
                         "websocket_dropped": ws.dropped if ws else 0,
-                        "webrtc": len(ctx.webrtc.sessions) if ctx.webrtc else 0},
+                        "webrtc": sum(ctx.webrtc.counts().values()) if ctx.webrtc else 0},
         }
 
 
@@ -163,8 +163,7 @@ class Streams(ApiResource):
         state = self.ctx.state
         counts = Counter(s.get("stream") for s in
                          (self.ctx.rtsp.sessions() if self.ctx.rtsp is not None else ()))
-        webrtc = Counter(s.stream for s in
-                         (self.ctx.webrtc.sessions.values() if self.ctx.webrtc else ()))
+        webrtc = Counter(self.ctx.webrtc.counts() if self.ctx.webrtc else {})
         out = []
         for name, hub in self.ctx.pipeline.hubs.items():
             prefix = "" if name == "stream1" else "stream2-"

@@ -207,7 +207,7 @@ class Password(User):
     def _wrong_current(self, failure):
         e = failure.trap(AuthError) and failure.value
         if e.code == "RATE_LIMITED":
-            raise ApiError.from_auth(e, self.ctx.config)
+            raise ApiError.from_auth(e)
         raise ApiError(403, "the current password is wrong")
 
     def _set(self, password):
