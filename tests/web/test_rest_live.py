@@ -87,6 +87,11 @@ def test_401_offers_digest_and_basic(daemon):
     offers = r.headers["WWW-Authenticate"]
     assert "Digest" in offers and "SHA-256" in offers and "MD5" in offers and "Basic" in offers
     assert r.json()["code"] == "UNAUTHORIZED" and r.json()["status"] == "error"
+    # A page's script marks its requests: no challenge, so no browser password dialog.
+    r = requests.post(daemon.http + "/api/settings", json={"brightness": 10},
+                      headers={"X-Requested-With": "XMLHttpRequest"})
+    assert r.status_code == 401 and "WWW-Authenticate" not in r.headers
+    assert r.json()["code"] == "UNAUTHORIZED"
 
 
 def test_roles_viewer_and_operator(daemon):

@@ -390,7 +390,9 @@ class ApiResource(resource.Resource):
                           tb=traceback.format_exc())
             exc = ApiError(500, "internal error", "INTERNAL")
         headers = dict(exc.headers)
-        if exc.status == 401:
+        # A page's script (it sends X-Requested-With, as rotordream.js does) gets no
+        # challenge: a browser would pop its own password dialog over the page.
+        if exc.status == 401 and not request.getHeader(b"x-requested-with"):
             headers[b"www-authenticate"] = [c.encode() for c in
                                             self.ctx.auth.challenges(stale=bool(
                                                 exc.extra.get("stale")))]
