@@ -1,4 +1,5 @@
-"""The resource tree: one Site for REST (/api), WebSocket (/api/v1), ONVIF (/onvif), page (/).
+"""The resource tree: one Site for REST (/api), WebSocket (/api/v1), ONVIF (/onvif), the page
+(/) and the JavaScript client (/client/rotordream.js).
 
 Every HTTP resource of the daemon is under :mod:`rotordream.web`; a part that is
 off (no recorder, WebRTC disabled) simply has no resources mounted.
@@ -63,6 +64,10 @@ def make_site(ctx, onvif):
     root = resource.Resource()
     root.putChild(b"", static.File(os.path.join(STATIC, "index.html"),
                                    defaultType="text/html; charset=utf-8"))
+    client = resource.Resource()   # no directory listing: the one file only
+    client.putChild(b"rotordream.js", static.File(os.path.join(STATIC, "client", "rotordream.js"),
+                                                  defaultType="text/javascript; charset=utf-8"))
+    root.putChild(b"client", client)
     root.putChild(b"api", build_api(ctx))
     root.putChild(b"onvif", onvif)
     # Bodies are bounded per route while they arrive and kept in memory; no form
