@@ -19,6 +19,7 @@ setup(
         "pyserial",
         "zope.interface",
         "lxml",
+        "prometheus_client>=0.17",
     ],
     extras_require={
         "test": ["pytest", "pytest-twisted", "pytest-timeout", "treq", "websockets", "requests"],

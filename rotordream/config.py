@@ -163,6 +163,14 @@ class WebRTC:
 
 
 @dataclass(frozen=True)
+class Metrics:
+    """GET /metrics for Prometheus."""
+
+    enabled: bool = True
+    public: bool = True                # false: a logged-in user is required, not just status.read
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration."""
 
@@ -178,6 +186,7 @@ class Config:
     onvif: ONVIF = field(default_factory=ONVIF)
     discovery: Discovery = field(default_factory=Discovery)
     webrtc: WebRTC = field(default_factory=WebRTC)
+    metrics: Metrics = field(default_factory=Metrics)
 
     @property
     def recording_dir(self):

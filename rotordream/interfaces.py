@@ -37,6 +37,10 @@ class IVideoPipeline(Interface):
         """Call ``fn(luma, capture_time)`` in the capture thread with each stream2-size
         luma plane (numpy uint8 HxW). ``fn`` must be quick and thread-safe."""
 
+    def histograms():
+        """Latency histograms since the start (rotordream.media.capture.Buckets, seconds):
+        ``{"encode_seconds": {stream: Buckets}, "capture_to_hub_seconds": Buckets}``."""
+
 
 class IMotorController(Interface):
     """What ONVIF PTZ, REST and WebSocket use to drive the motors.
@@ -45,6 +49,8 @@ class IMotorController(Interface):
     Methods returning Deferreds fail with rotordream.motor.MotorError on a
     refused command (limit, fault, timeout).
     """
+
+    faults = Attribute("int: times the controller went into fault since the start")
 
     def continuous_move(pan_velocity, tilt_velocity, timeout=None):
         """Move at a velocity until stopped or ``timeout`` seconds pass; Deferred."""
@@ -96,6 +102,7 @@ class IRecorder(Interface):
 
     store = Attribute("rotordream.recording.store.RecordingStore: the finished recordings")
     segment = Attribute("the segment being written, or None")
+    written = Attribute("int: bytes of the segments finished since the start")
 
     def start(name=None, duration=None, origin="recorder"):
         """Start recording; return the status dict. Raises RecorderError."""
@@ -149,6 +156,9 @@ class IWebRTC(Interface):
     def counts():
         """Dict stream name -> number of WebRTC sessions."""
 
+    def estimates():
+        """The viewers' latest bandwidth estimates in bit/s (sessions that sent one)."""
+
 
 class IStreamServer(Interface):
     """The RTSP server, as /api/status, /api/streams and the stream URLs see it."""
@@ -158,3 +168,7 @@ class IStreamServer(Interface):
     def sessions():
         """List of session dicts: session, stream, state, client, transport, packets, loss,
         jitter, dropped_units."""
+
+    def counters():
+        """Dict of totals: clients and slow_drops by protocol, packets by transport, and
+        the sessions' latest RTCP loss fractions and jitters (seconds) as lists."""

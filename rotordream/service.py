@@ -124,6 +124,7 @@ def makeService(options):
     from rotordream.rtsp.service import build_rtsp_service
     from rotordream.state import CameraState
     from rotordream.web.site import make_site
+    from rotordream.web.metrics import DaemonCollector, ReactorLag
     from rotordream.web.tls import make_tls_context_factory
     from rotordream.web.websocket import ControlFactory
     from rotordream.webrtc.sessions import build_webrtc_service
@@ -182,7 +183,14 @@ def makeService(options):
     onvif = make_onvif_resource(ctx)
     # WS-Security nonces pass from one run to the next (a replay across a restart fails).
     _Running(onvif.dispatcher.load_nonces, onvif.dispatcher.save_nonces).setServiceParent(top)
-    site = make_site(ctx, onvif)
+    metrics = None
+    if cfg.metrics.enabled:
+        # Read at scrape time from every part; only the reactor-lag timer runs meanwhile.
+        lag = ReactorLag(reactor)
+        _Running(lag.start, lag.stop).setServiceParent(top)
+        metrics = DaemonCollector(pipeline, rtsp=rtsp, webrtc=webrtc, websocket=websocket,
+                                  recorder=recorder, motor=motor, auth=auth, lag=lag)
+    site = make_site(ctx, onvif, metrics)
     listeners = [Listener(reactor, cfg.server.http, site, "http")]
     if cfg.server.https:
         listeners.append(Listener(reactor, cfg.server.https, site, "https", tls=tls))

@@ -24,6 +24,7 @@ from zope.interface import implementer
 from rotordream.auth.roles import Principal
 from rotordream.auth.service import AuthError
 from rotordream.interfaces import ICredentialChecker, IMotorController, IVideoPipeline
+from rotordream.media.capture import Buckets
 from rotordream.media.hub import StreamHub
 
 # A minimal valid JPEG (1x1 grey), so snapshot consumers can be tested without encoding.
@@ -48,6 +49,10 @@ class FakePipeline:
         self.frame_observers = []
         self.snapshots_taken = 0
         self.snaps = []
+        self.captured = 0
+        self.dropped = 0
+        self.latency = {"encode_seconds": {n: Buckets() for n in self.hubs},
+                        "capture_to_hub_seconds": Buckets()}
 
     def snapshot(self, quality=None):
         """The fixed JPEG."""
@@ -68,7 +73,8 @@ class FakePipeline:
 
     def stats(self):
         """Counters shaped like the real pipeline's."""
-        return {"source": "fake", "signal": True, "captured": 0, "dropped": 0,
+        return {"source": "fake", "signal": True, "captured": self.captured,
+                "dropped": self.dropped,
                 "source_failures": 0, "uptime": 0, "latency_ms_p50": None,
                 "latency_ms_p99": None,
                 "streams": {n: h.stats() for n, h in self.hubs.items()}}
@@ -76,6 +82,10 @@ class FakePipeline:
     def observe_frames(self, fn):
         """Remember ``fn``; tests call it with frames they make."""
         self.frame_observers.append(fn)
+
+    def histograms(self):
+        """The histograms in :attr:`latency`, which tests fill with ``observe``."""
+        return self.latency
 
 
 @implementer(ICredentialChecker)
@@ -208,6 +218,7 @@ class FakeMotor:
         self.pan, self.tilt = pan, tilt
         self.calls = []
         self.rotor = {"enabled": False, "speed": 0, "direction": "cw"}
+        self.faults = 0
         self._presets = {}
         self.home_position = (0.0, 0.0)
 

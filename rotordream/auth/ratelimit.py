@@ -13,6 +13,7 @@ class RateLimiter:
         self.period = period
         self._clock = clock
         self._events = collections.OrderedDict()
+        self.refused = 0  # events refused since the start (read by metrics)
 
     @property
     def enabled(self):
@@ -43,6 +44,7 @@ class RateLimiter:
             return 0
         wait = self.retry_after(key)
         if wait:
+            self.refused += 1
             return wait
         q = self._events.get(key)
         if q is None:

@@ -119,6 +119,10 @@ class AuthService:
                                        a.cache_seconds)
         self.anonymous_role = a.anonymous
         self.users.observe(self._user_changed)
+        # Read by metrics: wrong credentials by kind ("password", "digest", "onvif") and
+        # logins refused while locked out.
+        self.failures = {"password": 0, "digest": 0, "onvif": 0}
+        self.locked_out = 0
 
     def login_hint(self):
         """How to log in as admin, for the start-up banner."""
@@ -145,11 +149,13 @@ class AuthService:
         here = self.lockouts.retry_after((key, client or ""))
         a = self.config.auth
         if here:
+            self.locked_out += 1
             raise AuthError("too many failed logins; try again in %d s" % here,
                             code="RATE_LIMITED", retry_after=here, limit=a.login_failures,
                             period=a.login_window)
         everywhere = self.user_failures.retry_after(key)
         if everywhere:
+            self.locked_out += 1
             raise AuthError("too many failed logins for this user; try again in %d s"
                             % everywhere, code="RATE_LIMITED", retry_after=everywhere,
                             limit=a.user_failures, period=a.login_window)
@@ -157,6 +163,8 @@ class AuthService:
     def count_failure(self, username, client, protocol=""):
         """Count a wrong password (or Digest/WS-Security response) for ``username`` at ``client``."""
         key = _name_key(username)
+        kind = "onvif" if protocol.startswith("ONVIF") else protocol.lower() or "password"
+        self.failures[kind] = self.failures.get(kind, 0) + 1
         locked = self.lockouts.failed((key, client or ""))
         self.user_failures.hit(key)
         log.info("failed {protocol}login for {user} from {client}{locked}",

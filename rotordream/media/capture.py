@@ -9,6 +9,7 @@ that up between frames. A size or rate change re-opens the encoder
 (consumers see new SPS/PPS on the next keyframe) without a restart.
 """
 
+import bisect
 import collections
 import threading
 import time
@@ -80,6 +81,29 @@ class SettingsMailbox:
             return self._settings
 
 
+# Upper bounds (seconds) of the encode and capture-to-hub histograms: a 30 fps frame
+# has 33 ms, so the buckets are finest below that.
+LATENCY_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.033, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class Buckets:
+    """A cumulative histogram kept as counts per bucket (one writer thread; readers copy).
+
+    ``counts[i]`` counts values ``<= bounds[i]`` and above the bound before it; the last
+    count is the values above every bound. ``sum`` is the total of every value.
+    """
+
+    def __init__(self, bounds=LATENCY_BOUNDS):
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value):
+        """Count one value."""
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+
 class StreamCounters:
     """Per-stream counters, written by the capture thread, read by the reactor."""
 
@@ -88,6 +112,7 @@ class StreamCounters:
         self.keyframes = 0
         self.encode_ms = collections.deque(maxlen=300)
         self.bytes = 0
+        self.encode_seconds = Buckets()
 
     def as_dict(self):
         """The counters as plain numbers."""
@@ -202,7 +227,9 @@ class CaptureLoop:
         counters = self.counters[name]
         t = time.perf_counter()
         units = encoder.encode(frame, pts)
-        counters.encode_ms.append((time.perf_counter() - t) * 1000)
+        took = time.perf_counter() - t
+        counters.encode_ms.append(took * 1000)
+        counters.encode_seconds.observe(took)
         for unit in units:
             self._seqs[name] += 1
             counters.encoded += 1

@@ -19,8 +19,8 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from rotordream.interfaces import IVideoPipeline
-from rotordream.media.capture import (WATCHED, CaptureLoop, CaptureSettings, SettingsMailbox,
-                                      StreamCounters)
+from rotordream.media.capture import (WATCHED, Buckets, CaptureLoop, CaptureSettings,
+                                      SettingsMailbox, StreamCounters)
 from rotordream.media.hub import StreamHub
 from rotordream.media.snapshot import SnapshotCache, SnapStore
 from rotordream.media.supervisor import RETRY_MAX, RETRY_MIN, SourceSupervisor
@@ -60,6 +60,7 @@ class VideoPipeline(service.Service):
         self._frame_waiters = []
         self.frame_observers = []
         self.latency_ms = collections.deque(maxlen=1000)  # capture -> hub, ms
+        self.capture_to_hub = Buckets()  # the same, as seconds, since the start
         self.signal = False
         self.started = None
         self._unsubscribe = None
@@ -158,6 +159,12 @@ class VideoPipeline(service.Service):
                         for name, hub in self.hubs.items()},
         }
 
+    def histograms(self):
+        """Latency histograms (:class:`rotordream.media.capture.Buckets`) since the start."""
+        return {"encode_seconds": {name: self.counters[name].encode_seconds
+                                   for name in self.hubs},
+                "capture_to_hub_seconds": self.capture_to_hub}
+
     # -- the capture loop's sink (capture thread) -------------------------
 
     def unit(self, name, au, mono):
@@ -181,7 +188,9 @@ class VideoPipeline(service.Service):
     def _publish(self, hub, au, mono):
         hub.publish(au)
         if hub.name == "stream1":
-            self.latency_ms.append((time.monotonic() - mono) * 1000)
+            took = time.monotonic() - mono
+            self.latency_ms.append(took * 1000)
+            self.capture_to_hub.observe(took)
 
     def _wake_frame_waiters(self, latest):
         waiters, self._frame_waiters = self._frame_waiters, []

@@ -65,6 +65,7 @@ class MotorService(service.Service):
         self.port = None
         self.identity = None
         self.connected = False
+        self.faults = 0   # times the motor went into fault (read by metrics)
         self._sim_io = None
         self._retry = None
         self._silence = None
@@ -178,6 +179,7 @@ class MotorService(service.Service):
     def _fault(self, why):
         self.connected = False
         if self.state.get("motor-state") != "fault":
+            self.faults += 1
             self.state.update({"motor-state": "fault"}, origin="motor")
             self.state.publish_event({"error": "motor controller: %s" % why,
                                       "key": "motor-state", "code": "MOTOR_FAULT"})

@@ -94,6 +94,7 @@ class Recorder(service.Service):
         self._next_number = 1
         self.session_bytes = 0
         self.session_duration = 0.0
+        self.written = 0  # bytes of the segments finished since the start (metrics)
         self.ready = defer.Deferred()
         self._space_loop = LoopingCall(self._check_space)
         self._space_loop.clock = self.clock
@@ -358,6 +359,7 @@ class Recorder(service.Service):
             return
         fields["end_ts"] = entry["start_ts"] + fields["duration"]
         self.session_bytes += size
+        self.written += size
         self.store.update(seg.id, **fields)
 
     # -- the writer thread ----------------------------------------------

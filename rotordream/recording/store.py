@@ -55,6 +55,7 @@ class RecordingStore:
         self.min_free = min_free_mb * 1024 * 1024
         os.makedirs(self.directory, exist_ok=True)
         self.entries = {}
+        self.deleted = {"user": 0, "space": 0}  # recordings deleted, by reason (metrics)
 
     # -- paths ----------------------------------------------------------
 
@@ -199,6 +200,7 @@ class RecordingStore:
         except FileNotFoundError:
             pass
         del self.entries[rid]
+        self.deleted["user"] += 1
         self.save()
 
     def make_room(self, incoming=0):
@@ -223,6 +225,7 @@ class RecordingStore:
             except FileNotFoundError:
                 pass
             del self.entries[oldest["id"]]
+            self.deleted["space"] += 1
             deleted = True
         if deleted:
             self.save()

@@ -33,6 +33,7 @@ class RTSPConnection(protocol.Protocol):
     """One RTSP control connection (requests and interleaved frames) of an RTSPServer."""
 
     client_host = "127.0.0.1"
+    protocol = "rtsp"    # the label metrics count its sessions under ("rtsp_http": tunnelled)
 
     def __init__(self, server):
         self.server = server

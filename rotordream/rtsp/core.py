@@ -61,6 +61,9 @@ class RTSPCore:
         self.playback = playback
         self.sessions_by_id = {}
         self.udp_server_port = None   # the RTP port of the server's pair, once bound
+        # Totals of ended sessions: RTP packets by transport, slow-client drops by protocol.
+        self.ended_packets = {}
+        self.ended_drops = {}
 
     # -- requests -------------------------------------------------------
 
@@ -342,6 +345,12 @@ class RTSPCore:
         effects = self._effects(session, step)
         session.state = step.state
         del self.sessions_by_id[session.id]
+        t = session.target
+        if t is not None:
+            self.ended_packets[t.transport_name] = \
+                self.ended_packets.get(t.transport_name, 0) + t.packets
+            proto = getattr(session.connection, "protocol", "rtsp")
+            self.ended_drops[proto] = self.ended_drops.get(proto, 0) + t.dropped_units
         session.connection.sessions.pop(session.id, None)
         return effects
 

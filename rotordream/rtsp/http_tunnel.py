@@ -202,6 +202,7 @@ class TunnelChannel(http.HTTPChannel):
 
     def _open_get(self, address):
         conn = RTSPConnection(self.rtsp)
+        conn.protocol = "rtsp_http"
         tunnel = self.tunnels.open_get(self._cookie, address, self, conn)
         if tunnel is None:
             self.refuse(b"503 Service Unavailable")

@@ -133,6 +133,33 @@ class RTSPServer:
                         "dropped_units": t.dropped_units if t else 0})
         return out
 
+    def counters(self):
+        """Totals for metrics: ``clients`` (sessions) and ``slow_drops`` (access
+        units skipped for slow clients) by protocol ("rtsp", "rtsp_http"), ``packets``
+        (RTP sent) by transport ("udp", "tcp"), and the latest RTCP receiver reports
+        of the sessions that sent one: ``loss`` (fractions) and ``jitter`` (seconds)."""
+        core_ = self.core
+        clients = {"rtsp": 0, "rtsp_http": 0}
+        drops = dict.fromkeys(clients, 0)
+        drops.update(core_.ended_drops)
+        packets = {"udp": 0, "tcp": 0}
+        packets.update(core_.ended_packets)
+        loss, jitter = [], []
+        for s in core_.sessions_by_id.values():
+            proto = getattr(s.connection, "protocol", "rtsp")
+            clients[proto] = clients.get(proto, 0) + 1
+            t = s.target
+            if t is None:
+                continue
+            drops[proto] = drops.get(proto, 0) + t.dropped_units
+            packets[t.transport_name] = packets.get(t.transport_name, 0) + t.packets
+            if t.loss is not None:
+                loss.append(t.loss)
+            if t.jitter is not None:
+                jitter.append(t.jitter / 90000.0)  # RTP clock units of H.264 (90 kHz)
+        return {"clients": clients, "slow_drops": drops, "packets": packets,
+                "loss": loss, "jitter": jitter}
+
     def reap(self):
         """End the sessions whose time is up."""
         for session in self.core.expired(self.clock.seconds()):

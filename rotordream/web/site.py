@@ -1,5 +1,5 @@
 """The resource tree: one Site for REST (/api), WebSocket (/api/v1), ONVIF (/onvif), the page
-(/) and the JavaScript client (/client/rotordream.js).
+(/), the JavaScript client (/client/rotordream.js) and Prometheus metrics (/metrics).
 
 Every HTTP resource of the daemon is under :mod:`rotordream.web`; a part that is
 off (no recorder, WebRTC disabled) simply has no resources mounted.
@@ -15,6 +15,7 @@ from rotordream.auth.ratelimit import RateLimiter
 from rotordream.rtsp.http_tunnel import install as install_rtsp_tunnel
 from rotordream.web.api import openapi, recordings, settings, system, users, webrtc
 from rotordream.web.api.base import ApiContext, ApiResource, NotFound
+from rotordream.web.metrics import MetricsResource, make_registry
 from rotordream.web.request import BodyLimits, BoundedRequest
 
 log = Logger()
@@ -31,9 +32,24 @@ class ApiRoot(ApiResource):
         return NotFound(self.api).render(request)
 
 
-def build_api(ctx):
-    """The /api resource with every REST noun."""
+class CountingSite(server.Site):
+    """A Site that counts every answered request by method and status code."""
+
+    def __init__(self, resource, counts, **kwargs):
+        super().__init__(resource, **kwargs)
+        self.counts = counts
+
+    def log(self, request):
+        """Count the request, then log it as Site does."""
+        self.counts.request(request.method.decode("ascii", "replace"), request.code)
+        super().log(request)
+
+
+def build_api(ctx, http_counts=None):
+    """The /api resource with every REST noun (its rate limiter joins ``http_counts``)."""
     limiter = RateLimiter(ctx.config.http.rate_limit, ctx.config.http.rate_period, ctx.reactor)
+    if http_counts is not None:
+        http_counts.limiters.append(limiter)
     api = ApiContext(ctx, limiter)
     root = ApiRoot(api)
     root.putChild(b"info", system.Info(api))
@@ -58,9 +74,10 @@ def build_api(ctx):
     return root
 
 
-def make_site(ctx, onvif):
+def make_site(ctx, onvif, metrics=None):
     """The twisted.web Site serving everything on the HTTP port; ``onvif`` is the /onvif
-    resource (:func:`rotordream.onvif.resource.make_onvif_resource`)."""
+    resource (:func:`rotordream.onvif.resource.make_onvif_resource`), ``metrics`` the
+    :class:`rotordream.web.metrics.DaemonCollector` served at /metrics (None: no /metrics)."""
     root = resource.Resource()
     root.putChild(b"", static.File(os.path.join(STATIC, "index.html"),
                                    defaultType="text/html; charset=utf-8"))
@@ -68,12 +85,20 @@ def make_site(ctx, onvif):
     client.putChild(b"rotordream.js", static.File(os.path.join(STATIC, "client", "rotordream.js"),
                                                   defaultType="text/javascript; charset=utf-8"))
     root.putChild(b"client", client)
-    root.putChild(b"api", build_api(ctx))
+    api = build_api(ctx, metrics.http if metrics is not None else None)
+    root.putChild(b"api", api)
     root.putChild(b"onvif", onvif)
+    if metrics is not None:
+        root.putChild(b"metrics", MetricsResource(api.api, make_registry(metrics),
+                                                  public=ctx.config.metrics.public))
     # Bodies are bounded per route while they arrive and kept in memory; no form
     # parsing (every endpoint takes JSON or SOAP).
     factory = BoundedRequest.with_limits(BodyLimits.from_config(ctx.config))
-    site = server.Site(root, requestFactory=factory, parsePOSTFormSubmission=False)
+    if metrics is not None:
+        site = CountingSite(root, metrics.http, requestFactory=factory,
+                            parsePOSTFormSubmission=False)
+    else:
+        site = server.Site(root, requestFactory=factory, parsePOSTFormSubmission=False)
     site.displayTracebacks = False
     if ctx.rtsp is not None:
         # RTSP over HTTP on this port too (ONVIF GetStreamUri with the HTTP transport).

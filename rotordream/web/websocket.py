@@ -105,6 +105,7 @@ class ControlProtocol(WebSocketServerProtocol):
         if self.session is None or self.state != self.STATE_OPEN:
             return  # closing: what is still queued is not answered
         if self.limiter.hit("m"):
+            self.factory.rate_limited += 1
             self.strikes += 1
             if self.strikes > self.factory.rate_limit:
                 # sendClose() only takes application codes; 1008 is a protocol one.
@@ -164,7 +165,8 @@ class ControlFactory(WebSocketServerFactory):
         http = config.http
         self.allowed_origins = tuple(http.allowed_origins) + tuple(http.cors_origins)
         self.clients = {}
-        self.dropped = 0
+        self.dropped = 0        # clients dropped for not reading
+        self.rate_limited = 0   # messages refused over [websocket] rate_limit
         self.setProtocolOptions(maxMessagePayloadSize=cfg.max_message,
                                 maxFramePayloadSize=cfg.max_message,
                                 autoPingInterval=cfg.ping_interval,

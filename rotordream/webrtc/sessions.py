@@ -201,6 +201,10 @@ class WebRTCService(service.Service):
         """Dict stream name -> number of sessions."""
         return dict(Counter(s.stream for s in self.sessions.values()))
 
+    def estimates(self):
+        """The viewers' latest bandwidth estimates (bit/s), of the sessions that sent one."""
+        return [s.estimate for s in self.sessions.values() if s.estimate is not None]
+
     def _estimated(self, session, bitrate):
         if session.estimate is None:
             log.info("WebRTC session {id}: first bandwidth estimate {bitrate} bit/s",
