@@ -1,0 +1,1 @@
+../../rotordream/web/static/client/rotordream.js
