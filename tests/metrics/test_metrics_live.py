@@ -1,0 +1,96 @@
+"""GET /metrics on a running daemon: the Prometheus text format, counters that move, and
+who may read it ([metrics] public, enabled)."""
+
+import time
+
+import requests
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.live import wait_frames
+from tests.support.rawrtsp import RawRtsp
+
+TCP = "RTP/AVP/TCP;unicast;interleaved=%d-%d"
+SMALL = {"resolution": "640x360", "fps": 15}
+
+
+def poll(fetch, done, timeout=15):
+    """``fetch()`` again until ``done(result)``; the result, or AssertionError at the deadline
+    (the daemon is another process: there is nothing to wait on but its answers)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = fetch()
+        if done(result):
+            return result
+        assert time.monotonic() < deadline, "no change within %d s" % timeout
+        time.sleep(0.1)
+
+
+def scrape(daemon, **kwargs):
+    r = requests.get(daemon.http + "/metrics", timeout=10, **kwargs)
+    assert r.status_code == 200, r.text
+    return r
+
+
+def samples(response):
+    """{(name, frozenset(labels)): value} of a scrape."""
+    out = {}
+    for family in text_string_to_metric_families(response.text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def sample(response, name, **labels):
+    return samples(response)[(name, frozenset(labels.items()))]
+
+
+def test_metrics_are_prometheus_text_readable_anonymously(daemon):
+    wait_frames(daemon, 5)
+    first = scrape(daemon)
+    assert first.headers["content-type"] == CONTENT_TYPE_LATEST
+    assert first.headers["content-type"].startswith("text/plain; version=")
+    captured = sample(first, "rotordream_frames_captured_total")
+    second = poll(lambda: scrape(daemon),
+                  lambda r: sample(r, "rotordream_frames_captured_total") > captured)
+    assert sample(second, "process_cpu_seconds_total") >= \
+        sample(first, "process_cpu_seconds_total")
+    assert sample(second, "rotordream_frames_encoded_total", stream="stream1") > 0
+    assert sample(second, "rotordream_encode_seconds_count", stream="stream1") > 0
+    assert sample(second, "rotordream_capture_to_hub_seconds_count") > 0
+    assert sample(second, "rotordream_reactor_lag_seconds_count") >= 0
+    assert sample(second, "rotordream_motor_state", state="idle") in (0, 1)
+    # The first scrape was answered and counted by the time the second ran.
+    assert sample(second, "rotordream_http_requests_total", method="GET", code="200") >= 1
+
+
+def test_an_rtsp_viewer_is_counted_while_it_plays(daemon):
+    before = sample(scrape(daemon), "rotordream_clients", protocol="rtsp")
+    viewer = RawRtsp(daemon.rtsp_port)
+    try:
+        status, sid, _, _ = viewer.setup("stream2/trackID=0", TCP % (0, 1))
+        assert status == 200
+        assert viewer.ask("PLAY", "stream2", Session=sid)[0] == 200
+        during = scrape(daemon)
+        assert sample(during, "rotordream_clients", protocol="rtsp") == before + 1
+    finally:
+        viewer.close()
+
+
+def test_private_metrics_need_a_login(fresh_daemon, tmp_path):
+    conf = tmp_path / "private.toml"
+    conf.write_text("[metrics]\npublic = false\n")
+    d = fresh_daemon(extra=["--config", str(conf)], settings=SMALL)
+    r = requests.get(d.http + "/metrics", timeout=10)
+    assert r.status_code == 401
+    assert r.json()["code"] == "UNAUTHORIZED"
+    r = scrape(d, auth=("admin", d.admin_password))
+    assert sample(r, "rotordream_clients", protocol="websocket") == 0
+
+
+def test_metrics_can_be_switched_off(fresh_daemon, tmp_path):
+    conf = tmp_path / "off.toml"
+    conf.write_text("[metrics]\nenabled = false\n")
+    d = fresh_daemon(extra=["--config", str(conf)], settings=SMALL)
+    assert requests.get(d.http + "/metrics", timeout=10).status_code == 404
+    assert requests.get(d.http + "/api/health", timeout=10).status_code == 200
