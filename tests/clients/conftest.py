@@ -13,15 +13,3 @@ def admin(daemon):
     yield cam
     cam.close()
 
-
-def wait_for(watch, predicate, what):
-    """Next changes from a ``watch`` iterator until ``predicate(merged changes)``; the merge.
-
-    The iterator blocks on the daemon's own broadcasts: no clock involved.
-    """
-    merged = {}
-    for change in watch:
-        merged.update(change)
-        if predicate(merged):
-            return merged
-    raise AssertionError("the watch ended before %s" % what)
