@@ -242,7 +242,9 @@ describe("users and sessions", () => {
     assert.ok(Array.isArray(await byToken.users.list()));
     await camera.logout();
     await rejectsWith(byToken.users.list(), "UNAUTHORIZED");
-    await rejectsWith(new Camera(URL_).login(USER, "wrong"), "UNAUTHORIZED");
+    const kept = new Camera(URL_, {username: USER, password: PASSWORD});
+    await rejectsWith(kept.login(USER, "wrong"), "UNAUTHORIZED");
+    assert.ok(Array.isArray(await kept.users.list()), "a failed login keeps the credentials");
   });
 
   test("errors carry status and the 401 carries no browser challenge", async () => {
@@ -295,7 +297,10 @@ describe("watch", () => {
       {keys: ["brightness"], onError: (e) => errors.push(e)});
     await assert.rejects(bad.ready, (e) => e.code === "UNAUTHORIZED");
     bad.close();
-    assert.equal(errors[0].code, "UNAUTHORIZED");
+    assert.deepEqual(errors.map((e) => e.code), ["UNAUTHORIZED"]);
+    const unknown = admin().watch(() => {}, {keys: ["no-such-key"]});
+    const e = await unknown.ready.then(() => null, (err) => err);
+    assert.ok(e instanceof RotorDreamError && e.key === "no-such-key", String(e));
   });
 
   test("survives a daemon restart and reports what changed meanwhile", {skip: !RESTART},

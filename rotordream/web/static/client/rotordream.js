@@ -475,10 +475,18 @@ export class Camera {
    * @returns {Promise<{user: string, role: string, permissions: string[], expires: number}>}
    */
   async login(username, password) {
+    const before = [this._basic, this._token, this._cookieSession];
+    // The login itself goes without the credentials it replaces.
     this._basic = null;
     this._token = null;
     this._cookieSession = false;
-    const data = await this._request("POST", "/api/login", {body: {username, password}});
+    let data;
+    try {
+      data = await this._request("POST", "/api/login", {body: {username, password}});
+    } catch (e) {
+      [this._basic, this._token, this._cookieSession] = before;
+      throw e;
+    }
     this._token = data.token;
     this._csrf = data.csrf_token;
     this._cookieSession = IN_BROWSER;
@@ -595,7 +603,11 @@ export class Camera {
           const err = RotorDreamError.fromEnvelope(msg, null);
           onError(err);
           if (phase === "login" || phase === "read") {
-            if (!synced) rejectReady(err);
+            if (!synced) {
+              // Refused from the start (bad credentials, unknown key): retrying cannot help.
+              closed = true;
+              rejectReady(err);
+            }
             ws.close();
           }
           return;
