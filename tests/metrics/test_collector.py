@@ -1,5 +1,8 @@
 """The /metrics collector reads every part's counters by their exact Prometheus names."""
 
+import json
+import os
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -205,3 +208,20 @@ def test_no_label_carries_an_address_or_session_id(parts):
     assert labels <= {"stream", "protocol", "transport", "method", "code", "reason", "state",
                       "le", "quantile", "implementation", "major", "minor", "patchlevel",
                       "version", "generation"}
+
+
+def test_dashboard_and_collector_agree_on_names(parts):
+    """Every rotordream_* series the Grafana dashboard plots is one the daemon exports."""
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "conf", "grafana",
+                        "rotordream.json")
+    with open(path) as f:
+        dashboard = json.load(f)
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {re.sub(r"_(bucket|sum|count)$", "", m)
+            for e in exprs for m in re.findall(r"\brotordream_\w+", e)}
+    parts.collector.http.request("GET", 200)   # its first sample comes with a request
+    exported = {s.name for f in parts.registry.collect() for s in f.samples}
+    exported |= {re.sub(r"_(bucket|sum|count)$", "", n) for n in exported}
+    assert used and used <= exported, used - exported
+    assert {"rotordream_clients", "rotordream_frames_captured_total",
+            "rotordream_reactor_lag_seconds"} <= used

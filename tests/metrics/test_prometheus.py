@@ -2,6 +2,7 @@
 the example scrape config from conf/prometheus/, and its query API sees frames counted and
 an RTSP viewer come and go."""
 
+import json
 import os
 import subprocess
 import time
@@ -101,3 +102,14 @@ def test_prometheus_scrapes_frames_and_sees_a_viewer_come_and_go(prometheus):
         viewer.close()
     wait_until(lambda: query('rotordream_clients{job="rotordream",protocol="rtsp"}') == [0.0],
                30)
+
+
+def test_prometheus_accepts_every_dashboard_query(prometheus):
+    _, query = prometheus
+    with open(os.path.join(ROOT, "conf", "grafana", "rotordream.json")) as f:
+        dashboard = json.load(f)
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert len(exprs) > 20
+    wait_until(lambda: query('up{job="rotordream"}') == [1.0], 30)
+    for expr in exprs:
+        query(expr.replace("$instance", ".*"))   # raises on a query Prometheus refuses
