@@ -286,7 +286,7 @@ def test_ptz_move_presets_goto_continuous_stop(admin):
                 return state
 
     try:
-        state = next(watch)
+        next(watch)
         admin.ptz.move(pan=10, tilt=-5)
         until(lambda s: abs(s.get("pan-position", 99) - 10) < 0.5 and
               abs(s.get("tilt-position", 99) + 5) < 0.5)

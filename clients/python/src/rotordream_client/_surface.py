@@ -6,7 +6,7 @@ coroutine of it for :class:`AsyncCamera`.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional
 from urllib.parse import quote
 
 import httpx
