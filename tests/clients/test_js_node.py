@@ -1,7 +1,8 @@
 """rotordream.js under Node: runs ``node --experimental-websocket --test tests/clients/js/``
 against a daemon of its own.
 
-Node reads the daemon's URL and an admin's credentials from the environment, and
+Node reads the daemon's URL and an admin's credentials from the environment, the URL
+of a second daemon with a small rate limit, and
 ROTORDREAM_RESTART_URL: a small HTTP endpoint here that stops the daemon, changes a
 setting in its state file while it is down, and starts it again on the same port,
 so the client's watch has to reconnect and find that change by itself.
@@ -71,13 +72,22 @@ def node_daemon(fresh_daemon, tmp_path):
                         settings={"resolution": "1280x720", "fps": 15})
 
 
-def test_the_javascript_client_under_node(node_daemon):
+@pytest.fixture
+def limited_daemon(fresh_daemon, tmp_path):
+    conf = tmp_path / "limited.toml"
+    conf.write_text("[http]\nrate_limit = 3\nrate_period = 60\n")
+    return fresh_daemon(extra=["--config", str(conf), "--motor", "none"],
+                        settings={"resolution": "640x360", "fps": 5})
+
+
+def test_the_javascript_client_under_node(node_daemon, limited_daemon):
     node = require_tool("node", "nodejs")
     restarter = Restarter(node_daemon)
     threading.Thread(target=restarter.serve_forever, daemon=True).start()
     env = dict(os.environ, ROTORDREAM_URL=node_daemon.http, ROTORDREAM_USER="admin",
                ROTORDREAM_PASSWORD=node_daemon.admin_password,
-               ROTORDREAM_RESTART_URL=restarter.url, NO_PROXY="127.0.0.1")
+               ROTORDREAM_RESTART_URL=restarter.url,
+               ROTORDREAM_LIMITED_URL=limited_daemon.http, NO_PROXY="127.0.0.1")
     try:
         proc = subprocess.run([node, "--experimental-websocket", "--test",
                                "--test-reporter=spec", TESTS], cwd=ROOT, env=env,
@@ -88,5 +98,5 @@ def test_the_javascript_client_under_node(node_daemon):
     report = proc.stdout[-12000:] + proc.stderr[-4000:]
     assert proc.returncode == 0, report + "\n--- daemon ---\n" + node_daemon.log()[-4000:]
     counts = dict((k, int(v)) for k, v in re.findall(r"(pass|fail|skipped) (\d+)", proc.stdout))
-    assert counts["pass"] >= 17 and counts["fail"] == counts["skipped"] == 0, report
+    assert counts["pass"] >= 20 and counts["fail"] == counts["skipped"] == 0, report
     assert restarter.restarts == 1, report

@@ -353,3 +353,25 @@ def test_tls_with_the_pinned_self_signed_certificate(fresh_daemon):
     with rc.Camera(base) as unpinned:
         with pytest.raises(rc.ConnectionFailed):
             unpinned.info()
+
+
+def test_async_watch_survives_a_daemon_restart(fresh_daemon):
+    d = fresh_daemon(settings={"resolution": "640x360", "contrast": 30})
+
+    def restart():
+        d.stop()
+        seed_state(d.state_dir, {"resolution": "640x360", "contrast": 35})
+        d.start()
+
+    async def main():
+        async with rc.AsyncCamera(d.http, "admin", d.admin_password, auth="basic") as cam:
+            watch = cam.watch(["contrast"], initial=True, max_backoff=1.0)
+            assert await watch.__anext__() == {"contrast": 30}
+            await asyncio.get_running_loop().run_in_executor(None, restart)
+            assert await watch.__anext__() == {"contrast": 35}
+            await cam.set(contrast=36)
+            assert await watch.__anext__() == {"contrast": 36}
+            await watch.aclose()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, main()).result(120)

@@ -2,7 +2,8 @@
 //
 // Environment: ROTORDREAM_URL, ROTORDREAM_USER, ROTORDREAM_PASSWORD (an admin), and
 // ROTORDREAM_RESTART_URL: a URL on the pytest side that restarts the daemon on the same
-// port and answers once it serves again (for the watch that survives a restart).
+// port and answers once it serves again (for the watch that survives a restart), and
+// ROTORDREAM_LIMITED_URL: a second daemon with a small HTTP rate limit.
 import {test, describe} from "node:test";
 import assert from "node:assert/strict";
 
@@ -12,6 +13,7 @@ const URL_ = process.env.ROTORDREAM_URL;
 const USER = process.env.ROTORDREAM_USER;
 const PASSWORD = process.env.ROTORDREAM_PASSWORD;
 const RESTART = process.env.ROTORDREAM_RESTART_URL;
+const LIMITED = process.env.ROTORDREAM_LIMITED_URL;
 assert.ok(URL_ && USER && PASSWORD, "ROTORDREAM_URL, _USER and _PASSWORD must be set");
 
 const admin = () => new Camera(URL_, {username: USER, password: PASSWORD});
@@ -340,3 +342,28 @@ async function watchSaturation(camera) {
   w.close();
   await admin().set({saturation: start});
 }
+
+describe("the error envelope", () => {
+  test("a 429 carries retryAfter and status", {skip: !LIMITED}, async () => {
+    // A daemon allowing 3 requests a minute: the fourth is refused.
+    const camera = new Camera(LIMITED);
+    for (let i = 0; i < 3; i += 1) await camera.info();
+    const e = await rejectsWith(camera.info(), "RATE_LIMITED");
+    assert.equal(e.status, 429);
+    assert.ok(e.retryAfter > 0 && e.retryAfter <= 60, String(e.retryAfter));
+    assert.equal(e.body.limit, 3);
+  });
+
+  test("an unreachable camera is an UNREACHABLE error", async () => {
+    await rejectsWith(new Camera("http://127.0.0.1:1").info(), "UNREACHABLE");
+  });
+
+  test("the daemon serves this very file at /client/rotordream.js", async () => {
+    const {readFile} = await import("node:fs/promises");
+    const served = await fetch(URL_ + "/client/rotordream.js");
+    assert.match(served.headers.get("content-type"), /javascript/);
+    const here = await readFile(new URL("../../../clients/js/rotordream.js", import.meta.url),
+      "utf8");
+    assert.equal(await served.text(), here);
+  });
+});
