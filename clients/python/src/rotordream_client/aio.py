@@ -110,7 +110,7 @@ class AsyncCamera(Surface):
         if self.token or not (self.username and self.password is not None):
             return []
         await ws.send(dumps({"username": self.username, "password": self.password}))
-        early = []
+        early: List[Dict[str, Any]] = []
         while True:
             message = json.loads(await asyncio.wait_for(ws.recv(), self.timeout + 30))
             if message.get("authenticated"):

@@ -151,7 +151,7 @@ class Camera(Surface):
         if self.token or not (self.username and self.password is not None):
             return []
         ws.send(dumps({"username": self.username, "password": self.password}))
-        early = []
+        early: List[Dict[str, Any]] = []
         while True:
             message = json.loads(ws.recv(timeout=self.timeout + 30))
             if message.get("authenticated"):

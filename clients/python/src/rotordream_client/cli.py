@@ -7,6 +7,7 @@ stderr), 2 on a usage error.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, Callable, Optional, Tuple
 
@@ -150,7 +151,7 @@ def snapshot(ctx: click.Context, output: str, quality: Optional[int]) -> None:
     """Save a JPEG of the latest frame."""
     data = camera(ctx).snapshot(quality)
     if output == "-":
-        click.get_binary_stream("stdout").write(data)
+        sys.stdout.buffer.write(data)
         return
     with open(output, "wb") as f:
         f.write(data)
@@ -214,25 +215,37 @@ def recordings_download(ctx: click.Context, id: str, output: Optional[str]) -> N
     cam = camera(ctx)
     path = output or "%s.mp4" % id
     if sys.stdout.isatty() and not ctx.obj["json"]:
-        state = {"bar": None, "shown": 0}
-
-        def progress(done: int, total: Optional[int]) -> None:
-            if state["bar"] is None:
-                state["bar"] = click.progressbar(length=total or 0, label=id,
-                                                 show_pos=True).__enter__()
-                state["shown"] = 0
-            state["bar"].update(done - state["shown"])
-            state["shown"] = done
-        try:
-            cam.recordings.download(id, path, progress=progress)
-        finally:
-            if state["bar"] is not None:
-                state["bar"].__exit__(None, None, None)
+        with Bar(id) as bar:
+            cam.recordings.download(id, path, progress=bar.update)
     else:
         cam.recordings.download(id, path)
-    import os
     emit(ctx, {"id": id, "file": path, "bytes": os.path.getsize(path)},
          lambda d: click.echo("%s: %d bytes" % (d["file"], d["bytes"])))
+
+
+class Bar:
+    """A click progress bar fed with (bytes done, total) as a download reports them."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+        self.shown = 0
+
+    def update(self, done: int, total: Optional[int]) -> None:
+        """Advance the bar to ``done`` bytes (made on the first report, when the total
+        is known)."""
+        if self.bar is None:
+            self.bar = click.progressbar(length=total or 0, label=self.label, show_pos=True)
+            self.bar.__enter__()
+        self.bar.update(done - self.shown)
+        self.shown = done
+
+    def __enter__(self) -> "Bar":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
 
 
 @recordings.command(name="delete")
@@ -280,8 +293,10 @@ def ptz_stop(ctx: click.Context) -> None:
 @click.pass_context
 def ptz_presets(ctx: click.Context) -> None:
     """List the presets."""
-    emit(ctx, camera(ctx).ptz.presets(),
-         lambda rows: [click.echo("%s\t%s" % (p["token"], p["name"])) for p in rows])
+    def table(rows: Any) -> None:
+        for p in rows:
+            click.echo("%s\t%s" % (p["token"], p["name"]))
+    emit(ctx, camera(ctx).ptz.presets(), table)
 
 
 @ptz.command(name="goto")
@@ -308,8 +323,10 @@ def users() -> None:
 @click.pass_context
 def users_list(ctx: click.Context) -> None:
     """Every user and its role."""
-    emit(ctx, camera(ctx).users.list(),
-         lambda rows: [click.echo("%s\t%s" % (u["username"], u["role"])) for u in rows])
+    def table(rows: Any) -> None:
+        for u in rows:
+            click.echo("%s\t%s" % (u["username"], u["role"]))
+    emit(ctx, camera(ctx).users.list(), table)
 
 
 @users.command(name="add")
