@@ -523,7 +523,8 @@ export class Camera {
   /**
    * Call `callback(changes, {resync})` for every change of the watched keys, from any
    * client. Reconnects with capped exponential backoff; after a reconnect it re-reads the
-   * keys and reports what changed meanwhile (`resync: true`).
+   * keys and reports what changed meanwhile (`resync: true`). Keys are the camera's own
+   * names (as getAll() lists them); without `keys`, every key this client may read.
    * @param {WatchCallback} callback
    * @param {{keys?: string[], minDelay?: number, maxDelay?: number,
    *          onError?: function(RotorDreamError): void,
