@@ -4,6 +4,7 @@ credentials from the environment; and `pip install ./clients/python` in a new ve
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -171,9 +172,12 @@ def test_pip_install_in_a_new_venv_gives_a_working_command(ctl, daemon, tmp_path
     # A plain path line: the project venv's own .pth files (its editable installs) stay out.
     with open(os.path.join(target_site, "project-deps.pth"), "w") as f:
         f.write(sysconfig.get_paths()["purelib"] + "\n")
+    # A copy: a build without isolation writes build/ and *.egg-info beside the sources.
+    source = tmp_path / "rotordream-client"
+    shutil.copytree(os.path.join(ROOT, "clients", "python"), str(source),
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     out = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps",
-                          "--no-index", "--no-build-isolation",
-                          os.path.join(ROOT, "clients", "python")],
+                          "--no-index", "--no-build-isolation", str(source)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     where = subprocess.run([str(venv / "bin" / "python"), "-c",
