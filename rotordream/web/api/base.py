@@ -226,7 +226,7 @@ class ApiResource(resource.Resource):
             request.setHeader(b"access-control-allow-methods",
                               ", ".join(sorted(self.methods)).encode())
             request.setHeader(b"access-control-allow-headers",
-                              b"authorization, content-type, x-csrf-token")
+                              b"authorization, content-type, x-csrf-token, x-requested-with")
             request.setHeader(b"access-control-max-age", b"600")
             return b""
         try:
