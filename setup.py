@@ -7,7 +7,7 @@ setup(
     version="0.1.0",
     description="Camera server daemon: REST, WebSocket, RTSP/RTP, WebRTC, ONVIF, motors",
     packages=find_packages(include=["rotordream", "rotordream.*"]) + ["twisted.plugins"],
-    package_data={"twisted": ["plugins/rotordream_plugin.py"], "rotordream": ["web/static/*", "web/static/client/*"]},
+    package_data={"twisted": ["plugins/rotordream_plugin.py"], "rotordream": ["web/static/*", "web/static/client/*", "web/static/ui/*"]},
     python_requires=">=3.11",
     install_requires=[
         "twisted[tls]>=24.7",

@@ -23,6 +23,14 @@ log = Logger()
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
 
+class Assets(static.File):
+    """The page's own files (scripts, styles, icons) under /ui/: files only, no listing."""
+
+    def directoryListing(self):
+        """A directory is not found (no listing of what the camera ships)."""
+        return resource.NoResource()
+
+
 class ApiRoot(ApiResource):
     """/api itself: a JSON 404; its children are the nouns."""
 
@@ -85,6 +93,7 @@ def make_site(ctx, onvif, metrics=None):
     client.putChild(b"rotordream.js", static.File(os.path.join(STATIC, "client", "rotordream.js"),
                                                   defaultType="text/javascript; charset=utf-8"))
     root.putChild(b"client", client)
+    root.putChild(b"ui", Assets(os.path.join(STATIC, "ui")))
     api = build_api(ctx, metrics.http if metrics is not None else None)
     root.putChild(b"api", api)
     root.putChild(b"onvif", onvif)
