@@ -17,11 +17,12 @@ DEBS := ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins
 
 venv: $(STAMP)
 
-$(STAMP): setup.py requirements-test.txt
+$(STAMP): setup.py requirements-test.txt clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-test.txt
 	$(PY) -m pip install -q -e . --config-settings editable_mode=compat
+	$(PY) -m pip install -q wheel -e clients/python
 	touch $@
 
 run: venv
