@@ -272,6 +272,32 @@ KEYS = (
 )
 
 
+
+def declarations(keys=KEYS, choices=None):
+    """Every key's declaration as JSON-ready dicts, in declaration order.
+
+    ``choices`` maps a choice key to its allowed values now (as narrowed by
+    :meth:`CameraState.set_choices`); without it the declared ones are given.
+    """
+    choices = choices or {}
+    out = []
+    for spec in keys:
+        d = {"key": spec.name, "type": spec.kind, "default": spec.default,
+             "description": spec.description, "read": spec.read, "write": spec.write,
+             "persisted": spec.persisted, "status": spec.status}
+        if spec.kind in ("int", "float"):
+            d["minimum"], d["maximum"] = spec.minimum, spec.maximum
+        elif spec.kind == "choice":
+            d["choices"] = list(choices.get(spec.name, spec.choices))
+        elif spec.kind == "str":
+            d["max_length"] = spec.max_length
+        elif spec.kind == "record":
+            d["choices"] = spec.allowed()
+        if spec.aliases:
+            d["aliases"] = list(spec.aliases)
+        out.append(d)
+    return out
+
 # -- ONVIF scopes -----------------------------------------------------------
 # The fixed scopes and those of the name and location keys: rotordream.scopes.
 # The extra configurable ones (ONVIF AddScopes/SetScopes) are kept here.

@@ -1,7 +1,7 @@
 """/api/settings and /api/settings/<key>: camera state over REST, through rotordream/state.py."""
 
 from rotordream.auth import roles
-from rotordream.state import StateError
+from rotordream.state import StateError, declarations
 from rotordream.web.api.base import ApiError, ApiResource, read_json
 from rotordream.web.api.schema import ANY, AUTHENTICATED, SETTINGS_BODY, VIEWER, Route
 
@@ -18,7 +18,9 @@ class Settings(ApiResource):
     methods = {"GET": ("get", roles.STATE_READ), "POST": ("post", None)}
 
     def getChild(self, name, request):
-        """/api/settings/<key>."""
+        """/api/settings/schema and /api/settings/<key>."""
+        if name == b"schema":
+            return SettingsSchema(self.api)
         try:
             key = name.decode("utf-8")
             self.ctx.state.spec(key)
@@ -76,5 +78,43 @@ class Setting(ApiResource):
         return _confirmation(self.ctx.state, {self.key: body}, result)
 
 
+class SettingsSchema(ApiResource):
+    """GET the declarations of the keys the caller may read, and which it may write."""
+
+    routes = (
+        Route("/api/settings/schema", "get",
+              "Declarations of the readable keys: type, range, choices, description, "
+              "permissions, and whether the caller may write each (with the reason if not)",
+              VIEWER),
+    )
+
+    methods = {"GET": ("get", roles.STATE_READ)}
+    isLeaf = True
+
+    def get(self, request, principal):
+        state = self.ctx.state
+        specs = [state.specs[name] for name in state.specs]
+        current = {s.name: state.choices(s.name) for s in specs if s.kind == "choice"}
+        keys = []
+        for decl in declarations(specs, current):
+            if not principal.can(decl["read"]):
+                continue
+            decl["writable"] = decl["write"] is not None and principal.can(decl["write"])
+            if not decl["writable"]:
+                decl["reason"] = _why_not(decl, principal)
+            keys.append(decl)
+        return {"user": principal.name, "role": principal.role,
+                "authenticated": principal.authenticated,
+                "permissions": sorted(principal.permissions), "keys": keys}
+
+
+def _why_not(decl, principal):
+    if decl["write"] is None:
+        return "read-only: set by the camera" if decl["status"] else "read-only"
+    if not principal.authenticated:
+        return "log in to change %s" % decl["key"]
+    return "%s may not change %s" % (principal.role, decl["key"])
+
+
 # The classes made per request, for the OpenAPI document.
-Settings.child_classes = (Setting,)
+Settings.child_classes = (Setting, SettingsSchema)
