@@ -163,4 +163,6 @@ def parse_rtcp(data):
             sources = struct.unpack("!%dI" % count, data[offset + 4:offset + 4 + 4 * count])
             out.append(Bye(list(sources)))
         offset = end
+    if offset != len(data):
+        raise PacketError("RTCP packet with %d trailing bytes" % (len(data) - offset))
     return out

@@ -394,7 +394,8 @@ class RTSPCore:
         if not reports:
             return
         session.alive(self.clock.seconds())
-        if reports[0].reports:
-            block = reports[0].reports[0]
+        # Only a block about what this session sends says how its viewer receives it.
+        ssrc = session.source.ssrc if session.source is not None else None
+        for block in (b for r in reports for b in r.reports if b.ssrc == ssrc):
             session.target.loss = block.fraction_lost / 256.0
             session.target.jitter = block.jitter

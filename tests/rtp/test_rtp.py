@@ -47,6 +47,9 @@ def test_rtcp_sr_sdes_bye_rr_parse():
     assert report.reports[0].packets_lost == 3 and report.reports[0].jitter == 77
     with pytest.raises(PacketError):
         parse_rtcp(b"\x80\xc8\x00\x09" + b"\x00" * 8)
+    for tail in (b"\x00", b"\x80\xc9", b"\x80\xc9\x00"):   # not a whole 32-bit word more
+        with pytest.raises(PacketError):
+            parse_rtcp(rr + tail)
 
 
 def test_h264_payloads_round_trip_with_stap_a_and_fu_a():

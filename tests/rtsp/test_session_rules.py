@@ -404,3 +404,28 @@ def test_a_client_that_does_not_read_its_answers_gets_no_more(tmp_path):
         answered += t.value().count(b"RTSP/1.0 200")
         t.clear()
     assert t.producerState == "producing"
+
+
+# -- receiver reports -------------------------------------------------------------------
+
+def test_loss_and_jitter_come_from_the_block_about_the_sessions_own_stream(tmp_path):
+    rig = Rig(tmp_path)
+    c = rig.connect()
+    code, _, sid = c.setup()
+    assert code == 200 and c.ask("PLAY", Session=sid)[0] == 200
+    session = rig.server.sessions_by_id[sid]
+    ours = session.source.ssrc
+
+    def report(*blocks):
+        # RR from the viewer (SSRC 0x1234) with (ssrc, fraction lost /256, jitter) blocks.
+        body = b"".join(struct.pack("!IBBHIIII", ssrc, lost, 0, 0, 0, jitter, 0, 0)
+                        for ssrc, lost, jitter in blocks)
+        head = struct.pack("!BBHI", 0x80 | len(blocks), 201, 1 + 6 * len(blocks), 0x1234)
+        c.proto.dataReceived(b"$\x01" + struct.pack("!H", len(head + body)) + head + body)
+
+    report(((ours + 1) & 0xFFFFFFFF, 128, 900), (ours, 64, 90))
+    [seen] = [s for s in rig.server.sessions() if s["session"] == sid]
+    assert (seen["loss"], seen["jitter"]) == (0.25, 90)
+    report(((ours + 1) & 0xFFFFFFFF, 255, 5000))   # about another source: changes nothing
+    [seen] = [s for s in rig.server.sessions() if s["session"] == sid]
+    assert (seen["loss"], seen["jitter"]) == (0.25, 90)
