@@ -1,0 +1,275 @@
+"""Run inside ``unshare -n``: the dashboard at / in headless Chromium against a daemon.
+
+Started by tests/dashboard/test_dashboard.py as ``python THIS RESULT.json WORKDIR`` in a
+network namespace whose only link is ``lo`` (WebRTC then offers 127.0.0.1 only and
+nothing leaves the machine). Each step's findings go into RESULT.json, which the pytest
+side asserts on; a step that fails records its error and the later steps still run.
+"""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, ROOT)
+
+from websockets.sync.client import connect  # noqa: E402
+
+from tests.conftest import NO_LIMITS, Daemon, seed_state  # noqa: E402
+from tests.support.chromium import NO_PROXY, Chromium, Page  # noqa: E402
+
+VIEWER = ("dashviewer", "viewer-password-1")
+
+# Presented frames of the live <video>, counted with requestVideoFrameCallback.
+FRAMES = """(async () => {
+  const started = performance.now();
+  await window.rotordream;
+  const video = document.getElementById("live");
+  let frames = 0, first = null;
+  await new Promise((resolve) => {
+    const onFrame = () => {
+      frames += 1;
+      if (first === null) first = performance.now() - started;
+      if (frames >= %d) resolve(); else video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
+  });
+  return {frames, first_ms: first, width: video.videoWidth, height: video.videoHeight,
+          decoded: video.getVideoPlaybackQuality().totalVideoFrames};
+})()"""
+
+# Resolve once the control of a key shows a value (polled each animation frame).
+SHOWS = """new Promise((resolve, reject) => {
+  const started = performance.now();
+  const check = () => {
+    const node = document.querySelector(%s);
+    const value = node && (node.type === "checkbox" ? node.checked : node.value);
+    if (node && String(value) === %s) resolve(performance.now() - started);
+    else if (performance.now() - started > 5000) reject(new Error("shows " + value));
+    else requestAnimationFrame(check);
+  };
+  check();
+})"""
+
+# Resolve with the condition's value once it is truthy (polled each animation frame).
+UNTIL = """new Promise((resolve, reject) => {
+  const started = performance.now();
+  const check = () => {
+    let value;
+    try { value = (%s); } catch (e) { value = null; }
+    if (value) resolve(value);
+    else if (performance.now() - started > %d) reject(new Error("timed out: " + %s));
+    else requestAnimationFrame(check);
+  };
+  check();
+})"""
+
+LOGIN = """(async () => {
+  await window.dashboard.ready;
+  document.getElementById("show-login").click();
+  const form = document.getElementById("login");
+  form.elements.username.value = %s;
+  form.elements.password.value = %s;
+  form.requestSubmit();
+  return true;
+})()"""
+
+# Every control bound to a state key: what it is and whether it may be used.
+CONTROLS = """[...document.querySelectorAll("input[data-key], select[data-key]")].map((n) => ({
+  key: n.dataset.key, type: n.type, disabled: n.disabled,
+  reason: n.closest(".row").querySelector(".reason").textContent,
+  labelled: !!(n.labels && n.labels.length) || n.hasAttribute("aria-label")}))"""
+
+
+def until(page, condition, timeout_ms=10000):
+    """Wait in the page until the JS ``condition`` is truthy; its value."""
+    return page.evaluate(UNTIL % (condition, timeout_ms, json.dumps(condition)),
+                         timeout=timeout_ms / 1000 + 10)
+
+
+def only_loopback():
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True,
+                           check=True).stdout
+    names = [line.split(":")[1].strip().split("@")[0] for line in links.splitlines()]
+    if names != ["lo"]:
+        # Not a namespace of our own: WebRTC here could use a real network.
+        raise SystemExit("refusing to run outside a fresh network namespace (links: %s)" % names)
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+
+
+class Rest:
+    """Plain HTTP calls to the daemon as admin (Basic)."""
+
+    def __init__(self, daemon):
+        self.base = daemon.http
+        self.auth = "Basic " + base64.b64encode(
+            ("admin:" + daemon.admin_password).encode()).decode()
+
+    def call(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        request.add_header("Authorization", self.auth)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        with NO_PROXY.open(request, timeout=30) as reply:
+            return json.load(reply)["data"]
+
+
+def context_page(browser, url):
+    """A tab in a browser context of its own (no cookies shared with other tabs), loaded."""
+    with NO_PROXY.open("http://%s/json/version" % browser.host, timeout=10) as reply:
+        endpoint = json.load(reply)["webSocketDebuggerUrl"]
+    with connect(endpoint, proxy=None, open_timeout=10) as ws:
+        def call(id, method, params):
+            ws.send(json.dumps({"id": id, "method": method, "params": params}))
+            while True:
+                message = json.loads(ws.recv(timeout=10))
+                if message.get("id") == id:
+                    return message["result"]
+        context = call(1, "Target.createBrowserContext", {})["browserContextId"]
+        target = call(2, "Target.createTarget", {"url": "about:blank",
+                                                 "browserContextId": context})["targetId"]
+    page = Page("ws://%s/devtools/page/%s" % (browser.host, target))
+    return page.navigate(url, 30)
+
+
+def press(page, selector, key, code, times=1):
+    """Focus ``selector`` and press a key on it ``times`` times, as a keyboard does."""
+    page.evaluate("document.querySelector(%s).focus(); true" % json.dumps(selector))
+    for _ in range(times):
+        for kind in ("keyDown", "keyUp"):
+            page.call("Input.dispatchKeyEvent", {"type": kind, "key": key, "code": key,
+                                                 "windowsVirtualKeyCode": code})
+
+
+def shows(page, key, value, tag="input"):
+    """Milliseconds until the page's control of ``key`` shows ``value``."""
+    selector = '%s[data-key="%s"]' % (tag, key)
+    return page.evaluate(SHOWS % (json.dumps(selector), json.dumps(str(value))), timeout=15)
+
+
+def step(result, name, fn):
+    try:
+        result[name] = fn()
+    except Exception as e:  # the other steps still count; the test shows this
+        result[name + "_error"] = repr(e)
+
+
+def main(result_path, workdir):
+    only_loopback()
+    result = {}
+    state_dir = os.path.join(workdir, "state")
+    os.makedirs(state_dir)
+    seed_state(state_dir, {"resolution": "1280x720", "fps": 30, "brightness": 50,
+                           "stream2-resolution": "320x180", "stream2-bitrate": 200})
+    config = os.path.join(workdir, "rotordream.toml")
+    with open(config, "w") as f:
+        f.write(NO_LIMITS + '[webrtc]\naddresses = ["127.0.0.1"]\n')
+    daemon = Daemon(state_dir, 18080, 18554, ["--config", config])
+    pages = []
+    try:
+        daemon.start()
+        rest = Rest(daemon)
+        rest.call("POST", "/api/users", {"username": VIEWER[0], "password": VIEWER[1],
+                                        "role": "viewer"})
+        with Chromium() as browser:
+            page = context_page(browser, daemon.http + "/")
+            pages.append(page)
+
+            def log_in():
+                page.evaluate(LOGIN % (json.dumps("admin"), json.dumps(daemon.admin_password)))
+                who = until(page, 'document.getElementById("who").textContent.startsWith('
+                                  '"admin") && document.getElementById("who").textContent')
+                until(page, '!document.querySelector(\'input[data-key="brightness"]\').disabled')
+                return {"who": who, "logout_shown": page.evaluate(
+                    '!document.getElementById("logout").hidden')}
+            step(result, "login", log_in)
+            step(result, "video", lambda: page.evaluate(FRAMES % 30, timeout=60))
+
+            other = context_page(browser, daemon.http + "/")
+            pages.append(other)
+            other.evaluate("window.dashboard.ready.then(() => true)")
+            until(other, 'document.querySelector(\'input[data-key="brightness"]\').value === "50"')
+
+            def slider():
+                press(page, 'input[type=range][data-key="brightness"]', "ArrowRight", 39, 3)
+                started = time.monotonic()
+                seen_ms = shows(other, "brightness", 53)
+                return {"other_ms": (time.monotonic() - started) * 1000, "page_ms": seen_ms,
+                        "rest": rest.call("GET", "/api/settings/brightness"),
+                        "other_disabled": other.evaluate(
+                            'document.querySelector(\'input[data-key="brightness"]\').disabled')}
+            step(result, "slider", slider)
+
+            def rest_write():
+                rest.call("POST", "/api/settings", {"contrast": 71, "cam1-light": True,
+                                                    "resolution": "960x540"})
+                return {"contrast": shows(page, "contrast", 71),
+                        "light": shows(page, "cam1-light", "true"),
+                        "resolution": shows(page, "resolution", "960x540", "select")}
+            step(result, "rest_write", rest_write)
+            rest.call("POST", "/api/settings", {"resolution": "1280x720"})
+
+            def bad_value():
+                page.evaluate("""(() => {
+                  const box = document.querySelector('input[type=number][data-key="fps"]');
+                  box.value = "1000"; box.dispatchEvent(new Event("change")); return true;
+                })()""")
+                error = until(page, "document.getElementById('k-fps-error').textContent")
+                return {"error": error, "fps": rest.call("GET", "/api/settings/fps"),
+                        "shown": page.evaluate(
+                            "document.querySelector('input[type=range][data-key=\"fps\"]')"
+                            ".value")}
+            step(result, "bad_value", bad_value)
+
+            def viewer():
+                p = context_page(browser, daemon.http + "/")
+                pages.append(p)
+                p.evaluate(LOGIN % (json.dumps(VIEWER[0]), json.dumps(VIEWER[1])))
+                until(p, 'document.getElementById("who").textContent.startsWith("dashviewer")')
+                return {"controls": p.evaluate(CONTROLS),
+                        "note": p.evaluate("document.getElementById('settings-note')"
+                                           ".textContent")}
+            step(result, "viewer", viewer)
+            step(result, "anonymous", lambda: {
+                "controls": other.evaluate(CONTROLS),
+                "login_button": other.evaluate('!document.getElementById("show-login").hidden'),
+                "form": other.evaluate('[...document.querySelectorAll("#login input")]'
+                                       '.map((n) => n.name)')})
+
+            def switch_stream():
+                page.evaluate("""(() => { const s = document.getElementById("stream");
+                  s.value = "stream2"; s.dispatchEvent(new Event("change")); return true; })()""")
+                overlay = until(page, 'document.getElementById("overlay").textContent'
+                                      '.includes("320x180") && '
+                                      'document.getElementById("overlay").textContent', 20000)
+                return {"overlay": overlay, "session": page.evaluate("window.rotordreamSession"),
+                        "width": page.evaluate('document.getElementById("live").videoWidth'),
+                        "view_id": page.evaluate("window.dashboard.view.id")}
+            step(result, "switch", switch_stream)
+
+            def logout():
+                page.evaluate('document.getElementById("logout").click(); true')
+                until(page, 'document.getElementById("who").textContent.startsWith("anonymous")'
+                            ' && document.querySelector(\'input[data-key="brightness"]\')'
+                            '.disabled')
+                return {"who": page.evaluate('document.getElementById("who").textContent')}
+            step(result, "logout", logout)
+
+            result["console"] = [c for p in pages for c in p.console]
+            for p in pages:
+                p.close()
+    finally:
+        daemon.stop()
+        result["daemon_log"] = daemon.log()[-6000:]
+        with open(result_path, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

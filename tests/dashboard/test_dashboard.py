@@ -1,0 +1,85 @@
+"""The dashboard at / in headless Chromium against a real daemon, in a namespace of its own.
+
+Re-executes tests/dashboard/netns_dashboard.py under ``unshare -n``: daemon and browser
+share a network namespace whose only link is ``lo``, so the live view's WebRTC uses
+127.0.0.1 and nothing leaves the machine.
+"""
+
+import os
+
+import pytest
+
+from tests.conftest import require_tool, run_in_netns
+
+HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netns_dashboard.py")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    require_tool("chromium", "chromium")
+    return run_in_netns(HELPER, tmp_path_factory.mktemp("dashboard"), 300,
+                        lambda result: "console" in result)
+
+
+def ok(run, step):
+    assert step + "_error" not in run, run[step + "_error"] + run["daemon_log"][-2000:]
+    return run[step]
+
+
+def test_login_form_logs_in_and_out(run):
+    login = ok(run, "login")
+    assert login["who"] == "admin (admin)" and login["logout_shown"]
+    assert ok(run, "logout")["who"] == "anonymous (viewer)"
+
+
+def test_the_live_video_decodes_frames(run):
+    video = ok(run, "video")
+    assert video["frames"] >= 30 and video["decoded"] >= 30, video
+    assert (video["width"], video["height"]) == (1280, 720)
+
+
+def test_the_stream_switch_keeps_the_connection_and_the_overlay_follows(run):
+    switch = ok(run, "switch")
+    assert switch["width"] == 320 and switch["session"] == switch["view_id"]
+    assert "stream2 320x180" in switch["overlay"] and "state: connected" in switch["overlay"]
+    assert "kbit/s" in switch["overlay"] and "fps" in switch["overlay"]
+
+
+def test_the_brightness_slider_writes_and_another_browser_sees_it_at_once(run):
+    slider = ok(run, "slider")
+    assert slider["rest"] == {"brightness": 53}  # three presses of the right arrow key
+    assert slider["other_ms"] < 500, slider
+    assert slider["other_disabled"] is True  # the other browser is anonymous
+
+
+def test_a_rest_write_shows_in_the_page(run):
+    seen = ok(run, "rest_write")
+    assert set(seen) == {"contrast", "light", "resolution"}
+
+
+def test_a_bad_value_shows_the_cameras_error_next_to_the_control(run):
+    bad = ok(run, "bad_value")
+    assert bad["error"] == "fps must be between 5 and 60, not 1000"
+    assert bad["fps"] == {"fps": 30} and bad["shown"] == "30"
+
+
+def test_a_viewer_sees_every_control_disabled_with_the_reason(run):
+    viewer = ok(run, "viewer")
+    controls = viewer["controls"]
+    assert {"brightness", "resolution", "cam1-light", "device-name"} <= {c["key"] for c in controls}
+    assert all(c["disabled"] for c in controls), controls
+    assert all(c["reason"] == "viewer may not change " + c["key"] for c in controls)
+    assert all(c["labelled"] for c in controls)
+    assert viewer["note"] == "viewer may change no settings"
+
+
+def test_anonymous_visitors_see_the_state_a_login_button_and_the_form(run):
+    anonymous = ok(run, "anonymous")
+    assert anonymous["login_button"] and anonymous["form"] == ["username", "password"]
+    assert anonymous["controls"] and all(c["disabled"] for c in anonymous["controls"])
+    assert all(c["reason"] == "log in to change " + c["key"] for c in anonymous["controls"])
+
+
+def test_no_console_errors(run):
+    assert run["console"] == [], run["console"]
+    assert "Traceback" not in run["daemon_log"]
