@@ -4,7 +4,9 @@ Prometheus-like scrape of /metrics every second.
 
 Alternates windows without and with the scrape (the viewers play throughout) and prints the
 daemon's CPU (% of one core) for each, their means and the difference, plus the time and
-size of one scrape and the viewer count /metrics reports.
+size of one scrape and the viewer count /metrics reports. The difference of two noisy
+windows is coarse, so it also measures the daemon's CPU per scrape directly: a burst of
+back-to-back scrapes, less what the same wall time costs without them.
 
     .venv/bin/python bench/metrics.py [--clients 100] [--window 10] [--rounds 4]
 """
@@ -43,6 +45,15 @@ class Scraper(threading.Thread):
             self.done.wait(max(0.0, 1.0 - (time.monotonic() - t0)))
 
 
+def burst(d, url, count, baseline_percent):
+    """Daemon CPU seconds per scrape: ``count`` scrapes in a row, less the baseline."""
+    c0, t0 = d.cpu_seconds(), time.monotonic()
+    for _ in range(count):
+        urllib.request.urlopen(url, timeout=5).read()
+    used = d.cpu_seconds() - c0 - baseline_percent / 100.0 * (time.monotonic() - t0)
+    return used / count
+
+
 def sample(text, name):
     """The value of the sample line ``name`` (with its labels) in exposition ``text``."""
     for line in text.splitlines():
@@ -57,13 +68,14 @@ def main():
     parser.add_argument("--window", type=float, default=10, help="seconds per window")
     parser.add_argument("--rounds", type=int, default=4, help="pairs of windows")
     parser.add_argument("--transport", choices=("tcp", "udp"), default="tcp")
+    parser.add_argument("--burst", type=int, default=200, help="scrapes in the burst")
     args = parser.parse_args()
     n = args.clients
     config = NO_LIMITS + "[rtsp]\nmax_sessions = %d\nmax_sessions_per_address = %d\n" % (
         n + 10, n + 10)
     d = BenchDaemon(config=config)
     url = d.http + "/metrics"
-    total = 10 + 2 * args.rounds * args.window + 5
+    total = 10 + 2 * args.rounds * args.window + 20  # and the burst
     viewers = threading.Thread(target=lambda: asyncio.run(rtsp_client.run(
         "127.0.0.1", d.rtsp_port, "stream1", args.transport, n, total)), daemon=True)
     scraper = Scraper(url)
@@ -86,6 +98,7 @@ def main():
             print("round %d: no scrape %.1f %%, scrape every 1 s %.1f %%" % (r + 1, off[-1],
                                                                              on[-1]), flush=True)
         scraper.on.clear()
+        per_scrape = burst(d, url, args.burst, sum(off) / len(off))
         mean_off, mean_on = sum(off) / len(off), sum(on) / len(on)
         times = sorted(scraper.times)
         print("daemon CPU: %.2f %% without, %.2f %% with a 1 s scrape: %+.2f %% of one core"
@@ -93,6 +106,9 @@ def main():
         print("scrape: %d done, %.1f ms median, %.1f ms max, %d bytes"
               % (len(times), 1000 * times[len(times) // 2], 1000 * times[-1],
                  scraper.sizes[-1]))
+        print("burst of %d back-to-back scrapes: %.2f ms of daemon CPU per scrape, i.e. "
+              "%.2f %% of one core at one scrape per second"
+              % (args.burst, 1000 * per_scrape, 100 * per_scrape))
     finally:
         scraper.done.set()
         d.stop()

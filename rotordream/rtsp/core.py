@@ -62,8 +62,7 @@ class RTSPCore:
         self.sessions_by_id = {}
         self.udp_server_port = None   # the RTP port of the server's pair, once bound
         # Totals of ended sessions: RTP packets by transport, slow-client drops by protocol.
-        self.ended_packets = {}
-        self.ended_drops = {}
+        self.ended_packets, self.ended_drops = {}, {}
 
     # -- requests -------------------------------------------------------
 
