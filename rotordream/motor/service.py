@@ -5,6 +5,12 @@ state updates (broadcast like every key), implements IMotorController for
 ONVIF PTZ, and survives the controller going away: motor-state ``fault``,
 reconnect with backoff, state re-read and rotor setpoint restored on return.
 
+A move is reported ``moving`` as soon as the controller accepts it, and ``idle``
+from the controller's report at rest (pushed at once by controllers that do, see
+docs/motor-protocol.md); when the 10 Hz reports of a move stop coming without
+one, the service asks for the status itself, so no client waits for the 1 Hz
+idle report to learn that a move has ended.
+
 Moves are commands: whoever asks (a ``pan``/``tilt`` write, ONVIF
 AbsoluteMove, RelativeMove, GotoPreset, GotoHome, a jog and its stop), the
 ``pan``/``tilt`` targets report where the axes are headed, so a later write
@@ -37,6 +43,9 @@ log = Logger()
 PRESETS_FILE = "presets.json"
 SILENCE = 3.0          # seconds without any line from the controller = fault
 BACKOFF = (1.0, 30.0)  # reconnect delays, doubling
+# Reports come at 10 Hz while anything moves: none for this long means the axes are at
+# rest (or the controller only says so at 1 Hz), so the host asks.
+REST_CHECK = 0.12
 ROTOR_KEYS = ("rotor-enabled", "rotor-speed", "rotor-direction")
 
 
@@ -74,6 +83,7 @@ class MotorService(service.Service):
         self.presets_path = os.path.join(state_dir, PRESETS_FILE)
         self._presets = self._load_presets()
         self._settle = None  # after a jog or stop: "moving" then "idle" sets the targets
+        self._rest_check = None  # asks for the status when a move's reports stop coming
         self.state.set_command(ROTOR_KEYS, self._rotor_command)
         self.state.set_command(("pan", "tilt"), self._move_command)
 
@@ -85,7 +95,7 @@ class MotorService(service.Service):
 
     def stopService(self):
         service.Service.stopService(self)
-        for call in (self._retry, self._silence):
+        for call in (self._retry, self._silence, self._rest_check):
             if call is not None and call.active():
                 call.cancel()
         self._close()
@@ -223,6 +233,32 @@ class MotorService(service.Service):
             update.update(pan=update["pan-position"], tilt=update["tilt-position"])
         self.state.update(update, origin="motor")
         self.last_status = fields
+        self._watch_rest(update["motor-state"] == "moving")
+
+    def _watch_rest(self, moving):
+        """While a move goes on, ask for the status once its reports stop coming."""
+        if not moving:
+            if self._rest_check is not None and self._rest_check.active():
+                self._rest_check.cancel()
+            return
+        if self._rest_check is not None and self._rest_check.active():
+            self._rest_check.reset(REST_CHECK)
+        elif self.running:
+            self._rest_check = self.clock.callLater(REST_CHECK, self._ask_status)
+
+    def _ask_status(self):
+        if self.proto is None or not self.connected:
+            return
+        d = self.proto.send("STATUS")
+        d.addCallback(self.report)
+        d.addErrback(lambda f: f.trap(MotorError) and None)
+
+    def _accepted(self, result):
+        """The controller took a move: the axes are moving from now on."""
+        if self.state.get("motor-state") != "fault":
+            self.state.update({"motor-state": "moving"}, origin="motor")
+        self._watch_rest(True)
+        return result
 
     def timed_out(self):
         """A command got no answer after its retries."""
@@ -263,6 +299,7 @@ class MotorService(service.Service):
         self._settle = None
         self.state.update({"pan": pan, "tilt": tilt}, origin=origin)
         d = self._send(*self._abs_args(pan, tilt, None))
+        d.addCallback(self._accepted)
         d.addErrback(self._command_failed, next(iter(values)))
         return None
 
@@ -277,7 +314,7 @@ class MotorService(service.Service):
             self._settle = None
             self.state.update({"pan": _clamp(self.state.spec("pan"), pan),
                                "tilt": _clamp(self.state.spec("tilt"), tilt)}, origin="motor")
-            return result
+            return self._accepted(result)
         return report
 
     # -- IMotorController -------------------------------------------------
@@ -290,7 +327,8 @@ class MotorService(service.Service):
 
     def continuous_move(self, pan_velocity, tilt_velocity, timeout=None):
         d = self._send("MOVE", "VEL", "%.3f" % pan_velocity, "%.3f" % tilt_velocity)
-        d.addCallback(self._jogging)
+        # A zero velocity brakes like a stop.
+        d.addCallback(self._jogging if pan_velocity or tilt_velocity else self._stopping)
         if timeout:
             self.clock.callLater(timeout, lambda: self.stop().addErrback(lambda f: None))
         return d
@@ -298,7 +336,7 @@ class MotorService(service.Service):
     def _jogging(self, result):
         # The targets follow once the jog has started and ended (report()).
         self._settle = "jog"
-        return result
+        return self._accepted(result)
 
     def _abs_args(self, pan, tilt, speed):
         return ["MOVE", "ABS", "%.2f" % pan, "%.2f" % tilt] + (["%.1f" % speed] if speed else [])
@@ -320,7 +358,10 @@ class MotorService(service.Service):
         return self._send("STOP", which).addCallback(self._stopping)
 
     def _stopping(self, result):
+        # Still moving while the axes brake: the report at rest says idle, or the
+        # status is asked for once the reports stop.
         self._settle = "stop"
+        self._watch_rest(self.state.get("motor-state") == "moving")
         return result
 
     def home(self):

@@ -41,9 +41,9 @@ class Axis:
 
     @property
     def moving(self):
-        """True while the axis moves or has somewhere to go."""
-        return self.velocity != 0.0 or (self.target is not None and
-                                        abs(self.target - self.position) > 1e-6)
+        """True while the axis moves or has somewhere to go (a target, or a jog speed)."""
+        return self.velocity != 0.0 or self.jog not in (None, 0.0) or (
+            self.target is not None and abs(self.target - self.position) > 1e-6)
 
     def step(self, dt):
         """Advance ``dt`` seconds: ramp velocity toward what the move needs, stop at limits."""
@@ -210,13 +210,22 @@ def _number(text):
 
 
 class SimulatorProtocol(LineOnlyReceiver):
-    """The model on a line transport: answers commands, pushes status reports."""
+    """The model on a line transport: answers commands, pushes status reports.
+
+    Reports go out at 10 Hz while anything moves and 1 Hz otherwise, and at once after
+    the reply to a command that starts or stops the axes and on the tick the axes come to
+    rest (``rest_reports``), so the host knows a move's end without waiting a second.
+    """
 
     delimiter = b"\n"
     MAX_LENGTH = 1024
 
-    def __init__(self, model, clock, tick=0.05):
+    MOTION_COMMANDS = ("MOVE", "STOP", "HOME")
+
+    def __init__(self, model, clock, tick=0.05, rest_reports=True):
         self.model = model
+        self.rest_reports = rest_reports
+        self._axes_moving = False
         self.clock = clock
         self.tick = tick
         self.bad_lines = 0
@@ -239,17 +248,33 @@ class SimulatorProtocol(LineOnlyReceiver):
             self.bad_lines += 1
             return
         self.commands += 1
-        if not self.model.silent:
-            self.transport.write(self.model.handle(cmd).encode())
+        if self.model.silent:
+            return
+        reply = self.model.handle(cmd)
+        self.transport.write(reply.encode())
+        self._axes_moving = self._axes()
+        if reply.ok and cmd.name in self.MOTION_COMMANDS and self.rest_reports:
+            self._report()
+
+    def _axes(self):
+        return self.model.pan.moving or self.model.tilt.moving
+
+    def _report(self):
+        self._since_report = 0
+        self.transport.write(Report(self.model.status()).encode())
 
     def _step(self, count):
         # count > 1 when the reactor was late: simulate the time that really passed.
         self.model.step(self.tick * count)
         self._since_report += count
+        came_to_rest = self._axes_moving and not self._axes()
+        self._axes_moving = self._axes()
+        if self.model.silent:
+            return
         interval = 0.1 if self.model.moving else 1.0
-        if self._since_report >= round(interval / self.tick) and not self.model.silent:
-            self._since_report = 0
-            self.transport.write(Report(self.model.status()).encode())
+        if self._since_report >= round(interval / self.tick) or (
+                came_to_rest and self.rest_reports):
+            self._report()
 
 
 def main(argv):

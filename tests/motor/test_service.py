@@ -14,7 +14,7 @@ from rotordream.auth.roles import Principal
 from rotordream.config import from_dict
 from rotordream.interfaces import IMotorController
 from rotordream.motor import MotorError
-from rotordream.motor.service import SILENCE, MotorService
+from rotordream.motor.service import REST_CHECK, SILENCE, MotorService
 from rotordream.state import CameraState
 
 OPERATOR = Principal("op", "operator")
@@ -191,6 +191,75 @@ def test_every_move_keeps_the_pan_and_tilt_targets_true(motors):
     assert state.get("pan") == state.get("pan-position") > 30.0
     yield svc.home()
     assert (state.get("pan"), state.get("tilt")) == (0.0, 0.0)
+
+
+def axes_moving(svc):
+    return svc.model.pan.moving or svc.model.tilt.moving
+
+
+@pytest_twisted.inlineCallbacks
+def tick(svc, sim):
+    """One control cycle of simulated time, then every report it pushed has been read
+    (replies and reports come in order: a STATUS answered means all before it arrived)."""
+    sim.advance(0.05)
+    yield svc.proto.send("STATUS")
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_move_is_moving_once_accepted_and_idle_the_cycle_the_axes_stop(motors):
+    svc, state, sim, host = motors
+    yield svc.when_connected().addTimeout(10, reactor)
+    seen = []
+    state.subscribe(lambda changes, origin: seen.append(changes.get("motor-state")))
+    for dpan, dtilt in ((6.0, 3.0), (-6.0, -3.0), (2.0, 0.0)):
+        assert state.get("motor-state") == "idle"
+        yield svc.relative_move(dpan, dtilt)
+        # Accepted: moving before any simulated time passed (a poll must not see idle).
+        assert state.get("motor-state") == "moving" and axes_moving(svc)
+        cycles = 0
+        while axes_moving(svc):
+            assert state.get("motor-state") == "moving"
+            yield tick(svc, sim)
+            cycles += 1
+        # No further simulated time: the controller's report at rest said so.
+        assert state.get("motor-state") == "idle" and cycles > 3
+    assert [s for s in seen if s] == ["moving", "idle"] * 3
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_stop_is_idle_the_cycle_the_axes_stop_and_the_jog_end_is_the_target(motors):
+    svc, state, sim, host = motors
+    yield svc.when_connected().addTimeout(10, reactor)
+    yield svc.continuous_move(0.5, 0)
+    assert state.get("motor-state") == "moving"
+    for _ in range(10):
+        yield tick(svc, sim)
+    yield svc.stop()
+    assert state.get("motor-state") == "moving"  # braking
+    cycles = 0
+    while axes_moving(svc):
+        yield tick(svc, sim)
+        cycles += 1
+    assert state.get("motor-state") == "idle" and cycles <= 6  # 30 deg/s at 120 deg/s2
+    assert state.get("pan") == state.get("pan-position") > 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_without_rest_reports_the_service_asks_when_the_reports_stop(motors):
+    svc, state, sim, host = motors
+    yield svc.when_connected().addTimeout(10, reactor)
+    svc._sim_proto.rest_reports = False  # a controller that only reports at 10 Hz / 1 Hz
+    yield svc.relative_move(4.0, 0.0)
+    assert state.get("motor-state") == "moving"
+    while axes_moving(svc):
+        yield tick(svc, sim)
+    assert state.get("motor-state") == "moving"  # its next report would be a second away
+    asked = svc.proto.sent
+    host.advance(REST_CHECK)  # no 10 Hz report for that long: the service asks
+    assert svc.proto.sent == asked + 1
+    yield svc.proto.send("STATUS")
+    assert state.get("motor-state") == "idle"
+    assert state.get("pan-position") == state.get("pan") == 4.0
 
 
 def test_a_write_from_inside_a_change_is_refused():

@@ -119,3 +119,51 @@ def test_the_simulator_runs_alone_on_a_pty(tmp_path):
         proc.wait(10)
         os.close(master)
         os.close(slave)
+
+
+def _reports(t):
+    lines = [parse_from_controller(l) for l in t.value().split(b"\n") if l]
+    t.clear()
+    return [r.fields["state"] for r in lines if isinstance(r, Report)]
+
+
+def test_a_report_follows_a_move_or_stop_at_once_and_the_tick_the_axes_come_to_rest():
+    clock = Clock()
+    proto = SimulatorProtocol(ControllerModel(), clock, tick=0.0625)
+    t = StringTransport()
+    proto.makeConnection(t)
+    proto.dataReceived(Command(1, "MOVE", ["REL", "3", "0"]).encode())
+    assert _reports(t) == ["MOVING"]  # right after the reply, before any tick
+    states = []
+    while proto.model.pan.moving:
+        clock.advance(0.0625)
+        states += _reports(t)
+    # Reported on the very tick the axis stopped, not a second later.
+    assert states[-1] == "IDLE" and states.count("IDLE") == 1
+    proto.dataReceived(Command(2, "MOVE", ["VEL", "0.5", "0"]).encode())
+    assert _reports(t) == ["MOVING"]  # a jog is moving before it has any speed
+    clock.pump([0.0625] * 8)
+    _reports(t)
+    proto.dataReceived(Command(3, "STOP", ["ALL"]).encode())
+    assert _reports(t) == ["MOVING"]  # braking
+    states = []
+    while proto.model.pan.moving:
+        clock.advance(0.0625)
+        states += _reports(t)
+    assert states[-1] == "IDLE"
+    proto.dataReceived(Command(4, "STOP", ["ALL"]).encode())
+    assert _reports(t) == ["IDLE"]  # nothing to stop
+
+
+def test_a_controller_without_rest_reports_says_idle_only_at_its_1_hz_report():
+    clock = Clock()
+    proto = SimulatorProtocol(ControllerModel(), clock, tick=0.0625, rest_reports=False)
+    t = StringTransport()
+    proto.makeConnection(t)
+    proto.dataReceived(Command(1, "MOVE", ["REL", "3", "0"]).encode())
+    assert _reports(t) == []
+    while proto.model.pan.moving:
+        clock.advance(0.0625)
+    assert "IDLE" not in _reports(t)
+    clock.pump([0.0625] * 16)
+    assert _reports(t) == ["IDLE"]

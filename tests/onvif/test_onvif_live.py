@@ -3,6 +3,7 @@ successful response validated against the ONVIF schemas onvif-zeep ships."""
 
 import asyncio
 import concurrent.futures
+import datetime
 import json
 import os
 import subprocess
@@ -339,6 +340,86 @@ def test_ptz_absolute_move_sets_the_targets_so_a_tilt_write_keeps_the_pan(cam, d
                           json={"pan": 0.0, "tilt": 0.0})
             watch.wait("pan-position", lambda x: x is not None and abs(x) < 0.2, timeout=20)
             watch.wait("tilt-position", lambda x: x is not None and abs(x) < 0.2, timeout=20)
+
+
+REL_FOV = "http://www.onvif.org/ver10/tptz/PanTiltSpaces/TranslationSpaceFov"
+POLL = 0.05  # Frigate's autotracker polls GetStatus about this often
+TICK = 0.05  # the simulated controller's control cycle
+
+
+def travel_time(dpan, dtilt):
+    """Seconds the simulated controller takes for a relative move (its own physics)."""
+    from rotordream.motor.simulator import ControllerModel
+    model = ControllerModel()
+    model.pan.target, model.tilt.target = dpan, dtilt
+    elapsed = 0.0
+    while model.pan.moving or model.tilt.moving:
+        model.step(TICK)
+        elapsed += TICK
+    return elapsed
+
+
+def poll_until_idle(ptz, since, limit=10.0):
+    """GetStatus every POLL seconds until IDLE: (seconds from ``since`` to the request that
+    saw IDLE, that status, the statuses before)."""
+    before = []
+    while True:
+        asked = time.monotonic()
+        status = ptz.GetStatus({"ProfileToken": "stream1"})
+        if status.MoveStatus.PanTilt == "IDLE":
+            return asked - since, status, before
+        before.append(status)
+        assert asked - since < limit, "still MOVING after %ss" % limit
+        # Polling an external process at a fixed rate, as the autotracker does.
+        time.sleep(max(0.0, asked + POLL - time.monotonic()))
+
+
+def test_frigate_style_autotracking_sees_each_move_end_within_100_ms(cam, daemon):
+    """RelativeMove in the FOV translation space, GetStatus every 50 ms until IDLE, again:
+    never IDLE before the axes are done, always IDLE within 100 ms of their end."""
+    ptz = cam.create_ptz_service()
+    poll_until_idle(ptz, time.monotonic(), limit=30)
+    for x, y in ((0.2, 0.1), (-0.2, -0.1), (0.4, 0.0), (-0.4, 0.0), (0.0, 0.3), (0.0, -0.3)):
+        ends = travel_time(x * 30.0, y * 17.0)  # FOV space: x, y move by half of 60 x 34 deg
+        ptz.RelativeMove({"ProfileToken": "stream1",
+                          "Translation": {"PanTilt": {"x": x, "y": y, "space": REL_FOV}}})
+        accepted = time.monotonic()
+        took, status, before = poll_until_idle(ptz, accepted)
+        assert before and before[0].MoveStatus.PanTilt == "MOVING"
+        # The axes end at most one control cycle after `ends` (the move may have started
+        # any time before the answer); IDLE is seen by the first poll after that.
+        assert ends - TICK <= took <= ends + TICK + 0.1, (x, y, ends, took)
+        utc = status.UtcTime
+        utc = utc if utc.tzinfo else utc.replace(tzinfo=datetime.timezone.utc)
+        assert abs(utc.timestamp() - time.time()) < 5
+        # A move from ONVIF keeps the pan/tilt targets like every other move.
+        pan, tilt, pan_at, tilt_at = settings(daemon, "pan", "tilt", "pan-position",
+                                              "tilt-position")
+        assert abs(pan - pan_at) <= 0.1 and abs(tilt - tilt_at) <= 0.1
+
+
+def test_get_status_is_idle_right_after_a_continuous_move_stops(cam, daemon):
+    """The issue's sequence: ContinuousMove, Stop; the axes brake in 0.25 s and GetStatus
+    must not keep saying MOVING until the controller's next 1 Hz report."""
+    ptz = cam.create_ptz_service()
+    for direction in (1, -1):
+        ptz.ContinuousMove({"ProfileToken": "stream1",
+                            "Velocity": {"PanTilt": {"x": 0.5 * direction, "y": 0.0}},
+                            "Timeout": "PT10S"})
+        moving = time.monotonic()
+        assert ptz.GetStatus({"ProfileToken": "stream1"}).MoveStatus.PanTilt == "MOVING"
+        try:
+            while time.monotonic() - moving < 0.6:  # up to speed (0.25 s), then cruising
+                assert ptz.GetStatus({"ProfileToken": "stream1"}).MoveStatus.PanTilt \
+                    == "MOVING"
+        finally:
+            ptz.Stop({"ProfileToken": "stream1", "PanTilt": True})
+        stopped = time.monotonic()
+        took, status, before = poll_until_idle(ptz, stopped)
+        brake = 30.0 / 120.0  # 0.5 of 60 deg/s, braking at 120 deg/s2
+        assert took <= brake + TICK + 0.1, took
+        pan, pan_at = settings(daemon, "pan", "pan-position")
+        assert abs(pan - pan_at) <= 0.1
 
 
 def test_ptz_presets(cam):
