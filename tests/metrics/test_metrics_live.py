@@ -3,6 +3,7 @@ who may read it ([metrics] public, enabled)."""
 
 import time
 
+import av
 import requests
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
@@ -94,3 +95,15 @@ def test_metrics_can_be_switched_off(fresh_daemon, tmp_path):
     d = fresh_daemon(extra=["--config", str(conf)], settings=SMALL)
     assert requests.get(d.http + "/metrics", timeout=10).status_code == 404
     assert requests.get(d.http + "/api/health", timeout=10).status_code == 200
+
+
+def test_a_viewer_through_the_http_tunnel_counts_as_rtsp_http(daemon):
+    url = "rtsp://127.0.0.1:%d/stream2" % daemon.http_port
+    before = sample(scrape(daemon), "rotordream_clients", protocol="rtsp_http")
+    with av.open(url, options={"rtsp_transport": "http"}, timeout=15) as c:
+        next(c.decode(video=0))
+        during = scrape(daemon)
+        assert sample(during, "rotordream_clients", protocol="rtsp_http") == before + 1
+        assert sample(during, "rotordream_rtp_packets_sent_total", transport="tcp") > 0
+    poll(lambda: scrape(daemon),
+         lambda r: sample(r, "rotordream_clients", protocol="rtsp_http") == before)
