@@ -138,8 +138,15 @@ def context_page(browser, url):
     return page.navigate(url, 30)
 
 
+def front(page):
+    """Make ``page`` the tab that gets key input, focused as a window the user is in."""
+    page.call("Page.bringToFront")
+    page.call("Emulation.setFocusEmulationEnabled", {"enabled": True})
+
+
 def press(page, selector, key, code, times=1):
     """Focus ``selector`` and press a key on it ``times`` times, as a keyboard does."""
+    front(page)
     page.evaluate("document.querySelector(%s).focus(); true" % json.dumps(selector))
     for _ in range(times):
         for kind in ("keyDown", "keyUp"):
@@ -183,8 +190,8 @@ def main(result_path, workdir):
 
             def log_in():
                 page.evaluate(LOGIN % (json.dumps("admin"), json.dumps(daemon.admin_password)))
-                who = until(page, 'document.getElementById("who").textContent.startsWith('
-                                  '"admin") && document.getElementById("who").textContent')
+                who = until(page, 'document.activeElement.id === "logout" && '
+                                  'document.getElementById("who").textContent')
                 until(page, '!document.querySelector(\'input[data-key="brightness"]\').disabled')
                 return {"who": who, "logout_shown": page.evaluate(
                     '!document.getElementById("logout").hidden')}
@@ -252,6 +259,64 @@ def main(result_path, workdir):
                         "width": page.evaluate('document.getElementById("live").videoWidth'),
                         "view_id": page.evaluate("window.dashboard.view.id")}
             step(result, "switch", switch_stream)
+
+            def record():
+                page.evaluate('document.getElementById("rec-start").click(); true')
+                until(page, "window.dashboard.recorder && window.dashboard.recorder.duration >= 2",
+                      20000)
+                status = page.evaluate('document.getElementById("rec-status").textContent')
+                page.evaluate('document.getElementById("rec-stop").click(); true')
+                until(page, 'window.dashboard.recorder.state === "idle" && '
+                            'document.querySelectorAll("#rec-list tbody tr").length', 20000)
+                listed = rest.call("GET", "/api/recordings")["recordings"]
+                row = page.evaluate('document.querySelector("#rec-list tbody tr").dataset.id')
+                page.evaluate('document.querySelector("#rec-list tbody tr button").click(); true')
+                played = until(page, """(() => {
+                  const v = document.getElementById("playback");
+                  return v.currentTime > 1 && v.getVideoPlaybackQuality().totalVideoFrames > 10 &&
+                    {frames: v.getVideoPlaybackQuality().totalVideoFrames, id: v.dataset.id,
+                     width: v.videoWidth, duration: v.duration};
+                })()""", 20000)
+                seeked = page.evaluate("""new Promise((resolve) => {
+                  const v = document.getElementById("playback");
+                  v.addEventListener("seeked", () => resolve(v.currentTime), {once: true});
+                  v.currentTime = 0.5;
+                })""")
+                return {"status": status, "listed": [r["id"] for r in listed], "row": row,
+                        "played": played, "seeked": seeked}
+            step(result, "record", record)
+
+            def pad():
+                out = {"before": rest.call("GET", "/api/settings/pan-position")}
+                box = page.evaluate("""(() => {
+                  const b = document.querySelector('#pad [data-dir="1,0"]');
+                  b.scrollIntoView({block: "center"});
+                  const r = b.getBoundingClientRect();
+                  return {x: r.x + r.width / 2, y: r.y + r.height / 2};
+                })()""")
+                mouse = {"x": box["x"], "y": box["y"], "button": "left", "clickCount": 1}
+                front(page)
+                page.call("Input.dispatchMouseEvent", dict(mouse, type="mousePressed", buttons=1))
+                out["moving"] = until(page, 'Number(document.querySelector('
+                                            '\'output[data-key="pan-position"]\').value) > 3 && '
+                                            'document.getElementById("motor-state").value')
+                page.call("Input.dispatchMouseEvent", dict(mouse, type="mouseReleased", buttons=0))
+                until(page, 'document.getElementById("motor-state").value === "idle"', 5000)
+                out["released"] = rest.call("GET", "/api/settings")
+                # The arrow keys on the pad, and focus leaving it, stop too.
+                press_only = {"key": "ArrowUp", "code": "ArrowUp", "windowsVirtualKeyCode": 38}
+                front(page)
+                page.evaluate('document.getElementById("pad").focus(); true')
+                page.call("Input.dispatchKeyEvent", dict(press_only, type="keyDown"))
+                out["tilting"] = until(page, 'Number(document.querySelector('
+                                             '\'output[data-key="tilt-position"]\').value) > 3 '
+                                             '&& document.getElementById("motor-state").value')
+                page.evaluate('document.getElementById("stream").focus(); true')
+                until(page, 'document.getElementById("motor-state").value === "idle"', 5000)
+                page.call("Input.dispatchKeyEvent", dict(press_only, type="keyUp"))
+                out["after_blur"] = rest.call("GET", "/api/settings")
+                return out
+            step(result, "pad", pad)
 
             def logout():
                 page.evaluate('document.getElementById("logout").click(); true')

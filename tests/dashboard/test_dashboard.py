@@ -83,3 +83,25 @@ def test_anonymous_visitors_see_the_state_a_login_button_and_the_form(run):
 def test_no_console_errors(run):
     assert run["console"] == [], run["console"]
     assert "Traceback" not in run["daemon_log"]
+
+
+def test_record_start_and_stop_make_a_recording_that_is_listed_and_plays(run):
+    record = ok(run, "record")
+    assert record["status"].startswith("Recording 0:0") and "free space" in record["status"]
+    assert record["row"] in record["listed"]  # the page's first row is the new recording
+    played = record["played"]
+    assert played["id"] == record["row"] and played["frames"] > 10 and played["width"] == 1280
+    assert played["duration"] >= 1.5
+    assert abs(record["seeked"] - 0.5) < 0.2  # seeking works (HTTP Range)
+
+
+def test_holding_the_pan_pad_moves_and_releasing_stops(run):
+    pad = ok(run, "pad")
+    assert pad["before"] == {"pan-position": 0.0} and pad["moving"] == "moving"
+    released = pad["released"]
+    # Stopped on release, well before the end of travel (170 degrees).
+    assert released["motor-state"] == "idle" and 3 < released["pan-position"] < 60, released
+    assert pad["tilting"] == "moving"  # the up arrow key on the pad
+    after = pad["after_blur"]  # stopped by focus leaving the pad
+    assert after["motor-state"] == "idle" and 3 < after["tilt-position"] < 60, after
+    assert after["pan-position"] == released["pan-position"]

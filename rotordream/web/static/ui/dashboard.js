@@ -198,6 +198,10 @@ function buildSettings() {
 function applyChanges(changes) {
   Object.assign(state, changes);
   for (const [k, v] of Object.entries(changes)) show(k, v);
+  if ("motor-state" in changes) showMotorState();
+  if ("record" in changes && schema) {
+    refreshRecorder().then(listRecordings).catch(() => {});
+  }
 }
 
 // -- live view --------------------------------------------------------------------------
@@ -313,6 +317,278 @@ $("snapshot").addEventListener("click", async () => {
   }
 });
 
+// -- recording and recordings ---------------------------------------------------------------
+
+function can(permission) {
+  return !!schema && schema.permissions.includes(permission);
+}
+
+function bytes(n) {
+  if (n === null || n === undefined) return "?";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i += 1; }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+function seconds(s) {
+  s = Math.round(s || 0);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+const recordings = {offset: 0, limit: 10, total: 0};
+let recorder = null;  // the last /api/recording/status
+
+async function refreshRecorder() {
+  if (!can("recordings.read")) return;
+  recorder = await camera.recording.status();
+  const r = recorder;
+  const what = r.state === "idle" ? "Not recording" : r.paused ? "Paused" : "Recording";
+  $("rec-status").textContent = `${what}` + (r.state === "idle" ? "" :
+    ` ${r.name ? "“" + r.name + "” " : ""}${seconds(r.duration)}, ${bytes(r.bytes)}`) +
+    ` · free space ${bytes(r.free)}`;
+  $("rec-status").dataset.state = r.state;
+  const control = can("recording.control");
+  $("rec-start").disabled = !control || r.state !== "idle";
+  $("rec-stop").disabled = !control || r.state === "idle";
+  $("rec-pause").disabled = !control || r.state === "idle";
+  $("rec-pause").textContent = r.paused ? "Resume" : "Pause";
+}
+
+function dayStart(value, end) {
+  if (!value) return undefined;
+  const d = new Date(value + "T00:00:00");
+  if (end) d.setDate(d.getDate() + 1);
+  return d.getTime() / 1000;
+}
+
+async function listRecordings() {
+  if (!can("recordings.read")) return;
+  const data = await camera._request("GET", "/api/recordings", {query: {
+    offset: recordings.offset, limit: recordings.limit,
+    since: dayStart($("rec-since").value), until: dayStart($("rec-until").value, true)}});
+  recordings.total = data.total;
+  const rows = data.recordings.map((r) => {
+    const href = "/api/recordings/" + encodeURIComponent(r.id);
+    const play = el("button", {type: "button", "aria-label": `Play ${r.name || r.id}`}, "Play");
+    play.addEventListener("click", () => {
+      const player = $("playback");
+      player.hidden = false;
+      player.src = href;  // the fMP4 over HTTP: the browser seeks with Range requests
+      player.dataset.id = r.id;
+      player.play().catch(() => {});
+    });
+    const actions = [play, el("a", {href, download: `${r.id}.mp4`}, "Download")];
+    if (can("recordings.delete")) {
+      const del = el("button", {type: "button", "aria-label": `Delete ${r.name || r.id}`},
+        "Delete");
+      del.addEventListener("click", async () => {
+        if (!confirm(`Delete recording ${r.name || r.id}?`)) return;
+        try {
+          await camera.recordings.delete(r.id);
+          await listRecordings();
+        } catch (e) {
+          $("rec-error").textContent = message(e);
+        }
+      });
+      actions.push(del);
+    }
+    return el("tr", {dataset: {id: r.id}},
+      el("td", {}, new Date(r.start_ts * 1000).toLocaleString()), el("td", {}, r.name || ""),
+      el("td", {}, seconds(r.duration)), el("td", {}, bytes(r.size)), el("td", {}, ...actions));
+  });
+  $("rec-list").tBodies[0].replaceChildren(...rows);
+  const last = Math.min(recordings.offset + recordings.limit, data.total);
+  $("rec-page").textContent = data.total ? `${recordings.offset + 1}–${last} of ${data.total}`
+    : "no recordings";
+  $("rec-prev").disabled = recordings.offset === 0;
+  $("rec-next").disabled = last >= data.total;
+  const used = data.recordings.reduce((sum, r) => sum + (r.size || 0), 0);
+  $("rec-storage").textContent = recorder ? `Free space: ${bytes(recorder.free)}` +
+    (data.recordings.length ? ` · this page: ${bytes(used)}` : "") : "";
+}
+
+function recordingAction(fn) {
+  return async () => {
+    $("rec-error").textContent = "";
+    try {
+      await fn();
+    } catch (e) {
+      $("rec-error").textContent = message(e);
+    }
+    await refreshRecorder().catch(() => {});
+    await listRecordings().catch(() => {});
+  };
+}
+$("rec-start").addEventListener("click", recordingAction(() => camera.recording.start()));
+$("rec-stop").addEventListener("click", recordingAction(() => camera.recording.stop()));
+$("rec-pause").addEventListener("click", recordingAction(() => (recorder && recorder.paused
+  ? camera.recording.resume() : camera.recording.pause())));
+$("rec-filter").addEventListener("submit", (event) => {
+  event.preventDefault();
+  recordings.offset = 0;
+  listRecordings().catch((e) => { $("rec-error").textContent = message(e); });
+});
+$("rec-prev").addEventListener("click", () => {
+  recordings.offset = Math.max(0, recordings.offset - recordings.limit);
+  listRecordings().catch((e) => { $("rec-error").textContent = message(e); });
+});
+$("rec-next").addEventListener("click", () => {
+  recordings.offset += recordings.limit;
+  listRecordings().catch((e) => { $("rec-error").textContent = message(e); });
+});
+setInterval(() => {
+  if (!$("recording-section").hidden) refreshRecorder().catch(() => {});
+}, 1000);
+
+function buildRecording() {
+  const section = $("recording-section");
+  section.hidden = !can("recordings.read");
+  if (section.hidden) return;
+  $("rec-reason").textContent = can("recording.control") ? ""
+    : schema.authenticated ? `${schema.role} may not record` : "Log in to record";
+  refreshRecorder().then(listRecordings).catch((e) => { $("rec-error").textContent = message(e); });
+}
+
+// -- motors -------------------------------------------------------------------------------
+
+const MOTOR_KEYS = ["rotor-enabled", "rotor-speed", "rotor-direction", "pan", "tilt"];
+let held = null;  // {x, y, timer, button} while a pad direction is held
+
+function motorError(e) {
+  $("motor-error").textContent = e ? message(e) : "";
+}
+
+// Move at a velocity while held: a short ONVIF timeout renewed every half second, so the
+// axes stop by themselves even if this page goes away without saying so.
+function hold(x, y, button) {
+  if (held && held.x === x && held.y === y) return;
+  release();
+  if (!can("motor.control")) return;
+  motorError(null);
+  const move = () => camera.ptz.continuous(x, y, {timeout: 1}).catch(motorError);
+  held = {x, y, button, timer: setInterval(move, 500)};
+  if (button) button.classList.add("held");
+  move();
+}
+
+function release() {
+  if (!held) return;
+  clearInterval(held.timer);
+  if (held.button) held.button.classList.remove("held");
+  held = null;
+  camera.ptz.stop().catch(motorError);
+}
+
+const KEYS_TO_DIR = {ArrowUp: "0,1", ArrowDown: "0,-1", ArrowLeft: "-1,0", ArrowRight: "1,0"};
+const pad = $("pad");
+for (const button of pad.querySelectorAll("[data-dir]")) {
+  const [x, y] = button.dataset.dir.split(",").map(Number);
+  button.addEventListener("pointerdown", (event) => {
+    try {
+      button.setPointerCapture(event.pointerId);  // the release comes here even off the button
+    } catch (e) {
+      // Not an active pointer (a synthetic event): pointerup on the button still releases.
+    }
+    hold(x, y, button);
+  });
+  button.addEventListener("pointerup", release);
+  button.addEventListener("pointercancel", release);
+  button.addEventListener("lostpointercapture", release);
+  // Space or Enter on a focused direction button moves while the key is down.
+  button.addEventListener("keydown", (event) => {
+    if ((event.key === " " || event.key === "Enter") && !event.repeat) {
+      event.preventDefault();
+      hold(x, y, button);
+    }
+  });
+  button.addEventListener("keyup", (event) => {
+    if (event.key === " " || event.key === "Enter") release();
+  });
+}
+pad.addEventListener("keydown", (event) => {
+  const dir = KEYS_TO_DIR[event.key];
+  if (!dir) return;
+  event.preventDefault();
+  if (event.repeat) return;
+  const button = pad.querySelector(`[data-dir="${dir}"]`);
+  const [x, y] = dir.split(",").map(Number);
+  hold(x, y, button);
+});
+pad.addEventListener("keyup", (event) => { if (KEYS_TO_DIR[event.key]) release(); });
+pad.addEventListener("focusout", (event) => {
+  if (!pad.contains(event.relatedTarget)) release();
+});
+window.addEventListener("blur", release);
+document.addEventListener("visibilitychange", () => { if (document.hidden) release(); });
+$("home").addEventListener("click", () => {
+  motorError(null);
+  camera._ptz("GotoHomePosition", "").catch(motorError);
+});
+
+async function listPresets() {
+  const presets = await camera.ptz.presets();
+  $("presets").replaceChildren(...presets.map((p) => {
+    const go = el("button", {type: "button", "aria-label": `Go to ${p.name}`}, "Go");
+    go.addEventListener("click", () => camera.ptz.goto(p.token).catch(motorError));
+    const del = el("button", {type: "button", "aria-label": `Delete ${p.name}`}, "Delete");
+    del.addEventListener("click", async () => {
+      try {
+        await camera._ptz("RemovePreset", `<tptz:PresetToken>${xml(p.token)}</tptz:PresetToken>`);
+        await listPresets();
+      } catch (e) {
+        motorError(e);
+      }
+    });
+    const where = p.x === null ? "" : ` (${p.x}, ${p.y})`;
+    go.disabled = del.disabled = !can("motor.control");
+    return el("li", {}, `${p.name}${where} `, go, " ", del);
+  }));
+}
+
+function xml(text) {
+  return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;");
+}
+
+$("preset-save").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const name = event.target.elements.name.value;
+  try {
+    await camera._ptz("SetPreset", `<tptz:PresetName>${xml(name)}</tptz:PresetName>`);
+    event.target.elements.name.value = "";
+    await listPresets();
+  } catch (e) {
+    motorError(e);
+  }
+});
+
+function buildMotors() {
+  const section = $("motors-section");
+  const decls = new Map(schema.keys.map((d) => [d.key, d]));
+  section.hidden = !decls.has("pan");
+  if (section.hidden) return;
+  $("motor-settings").replaceChildren(...MOTOR_KEYS.filter((k) => decls.has(k))
+    .map((k) => settingRow(decls.get(k))));
+  const control = can("motor.control");
+  for (const node of pad.querySelectorAll("button")) node.disabled = !control;
+  for (const node of $("preset-save").elements) node.disabled = !control;
+  $("pad-reason").textContent = control ? "" : decls.get("pan").reason;
+  // Presets come over ONVIF, which knows no session cookie: only with the login's token
+  // (an anonymous ONVIF request would make the browser ask for a password).
+  if (camera._token) {
+    listPresets().catch(motorError);
+  } else {
+    $("presets").replaceChildren(el("li", {}, schema.authenticated
+      ? "Log in again to see the presets" : "Log in to see the presets"));
+  }
+}
+
+function showMotorState() {
+  const fault = state["motor-state"] === "fault";
+  $("motor-state").classList.toggle("fault", fault);
+}
+
 // -- start ------------------------------------------------------------------------------
 
 // (Re)load what the current user may see and do, and watch every key it may read.
@@ -344,6 +620,8 @@ async function start() {
     },
   });
   buildSettings();
+  buildRecording();
+  buildMotors();
   try {
     applyChanges(await w.ready);
   } catch (e) {
@@ -357,5 +635,5 @@ $("stream").value = initial;
 window.rotordream = startLive(initial);  // a promise of the peer connection
 window.rotordream.catch(() => {});        // shown in the page (snapshot fallback)
 window.dashboard = {camera, state, get view() { return view; }, get schema() { return schema; },
-  ready: start()};
+  get recorder() { return recorder; }, ready: start()};
 window.addEventListener("pagehide", () => { if (view) view.close().catch(() => {}); });
