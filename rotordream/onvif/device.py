@@ -16,7 +16,8 @@ from twisted.logger import Logger
 from rotordream import PRODUCT, __version__
 from rotordream.auth import roles
 from rotordream.auth.users import UserError
-from rotordream.onvif import deviceio, events, hostinfo, imaging, media, ptz, scopes, soap
+from rotordream.onvif import (deviceio, events, hostinfo, imaging, media, media2, ptz, scopes,
+                             soap)
 from rotordream.onvif.dispatch import LEVEL_TO_ROLE, PRE_AUTH, ROLE_TO_LEVEL, Table
 from rotordream.onvif.soap import E, NSMAP
 
@@ -26,6 +27,7 @@ OPS = Table("tds")
 
 # (service name in the path, namespace, version) for GetServices.
 SERVICE_LIST = (("device", NSMAP["tds"], (2, 60)), ("media", NSMAP["trt"], (2, 60)),
+                ("media2", NSMAP["tr2"], (2, 60)),
                 ("ptz", NSMAP["tptz"], (2, 60)), ("imaging", NSMAP["timg"], (2, 60)),
                 ("events", NSMAP["tev"], (2, 60)), ("deviceio", NSMAP["tmd"], (2, 60)))
 
@@ -154,6 +156,7 @@ _SERVICE_CAPABILITIES = {"deviceio": deviceio.service_capabilities,
                          "events": events.service_capabilities,
                          "imaging": imaging.service_capabilities,
                          "media": media.service_capabilities,
+                         "media2": media2.service_capabilities,
                          "ptz": ptz.service_capabilities}
 
 

@@ -19,7 +19,7 @@ ENCODERS = {"encoder1": "stream1", "encoder2": "stream2"}
 PROFILE_ENCODER = {"stream1": "encoder1", "stream2": "encoder2"}
 
 
-def _keys(stream):
+def stream_keys(stream):
     """State keys of one stream: resolution, fps, bitrate, gop."""
     if stream == "stream1":
         return {"resolution": "resolution", "fps": "fps", "bitrate": "stream1-bitrate",
@@ -28,15 +28,16 @@ def _keys(stream):
             "bitrate": "stream2-bitrate", "gop": "stream2-gop"}
 
 
-def _size(text):
+def parse_size(text):
+    """``"1280x720"`` -> (1280, 720)."""
     w, _, h = text.partition("x")
     return int(w), int(h)
 
 
 def stream_settings(state, stream):
     """Dict width, height, fps, bitrate (kbit/s), gop of a stream, from the state."""
-    k = _keys(stream)
-    w, h = _size(state.get(k["resolution"]))
+    k = stream_keys(stream)
+    w, h = parse_size(state.get(k["resolution"]))
     return {"width": w, "height": h, "fps": state.get(k["fps"]),
             "bitrate": state.get(k["bitrate"]), "gop": state.get(k["gop"])}
 
@@ -70,7 +71,7 @@ def video_encoder_configuration(call, token, tag="trt:Configurations"):
              E("tt:Quality", 5.0),
              E("tt:RateControl", E("tt:FrameRateLimit", s["fps"]), E("tt:EncodingInterval", 1),
                E("tt:BitrateLimit", s["bitrate"])),
-             E("tt:H264", E("tt:GovLength", s["gop"]), E("tt:H264Profile", _h264_profile(call))),
+             E("tt:H264", E("tt:GovLength", s["gop"]), E("tt:H264Profile", h264_profile(call))),
              E("tt:Multicast", E("tt:Address", E("tt:Type", "IPv4"),
                                  E("tt:IPv4Address", "0.0.0.0")),
                E("tt:Port", 0), E("tt:TTL", 0), E("tt:AutoStart", False)),
@@ -78,7 +79,8 @@ def video_encoder_configuration(call, token, tag="trt:Configurations"):
              token=token)
 
 
-def _h264_profile(call):
+def h264_profile(call):
+    """The configured H.264 profile as ONVIF names it."""
     profile = call.ctx.config.video.profile
     return {"baseline": "Baseline", "main": "Main", "high": "High"}.get(profile, "Baseline")
 
@@ -228,8 +230,8 @@ def get_video_encoder_configuration_options(call):
     if token not in ENCODERS:
         raise soap.invalid_arg("ter:NoConfig", "no such configuration %r" % token)
     state = call.ctx.state
-    keys = _keys(ENCODERS[token])
-    resolutions = [_size(r) for r in state.choices(keys["resolution"])]
+    keys = stream_keys(ENCODERS[token])
+    resolutions = [parse_size(r) for r in state.choices(keys["resolution"])]
     fps, gop, bitrate = (state.spec(keys[k]) for k in ("fps", "gop", "bitrate"))
 
     def h264(tag, with_bitrate):
@@ -238,7 +240,7 @@ def get_video_encoder_configuration_options(call):
                  _range("tt:GovLengthRange", int(gop.minimum), int(gop.maximum)),
                  _range("tt:FrameRateRange", int(fps.minimum), int(fps.maximum)),
                  _range("tt:EncodingIntervalRange", 1, 1),
-                 E("tt:H264ProfilesSupported", _h264_profile(call)),
+                 E("tt:H264ProfilesSupported", h264_profile(call)),
                  _range("tt:BitrateRange", int(bitrate.minimum), int(bitrate.maximum))
                  if with_bitrate else None)
     return E("trt:GetVideoEncoderConfigurationOptionsResponse", E(
@@ -256,7 +258,7 @@ def set_video_encoder_configuration(call):
     encoding = soap.value(conf, "Encoding")
     if encoding and encoding != "H264":
         raise soap.invalid_arg("ter:ConfigModify", "only H264 is supported")
-    keys = _keys(ENCODERS[token])
+    keys = stream_keys(ENCODERS[token])
     changes = {}
     width = soap.number(conf, "Resolution/Width", kind=int)
     height = soap.number(conf, "Resolution/Height", kind=int)
@@ -290,14 +292,18 @@ def get_stream_uri(call):
     protocol = soap.value(call.request, "StreamSetup/Transport/Protocol") or "RTSP"
     if protocol not in ("UDP", "TCP", "RTSP", "HTTP"):
         raise soap.invalid_arg("ter:InvalidStreamSetup", "unknown transport %r" % protocol)
-    if protocol == "HTTP":
-        # RTSP tunnelled in HTTP on the web port this request came in on.
-        uri = "rtsp://%s/%s" % (call.base_url().split("://", 1)[1], token)
-    else:
-        uri = call.ctx.stream_urls(_uri_host(call))[token]
     return E("trt:GetStreamUriResponse", E(
-        "trt:MediaUri", E("tt:Uri", uri), E("tt:InvalidAfterConnect", False),
+        "trt:MediaUri", E("tt:Uri", stream_uri(call, token, over_http=protocol == "HTTP")),
+        E("tt:InvalidAfterConnect", False),
         E("tt:InvalidAfterReboot", False), E("tt:Timeout", "PT0S")))
+
+
+def stream_uri(call, token, over_http=False):
+    """The RTSP URI of ``token``'s stream on the host the client addressed us by; with
+    ``over_http``, RTSP tunnelled in HTTP on the web port this request came in on."""
+    if over_http:
+        return "rtsp://%s/%s" % (call.base_url().split("://", 1)[1], token)
+    return call.ctx.stream_urls(_uri_host(call))[token]
 
 
 def _uri_host(call):
