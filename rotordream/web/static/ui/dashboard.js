@@ -9,6 +9,7 @@ let schema = null;         // GET /api/settings/schema for the current user
 let watcher = null;        // the camera.watch() of the current user
 let view = null;           // the live view (camera.live), null while on snapshots
 let snapshotTimer = null;
+let settingsNote = "";     // what the settings say about the user's permissions
 const CSRF = "rotordream-csrf";  // sessionStorage: the cookie session's CSRF token
 
 // Keys shown in the settings, by group; others of the schema go to "Other".
@@ -64,6 +65,9 @@ $("login").addEventListener("submit", async (event) => {
   const form = $("login");
   $("login-error").textContent = "";
   try {
+    // A live view still connecting finishes first: once the login's cookie is set, its
+    // remaining writes would need the CSRF token the login has not returned yet.
+    await window.rotordream.catch(() => {});
     await camera.login(form.elements.username.value, form.elements.password.value);
     sessionStorage.setItem(CSRF, camera._csrf);
     form.elements.password.value = "";
@@ -191,8 +195,9 @@ function buildSettings() {
   groups.replaceChildren(...sections);
   for (const [k, v] of Object.entries(state)) show(k, v);
   const writable = schema.keys.some((d) => d.writable && !NOT_SETTINGS.has(d.key));
-  $("settings-note").textContent = writable ? "" : (schema.authenticated
+  settingsNote = writable ? "" : (schema.authenticated
     ? `${schema.role} may change no settings` : "Log in to change settings");
+  $("settings-note").textContent = settingsNote;
 }
 
 function applyChanges(changes) {
@@ -616,7 +621,7 @@ async function start() {
     keys,
     onError: (e) => { $("settings-note").textContent = message(e); },
     onConnection: (up) => {
-      $("settings-note").textContent = up ? "" : "Connection lost; reconnecting…";
+      $("settings-note").textContent = up ? settingsNote : "Connection lost; reconnecting…";
     },
   });
   buildSettings();
