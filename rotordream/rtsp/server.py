@@ -56,6 +56,15 @@ class RTSPServer:
         self._reaper = LoopingCall(self.reap)
         self._reaper.clock = clock
 
+    def reconfigure(self, config):
+        """Apply a reloaded ``[rtsp]`` section: session limits and timeouts, client queue.
+
+        Sessions already running keep going; ``mtu``, the RTP port range and the tunnel
+        limits are fixed at start (the reloader reports them as needing a restart).
+        """
+        self.rtsp_config = self.core.config = config
+        self.client_queue = config.client_queue
+
     auth = property(lambda self: self.core.auth,
                     lambda self, auth: setattr(self.core, "auth", auth),
                     doc="The auth service that checks credentials and makes challenges.")
