@@ -240,6 +240,8 @@ def main(result_path, workdir):
                 p.evaluate(LOGIN % (json.dumps(VIEWER[0]), json.dumps(VIEWER[1])))
                 until(p, 'document.getElementById("who").textContent.startsWith("dashviewer")')
                 return {"controls": p.evaluate(CONTROLS),
+                        "sections": p.evaluate('[...document.querySelectorAll("section")]'
+                                               '.filter((n) => !n.hidden).map((n) => n.id)'),
                         "note": p.evaluate("document.getElementById('settings-note')"
                                            ".textContent")}
             step(result, "viewer", viewer)
@@ -317,6 +319,50 @@ def main(result_path, workdir):
                 out["after_blur"] = rest.call("GET", "/api/settings")
                 return out
             step(result, "pad", pad)
+
+            def status():
+                until(page, 'document.querySelectorAll("#stream-stats tbody tr").length === 2 && '
+                            'document.querySelector(\'[data-status="uptime"]\')')
+                return page.evaluate("""({
+                  rows: Object.fromEntries([...document.querySelectorAll("#status-list dd")]
+                    .map((d) => [d.dataset.status, d.textContent])),
+                  streams: [...document.querySelectorAll("#stream-stats tbody tr")]
+                    .map((r) => [...r.cells].map((c) => c.textContent)),
+                  events: [...document.querySelectorAll("#events li")].map((l) => l.textContent)
+                })""")
+            step(result, "status", status)
+
+            def users():
+                page.evaluate("""(() => {
+                  window.confirm = () => true;  // the delete button asks first
+                  const f = document.getElementById("user-add");
+                  f.elements.username.value = "dashop"; f.elements.password.value = "op-pass-123";
+                  f.elements.role.value = "operator"; f.requestSubmit(); return true;
+                })()""")
+                until(page, 'document.querySelector(\'#users tr[data-user="dashop"]\')')
+                out = {"added": rest.call("GET", "/api/users/dashop")["role"]}
+                page.evaluate("""(() => {
+                  const row = document.querySelector('#users tr[data-user="dashop"]');
+                  const role = row.querySelector("select");
+                  role.value = "viewer"; role.dispatchEvent(new Event("change"));
+                  row.querySelector("input[type=password]").value = "new-pass-456";
+                  row.querySelector("td:nth-child(3) button").click();
+                  return true;
+                })()""")
+                until(page, '!document.querySelector(\'#users tr[data-user="dashop"] '
+                            'input[type=password]\').value')
+                out["role"] = rest.call("GET", "/api/users/dashop")["role"]
+                request = urllib.request.Request(daemon.http + "/api/settings")
+                request.add_header("Authorization", "Basic " + base64.b64encode(
+                    b"dashop:new-pass-456").decode())
+                with NO_PROXY.open(request, timeout=10) as reply:
+                    out["new_password_works"] = reply.status
+                page.evaluate("document.querySelector('#users tr[data-user=\"dashop\"] "
+                              "button[aria-label=\"Delete dashop\"]').click(); true")
+                until(page, '!document.querySelector(\'#users tr[data-user="dashop"]\')')
+                out["listed"] = [u["username"] for u in rest.call("GET", "/api/users")["users"]]
+                return out
+            step(result, "users", users)
 
             def logout():
                 page.evaluate('document.getElementById("logout").click(); true')

@@ -105,3 +105,28 @@ def test_holding_the_pan_pad_moves_and_releasing_stops(run):
     after = pad["after_blur"]  # stopped by focus leaving the pad
     assert after["motor-state"] == "idle" and 3 < after["tilt-position"] < 60, after
     assert after["pan-position"] == released["pan-position"]
+
+
+def test_status_shows_the_daemon_and_its_streams_and_the_events_list_recording(run):
+    status = ok(run, "status")
+    assert set(status["rows"]) == {"uptime", "cpu", "memory", "disk", "clients"}
+    assert "WebRTC" in status["rows"]["clients"] and "free" in status["rows"]["disk"]
+    streams = {row[0]: row for row in status["streams"]}
+    assert streams["stream1"][1] == "1280x720" and streams["stream2"][1] == "320x180"
+    assert streams["stream1"][4].endswith(" ms")  # encode time
+    # The recording made above, as it happened (the first reading is not an event).
+    assert len(status["events"]) == 2, status["events"]
+    assert status["events"][0].endswith(" recording: stopped")
+    assert status["events"][1].endswith(" recording: started or resumed")
+
+
+def test_an_admin_adds_changes_resets_and_deletes_a_user(run):
+    users = ok(run, "users")
+    assert users["added"] == "operator" and users["role"] == "viewer"
+    assert users["new_password_works"] == 200
+    assert "dashop" not in users["listed"] and "dashviewer" in users["listed"]
+
+
+def test_a_viewer_sees_no_user_management(run):
+    assert "users-section" not in ok(run, "viewer")["sections"]
+    assert "status-section" in ok(run, "viewer")["sections"]

@@ -201,6 +201,7 @@ function buildSettings() {
 }
 
 function applyChanges(changes) {
+  noteChanges(changes);
   Object.assign(state, changes);
   for (const [k, v] of Object.entries(changes)) show(k, v);
   if ("motor-state" in changes) showMotorState();
@@ -338,7 +339,8 @@ function bytes(n) {
 
 function seconds(s) {
   s = Math.round(s || 0);
-  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+  const mmss = `${Math.floor(s / 60) % 60}:${String(s % 60).padStart(2, "0")}`;
+  return s >= 3600 ? `${Math.floor(s / 3600)}:${mmss.padStart(5, "0")}` : mmss;
 }
 
 const recordings = {offset: 0, limit: 10, total: 0};
@@ -594,6 +596,111 @@ function showMotorState() {
   $("motor-state").classList.toggle("fault", fault);
 }
 
+// -- status and events ----------------------------------------------------------------------
+
+const ROLES = ["admin", "operator", "viewer", "guest"];
+const events = [];
+
+// One line in the event list, newest first (errors, motor faults, recording start/stop).
+function logEvent(kind, text) {
+  events.unshift({at: new Date(), kind, text});
+  events.length = Math.min(events.length, 50);
+  $("events").replaceChildren(...events.map((e) => el("li", {className: e.kind === "error"
+    ? "bad" : "", dataset: {kind: e.kind}}, `${e.at.toLocaleTimeString()} ${e.kind}: ${e.text}`)));
+}
+
+function noteChanges(changes) {
+  // Only changes of a value already known: not the first reading.
+  if ("record" in changes && "record" in state && state.record !== changes.record) {
+    const r = changes.record;
+    logEvent("recording", r === true ? "started or resumed" : r === "paused" ? "paused" : "stopped");
+  }
+  if (changes["motor-state"] === "fault" && state["motor-state"] !== "fault") logEvent("error", "motor fault");
+}
+
+async function refreshStatus() {
+  if (!can("status.read")) return;
+  const [st, streams] = await Promise.all([camera.status(),
+    camera._request("GET", "/api/streams")]);
+  const rows = [["Uptime", seconds(st.uptime)], ["CPU", `${Math.round(st.cpu_percent || 0)} %`],
+    ["Memory", bytes(st.memory.rss)],
+    ["Disk", `${bytes(st.disk.used)} used, ${bytes(st.disk.free)} free`],
+    ["Clients", `RTSP ${st.clients.rtsp}, WebRTC ${st.clients.webrtc}, ` +
+      `WebSocket ${st.clients.websocket}`]];
+  $("status-list").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k),
+    el("dd", {dataset: {status: k.toLowerCase()}}, v)]));
+  const counters = (st.camera && st.camera.streams) || {};
+  $("stream-stats").tBodies[0].replaceChildren(...streams.streams.map((s) => {
+    const c = counters[s.name] || {};
+    return el("tr", {dataset: {stream: s.name}}, el("td", {}, s.name),
+      el("td", {}, `${c.width || s.width}x${c.height || s.height}`),
+      el("td", {}, String(c.fps || s.fps)),
+      el("td", {}, `${Math.round((s.measured_bitrate || 0) / 1000)} kbit/s`),
+      el("td", {}, c.encode_ms_avg == null ? "-" : `${c.encode_ms_avg} ms`),
+      el("td", {}, `RTSP ${s.clients}, WebRTC ${s.webrtc_clients}`));
+  }));
+}
+setInterval(() => {
+  if (!$("status-section").hidden) refreshStatus().catch(() => {});
+}, 2000);
+
+function buildStatus() {
+  $("status-section").hidden = !can("status.read");
+  refreshStatus().catch((e) => logEvent("error", message(e)));
+}
+
+// -- users ------------------------------------------------------------------------------------
+
+function usersError(e) {
+  $("users-error").textContent = e ? message(e) : "";
+}
+
+async function listUsers() {
+  const users = await camera.users.list();
+  $("users").tBodies[0].replaceChildren(...users.map((u) => {
+    const role = el("select", {"aria-label": `Role of ${u.username}`},
+      ...ROLES.map((r) => el("option", {value: r, selected: r === u.role}, r)));
+    role.addEventListener("change", () => camera.users.setRole(u.username, role.value)
+      .then(() => usersError(null), (e) => { usersError(e); listUsers().catch(usersError); }));
+    const password = el("input", {type: "password", autocomplete: "new-password",
+      minLength: 8, "aria-label": `New password for ${u.username}`});
+    const reset = el("button", {type: "button"}, "Set password");
+    reset.addEventListener("click", () => camera.users.setPassword(u.username, password.value)
+      .then(() => { password.value = ""; usersError(null); }, usersError));
+    const del = el("button", {type: "button", "aria-label": `Delete ${u.username}`}, "Delete");
+    del.addEventListener("click", async () => {
+      if (!confirm(`Delete user ${u.username}?`)) return;
+      try {
+        await camera.users.delete(u.username);
+        usersError(null);
+        await listUsers();
+      } catch (e) {
+        usersError(e);
+      }
+    });
+    return el("tr", {dataset: {user: u.username}}, el("td", {}, u.username), el("td", {}, role),
+      el("td", {}, password, " ", reset), el("td", {}, del));
+  }));
+}
+
+$("user-add").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const f = e.target.elements;
+  try {
+    await camera.users.add(f.username.value, f.password.value, f.role.value);
+    f.username.value = f.password.value = "";
+    usersError(null);
+    await listUsers();
+  } catch (err) {
+    usersError(err);
+  }
+});
+
+function buildUsers() {
+  $("users-section").hidden = !can("users.admin");
+  if (!$("users-section").hidden) listUsers().catch(usersError);
+}
+
 // -- start ------------------------------------------------------------------------------
 
 // (Re)load what the current user may see and do, and watch every key it may read.
@@ -619,7 +726,8 @@ async function start() {
   const keys = schema.keys.filter((d) => d.type !== "trigger").map((d) => d.key);
   const w = watcher = camera.watch((changes) => applyChanges(changes), {
     keys,
-    onError: (e) => { $("settings-note").textContent = message(e); },
+    // The camera's own events (recorder and motor errors) come as errors too.
+    onError: (e) => logEvent("error", message(e)),
     onConnection: (up) => {
       $("settings-note").textContent = up ? settingsNote : "Connection lost; reconnecting…";
     },
@@ -627,6 +735,8 @@ async function start() {
   buildSettings();
   buildRecording();
   buildMotors();
+  buildStatus();
+  buildUsers();
   try {
     applyChanges(await w.ready);
   } catch (e) {
