@@ -364,6 +364,28 @@ def main(result_path, workdir):
                 return out
             step(result, "users", users)
 
+            def screens():
+                out = {}
+                for name, width, height, mobile in (("desktop", 1280, 900, False),
+                                                     ("phone", 360, 740, True)):
+                    page.call("Emulation.setDeviceMetricsOverride", {
+                        "width": width, "height": height, "deviceScaleFactor": 1,
+                        "mobile": mobile})
+                    page.evaluate("window.scrollTo(0, 0); new Promise((r) => "
+                                  "requestAnimationFrame(() => requestAnimationFrame(r)))")
+                    shot = page.call("Page.captureScreenshot", {"format": "png",
+                                                                "captureBeyondViewport": True})
+                    path = os.path.join(workdir, "dashboard-%s.png" % name)
+                    with open(path, "wb") as f:
+                        f.write(base64.b64decode(shot["data"]))
+                    out[name] = {"path": path, "inner": page.evaluate("innerWidth"),
+                                 "scroll": page.evaluate("document.documentElement.scrollWidth"),
+                                 "playing": page.evaluate(
+                                     'document.getElementById("live").videoWidth')}
+                page.call("Emulation.clearDeviceMetricsOverride")
+                return out
+            step(result, "screens", screens)
+
             def logout():
                 page.evaluate('document.getElementById("logout").click(); true')
                 until(page, 'document.getElementById("who").textContent.startsWith("anonymous")'

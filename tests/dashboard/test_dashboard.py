@@ -130,3 +130,15 @@ def test_an_admin_adds_changes_resets_and_deletes_a_user(run):
 def test_a_viewer_sees_no_user_management(run):
     assert "users-section" not in ok(run, "viewer")["sections"]
     assert "status-section" in ok(run, "viewer")["sections"]
+
+
+def test_desktop_and_phone_widths_fit_and_are_captured(run):
+    screens = ok(run, "screens")
+    for name, width in (("desktop", 1280), ("phone", 360)):
+        shot = screens[name]
+        assert shot["inner"] == width and shot["scroll"] <= width, shot  # no sideways scrolling
+        assert shot["playing"] > 0
+        with open(shot["path"], "rb") as f:
+            png = f.read()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert width - 20 <= int.from_bytes(png[16:20], "big") <= width  # less a scroll bar

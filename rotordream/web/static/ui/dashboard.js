@@ -113,14 +113,25 @@ function show(key, value) {
   }
 }
 
+const writing = new Map();  // key -> the value still to send while a write is under way
+
+// One write per key at a time, the latest value last: parallel requests could arrive out
+// of order and leave an older value behind (three quick arrow key presses, say).
 async function write(decl, value, row) {
   const error = row.querySelector(".error");
   error.textContent = "";
-  try {
-    await camera.set({[decl.key]: value});
-  } catch (e) {
-    error.textContent = message(e);
-    show(decl.key, state[decl.key]);  // back to what the camera holds
+  const busy = writing.has(decl.key);
+  writing.set(decl.key, value);
+  if (busy) return;
+  while (writing.has(decl.key)) {
+    const next = writing.get(decl.key);
+    try {
+      await camera.set({[decl.key]: next});
+    } catch (e) {
+      error.textContent = message(e);
+      show(decl.key, state[decl.key]);  // back to what the camera holds
+    }
+    if (writing.get(decl.key) === next) writing.delete(decl.key);
   }
 }
 
@@ -401,7 +412,8 @@ async function listRecordings() {
       actions.push(del);
     }
     return el("tr", {dataset: {id: r.id}},
-      el("td", {}, new Date(r.start_ts * 1000).toLocaleString()), el("td", {}, r.name || ""),
+      el("td", {}, r.start ? new Date(r.start).toLocaleString() : ""),
+      el("td", {}, (r.name || "") + (r.recording ? " (recording)" : "")),
       el("td", {}, seconds(r.duration)), el("td", {}, bytes(r.size)), el("td", {}, ...actions));
   });
   $("rec-list").tBodies[0].replaceChildren(...rows);
