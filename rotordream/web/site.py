@@ -13,7 +13,7 @@ from twisted.web import resource, server, static
 
 from rotordream.auth.ratelimit import RateLimiter
 from rotordream.rtsp.http_tunnel import install as install_rtsp_tunnel
-from rotordream.web.api import openapi, recordings, settings, system, users, webrtc
+from rotordream.web.api import openapi, ptz, recordings, settings, system, users, webrtc
 from rotordream.web.api.base import ApiContext, ApiResource, NotFound
 from rotordream.web.metrics import MetricsResource, make_registry
 from rotordream.web.request import BodyLimits, BoundedRequest
@@ -78,6 +78,8 @@ def build_api(ctx, http_counts=None):
         root.putChild(b"recordings", recordings.Recordings(api))
     if ctx.webrtc is not None:
         root.putChild(b"webrtc", webrtc.WebRTCRoot(api))
+    if ctx.motor is not None:
+        root.putChild(b"ptz", ptz.Ptz(api))
     root.putChild(b"v1", WebSocketResource(ctx.websocket))
     return root
 

@@ -27,9 +27,11 @@ _ERROR = {
                                      "CONFLICT", "PAYLOAD_TOO_LARGE",
                                      "UNSUPPORTED_MEDIA_TYPE", "RANGE_NOT_SATISFIABLE",
                                      "RATE_LIMITED", "INSUFFICIENT_STORAGE",
-                                     "CAMERA_NOT_CONNECTED", "INTERNAL"]},
+                                     "CAMERA_NOT_CONNECTED", "MOTOR_NOT_CONNECTED",
+                                     "INTERNAL"]},
                    "timestamp": {"type": "integer"}, "key": {}, "allowed": {},
-                   "limit": {}, "period": {}, "retry_after": {}, "size": {}},
+                   "limit": {}, "period": {}, "retry_after": {}, "size": {},
+                   "motor_code": {}},
 }
 _ERRORS = {"400": "Bad request", "401": "Unauthorized", "403": "Forbidden",
            "404": "Not found", "405": "Method not allowed", "409": "Conflict",
