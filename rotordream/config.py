@@ -5,6 +5,9 @@ them all. An unknown section or key, a wrong type or a bad value raises
 :class:`ConfigError` whose message is one line naming the key and the value.
 Camera settings (resolution, brightness, ...) are not configuration: they
 live in ``rotordream/state.py``.
+
+Why it is long: every section's dataclass with each key's type and default,
+and the checks that turn a bad value into one line, belong in one place.
 """
 
 import dataclasses
@@ -170,6 +173,21 @@ class Metrics:
     public: bool = True                # false: a logged-in user is required, not just status.read
 
 
+LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+# Areas [log] levels may name: the daemon's packages (a logger's namespace is
+# rotordream.<area>...), plus "service" for the daemon's own start, stop and reloads.
+LOG_AREAS = ("auth", "discovery", "media", "motor", "onvif", "recording", "rtp", "rtsp",
+             "service", "web", "webrtc")
+
+
+@dataclass(frozen=True)
+class Log:
+    """Log levels: one for everything, and per area (``levels = {rtsp = "debug"}``)."""
+
+    level: str = "info"                # debug | info | warn | error | critical
+    levels: tuple = ()                 # ((area, level), ...) from the TOML table
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration."""
@@ -187,6 +205,7 @@ class Config:
     discovery: Discovery = field(default_factory=Discovery)
     webrtc: WebRTC = field(default_factory=WebRTC)
     metrics: Metrics = field(default_factory=Metrics)
+    log: Log = field(default_factory=Log)
 
     @property
     def recording_dir(self):
@@ -198,6 +217,7 @@ _CHOICES = {
     ("server", "source"): None,  # checked by parse_source
     ("auth", "anonymous"): ("admin", "operator", "viewer", "guest"),
     ("video", "profile"): ("baseline", "main", "high"),
+    ("log", "level"): LOG_LEVELS,
 }
 _POSITIVE = {("rtsp", "max_sessions"), ("rtsp", "mtu"), ("rtsp", "session_timeout"),
              ("motor", "baud"), ("video", "threads"), ("video", "snapshot_threads"),
@@ -249,12 +269,34 @@ def _coerce(section, key, ftype, value):
             parse_source(value)
         if (section, key) == ("server", "motor"):
             parse_motor(value)
+    elif (section, key) == ("log", "levels"):
+        value = _log_levels(where, value)
     elif ftype == "tuple":
         if not isinstance(value, (list, tuple)) or \
                 not all(isinstance(v, str) and "\0" not in v for v in value):
             raise ConfigError("%s: expected a list of strings" % where)
         value = tuple(value)
     return value
+
+
+def _log_levels(where, value):
+    """``{area = level}`` as sorted ((area, level), ...) pairs; ConfigError names a bad one."""
+    if isinstance(value, (list, tuple)):  # already pairs (a Config rebuilt from another)
+        try:
+            value = dict(value)
+        except (TypeError, ValueError):
+            raise ConfigError("%s: expected a table such as {rtsp = \"debug\"}" % where) \
+                from None
+    if not isinstance(value, dict):
+        raise ConfigError("%s: expected a table such as {rtsp = \"debug\"}" % where)
+    for area, level in value.items():
+        if area not in LOG_AREAS:
+            raise ConfigError("[log] levels: unknown area %s (known: %s)"
+                              % (_name(area), ", ".join(LOG_AREAS)))
+        if level not in LOG_LEVELS:
+            raise ConfigError("[log] levels.%s = %r: expected one of %s"
+                              % (area, level, ", ".join(LOG_LEVELS)))
+    return tuple(sorted(value.items()))
 
 
 def check_endpoint(section, key, value):

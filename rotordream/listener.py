@@ -1,20 +1,24 @@
-"""A listening port that fails the daemon's start with one clear line when it cannot bind."""
+"""A listening port that fails the daemon's start with one clear line when it cannot bind,
+and that a reload moves to another endpoint without dropping its connections."""
 
 import errno
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.internet import endpoints, error
+from twisted.internet import defer, endpoints, error
+from twisted.python import failure
+
+
+class ListenError(Exception):
+    """A new endpoint could not be bound; the message says why in one line."""
 
 
 class Listener(StreamServerEndpointService):
     """A listening port that fails the start with a clear message when it cannot bind."""
 
     def __init__(self, reactor, description, factory, option, tls=None):
-        if tls is not None:
-            endpoint = _tls_endpoint(reactor, description, tls)
-        else:
-            endpoint = endpoints.serverFromString(reactor, description)
-        super().__init__(endpoint, factory)
+        self._reactor = reactor
+        self._tls = tls
+        super().__init__(self._endpoint(description), factory)
         self.description = description
         self.option = option
         self.port = None
@@ -32,6 +36,39 @@ class Listener(StreamServerEndpointService):
     def _bound(self, port):
         self.port = port
         return port
+
+    def _endpoint(self, description):
+        if self._tls is not None:
+            return _tls_endpoint(self._reactor, description, self._tls)
+        return endpoints.serverFromString(self._reactor, description)
+
+    def open(self, description):
+        """Bind ``description`` beside the current port and return the new port (not yet
+        in use by this listener: :meth:`move_to` or ``stopListening`` it).
+
+        Raises :class:`ListenError` when it cannot be bound.
+        """
+        outcome = []
+        self._endpoint(description).listen(self.factory).addBoth(outcome.append)
+        if not outcome:  # every endpoint we build (tcp, ssl, unix) listens at once
+            raise ListenError("cannot listen on %s (--%s): the endpoint did not bind at once"
+                              % (description, self.option))
+        if isinstance(outcome[0], failure.Failure):
+            raise ListenError(listen_error_message(self.option, description, outcome[0].value))
+        return outcome[0]
+
+    def move_to(self, description, port):
+        """Serve on ``port`` (from :meth:`open`) from now on and stop listening on the old
+        one; connections it already accepted keep running until they end.
+
+        Returns the Deferred of the old port's ``stopListening``.
+        """
+        old = self.port
+        self.description = description
+        self.endpoint = self._endpoint(description)
+        self.port = port
+        self._waitingForPort = defer.succeed(port)
+        return defer.maybeDeferred(old.stopListening) if old is not None else defer.succeed(None)
 
     def number(self):
         """The port listened on; before it is bound, the one in the description."""

@@ -6,6 +6,7 @@ then the :class:`rotordream.context.Context` bundle the web tree and ONVIF read.
 
 import asyncio
 import os
+import signal
 import sys
 import time
 from functools import partial
@@ -16,6 +17,7 @@ from twisted.python import threadpool, usage
 
 from rotordream import config as configmod
 from rotordream.listener import Listener
+from rotordream.reload import LiveConfig, Reloader
 
 log = Logger()
 
@@ -71,6 +73,10 @@ class Options(usage.Options):
         ["secret-file", None, None, "key file for recoverable passwords, outside the state "
          "directory (default /etc/rotordream/secret.key)"],
     ]
+    optFlags = [
+        ["check-config", None, "check the config file (and options), print ok or the "
+         "problem, exit 0 or 1 without starting"],
+    ]
 
     def __init__(self):
         super().__init__()
@@ -80,11 +86,15 @@ class Options(usage.Options):
         """Load the config file and apply the command line over it."""
         overrides = {_OPTION_KEYS[name]: self[name] for name in _OPTION_KEYS
                      if self[name] is not None}
+        self["overrides"] = overrides
         try:
             self["parsed"] = configmod.load(self["config"], overrides)
         except configmod.ConfigError as e:
             # One clear line and a non-zero exit, not a usage dump.
             raise SystemExit("rotordream: %s" % e)
+        if self["check-config"]:
+            print("ok", flush=True)
+            raise SystemExit(0)
 
 
 def _add(parent, child):
@@ -130,6 +140,8 @@ def makeService(options):
     from rotordream.webrtc.sessions import build_webrtc_service
 
     cfg = options["parsed"]
+    # What every part reads from; a reload replaces the Config inside (see reload.py).
+    live = LiveConfig(cfg)
     state_dir = _state_dir(cfg.server.state_dir)
     top = service.MultiService()
 
@@ -165,15 +177,15 @@ def makeService(options):
     events = make_broker(cfg, reactor, has_motor=motor is not None)
 
     # What the web tree and ONVIF read: built once every part exists, never changed.
-    ctx = Context(config=cfg, reactor=reactor, state=state, auth=auth, pipeline=pipeline,
+    ctx = Context(config=live, reactor=reactor, state=state, auth=auth, pipeline=pipeline,
                   motor=motor, recorder=recorder, rtsp=rtsp, events=events,
                   websocket=websocket, webrtc=webrtc, started=time.time())
 
     tls = None
     if cfg.server.https or cfg.server.rtsps:
         tls = make_tls_context_factory(ctx)
-    build_rtsp_service(rtsp, reactor, cfg.server.rtsp, cfg.server.rtsps,
-                       tls).setServiceParent(top)
+    rtsp_service = build_rtsp_service(rtsp, reactor, cfg.server.rtsp, cfg.server.rtsps, tls)
+    rtsp_service.setServiceParent(top)
     # Feeds the ONVIF events from the start, so motion is tracked before anyone asks.
     EventsService(ctx).setServiceParent(top)
     _add(top, webrtc)
@@ -183,23 +195,101 @@ def makeService(options):
     onvif = make_onvif_resource(ctx)
     # WS-Security nonces pass from one run to the next (a replay across a restart fails).
     _Running(onvif.dispatcher.load_nonces, onvif.dispatcher.save_nonces).setServiceParent(top)
-    metrics = None
-    if cfg.metrics.enabled:
-        # Read at scrape time from every part; only the reactor-lag timer runs meanwhile.
-        lag = ReactorLag(reactor)
-        _Running(lag.start, lag.stop).setServiceParent(top)
-        metrics = DaemonCollector(pipeline, rtsp=rtsp, webrtc=webrtc, websocket=websocket,
-                                  recorder=recorder, motor=motor, auth=auth, lag=lag)
+    # Always built, so a reload can switch /metrics on or off ([metrics] enabled): read
+    # at scrape time from every part; only the reactor-lag timer runs meanwhile.
+    lag = ReactorLag(reactor)
+    _Running(lag.start, lag.stop).setServiceParent(top)
+    reloader = Reloader(live, partial(configmod.load, options["config"], options["overrides"]))
+    metrics = DaemonCollector(pipeline, rtsp=rtsp, webrtc=webrtc, websocket=websocket,
+                              recorder=recorder, motor=motor, auth=auth, lag=lag,
+                              reloads=reloader)
     site = make_site(ctx, onvif, metrics)
+    metrics_resource = site.resource.getStaticEntity(b"metrics")
+    metrics_resource.reconfigure(cfg.metrics)
     listeners = [Listener(reactor, cfg.server.http, site, "http")]
     if cfg.server.https:
         listeners.append(Listener(reactor, cfg.server.https, site, "https", tls=tls))
     for listener in listeners:
         listener.setServiceParent(top)
 
-    _add(top, build_discovery_service(reactor, state, cfg, http_port=listeners[0].number))
+    discovery = _Discovery(top, partial(build_discovery_service, reactor, state,
+                                        http_port=listeners[0].number))
+    discovery.reconfigure(cfg)
+
+    # What a reload changes, part by part (each reads only its own sections).
+    api = site.resource.getStaticEntity(b"api").api
+    reloader.listeners = {("server", "http"): listeners[0],
+                          ("server", "https"): listeners[1] if cfg.server.https else None,
+                          ("server", "rtsp"): rtsp.listener,
+                          ("server", "rtsps"): next(
+                              (s for s in rtsp_service if getattr(s, "option", "") == "rtsps"),
+                              None)}
+    reloader.checks.append(_check_recording_dir)
+    reloader.parts += [
+        lambda old, new: auth.reconfigure(new),
+        lambda old, new: api.reconfigure(new),
+        lambda old, new: site.requestFactory.reconfigure(new),
+        lambda old, new: websocket.reconfigure(new),
+        lambda old, new: rtsp.reconfigure(new.rtsp),
+        lambda old, new: metrics_resource.reconfigure(new.metrics),
+        lambda old, new: discovery.reconfigure(new),
+    ]
+    if webrtc is not None:
+        reloader.parts.append(lambda old, new: webrtc.reconfigure(new.webrtc))
+    if recorder is not None:
+        reloader.parts.append(lambda old, new: recorder.reconfigure(new.recording,
+                                                                    new.recording_dir))
+    _Reloading(reactor, reloader).setServiceParent(top)
     _Lifecycle(ctx, listeners).setServiceParent(top)
     return top
+
+
+def _check_recording_dir(config):
+    from rotordream.reload import check_directory
+    check_directory("recording", "directory", config.recording_dir)
+
+
+class _Discovery:
+    """WS-Discovery as ``[discovery]`` says, switched on and off by reloads."""
+
+    def __init__(self, parent, build):
+        self.parent = parent
+        self.build = build      # build(config) -> DiscoveryService or None (off)
+        self.service = None
+
+    def reconfigure(self, config):
+        """Start, stop (a Bye goes out) or re-aim the service for ``config``."""
+        if not config.discovery.enabled:
+            if self.service is not None:
+                self.service.disownServiceParent()
+                self.service = None
+            return
+        if self.service is None:
+            self.service = self.build(config)
+            self.service.setServiceParent(self.parent)
+        else:
+            self.service.reconfigure(config.discovery)
+
+
+class _Reloading(service.Service):
+    """Reloads the configuration on SIGHUP (``systemctl reload``), on the reactor thread."""
+
+    def __init__(self, reactor, reloader):
+        self.reactor = reactor
+        self.reloader = reloader
+        self._previous = None
+
+    def startService(self):
+        service.Service.startService(self)
+        # The handler only schedules: the reload runs between reactor events, never
+        # inside whatever the signal interrupted.
+        self._previous = signal.signal(
+            signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reloader.reload))
+
+    def stopService(self):
+        service.Service.stopService(self)
+        if self._previous is not None:
+            signal.signal(signal.SIGHUP, self._previous)
 
 
 class _Running(service.Service):

@@ -52,6 +52,15 @@ class PasswordChecker:
         self._cache = collections.OrderedDict()  # id -> (name, expires)
         self._checks = {}  # id -> _Check
 
+    def reconfigure(self, threads, queue, cache_seconds):
+        """New pool size, queue and cache lifetime (a reload); running checks finish as
+        they are and names cached already keep their expiry."""
+        self.capacity = max(1, threads) + max(0, queue)
+        self.cache_seconds = cache_seconds
+        adjust = getattr(self._pool, "adjustPoolsize", None)
+        if adjust is not None:
+            adjust(minthreads=0, maxthreads=max(1, threads))
+
     def _id(self, name, password):
         data = b"%d:%s%s" % (len(name), name.encode("utf-8", "surrogatepass"),
                              password.encode("utf-8", "surrogatepass"))

@@ -29,6 +29,11 @@ class RateLimiter:
             q.popleft()
         return now, q
 
+    def configure(self, limit, period):
+        """New limits (a reload): events already counted stay, judged by the new window."""
+        self.limit = limit
+        self.period = period
+
     def retry_after(self, key):
         """Seconds until ``key`` may act again (0 when it may now)."""
         if not self.enabled:
@@ -78,6 +83,12 @@ class Lockout:
         self.longest = max(longest, window)
         self._clock = clock
         self._keys = collections.OrderedDict()  # key -> _Record
+
+    def configure(self, limit, window, longest):
+        """New limits (a reload); lockouts already running keep their end time."""
+        self.limit = limit
+        self.window = window
+        self.longest = max(longest, window)
 
     @property
     def enabled(self):

@@ -124,6 +124,20 @@ class AuthService:
         self.failures = {"password": 0, "digest": 0, "onvif": 0}
         self.locked_out = 0
 
+    def reconfigure(self, config):
+        """Apply a reloaded configuration: login limits, lockouts, the anonymous role,
+        token, nonce and cache lifetimes, the hash queue. Tokens already issued keep
+        their expiry; ``initial_admin_password`` and ``secret_file`` are read at start."""
+        a = config.auth
+        self.config = config
+        self.lockouts.configure(a.login_failures, a.login_window, a.lockout_max)
+        self.user_failures.configure(a.user_failures, a.login_window)
+        self.attempts.configure(a.attempts_per_address, a.attempts_window)
+        self.anonymous_role = a.anonymous
+        self.tokens.lifetime = a.token_lifetime
+        self.nonces.lifetime = a.nonce_lifetime
+        self.checker.reconfigure(a.hash_threads, a.hash_queue, a.cache_seconds)
+
     def login_hint(self):
         """How to log in as admin, for the start-up banner."""
         if self.users.initial_password_file:

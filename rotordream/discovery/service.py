@@ -136,6 +136,23 @@ class DiscoveryService(service.Service):
 
     # -- interfaces -----------------------------------------------------
 
+    def reconfigure(self, section):
+        """Apply a reloaded ``[discovery] interfaces``: a Bye on the interfaces left out,
+        a Hello on the new ones. (``enabled`` starts or stops the whole service: the
+        assembler's job.)"""
+        names = tuple(section.interfaces)
+        if names == self.interface_names:
+            return
+        self.interface_names = names
+        self._warned_missing = False
+        if self.transport is None or not self.running:
+            return
+        kept = {i.index for i in netif.select_interfaces(self.list_interfaces(), names)}
+        dropped = [iface for index, iface in self.interfaces.items() if index not in kept]
+        if dropped and self.discoverable:
+            self._announce(message.BYE, dropped)
+        self.refresh_interfaces()
+
     def refresh_interfaces(self):
         """Join the group on new or readdressed interfaces (Hello there), forget vanished ones."""
         if self.transport is None or not self.running:

@@ -96,6 +96,8 @@ class Recorder(service.Service):
         self.session_duration = 0.0
         self.written = 0  # bytes of the segments finished since the start (metrics)
         self.ready = defer.Deferred()
+        self._next_directory = None   # a reloaded [recording] directory not in use yet
+        self._moving = None           # Deferred while the store moves to it
         self._space_loop = LoopingCall(self._check_space)
         self._space_loop.clock = self.clock
 
@@ -110,6 +112,52 @@ class Recorder(service.Service):
         d.addCallback(self._loaded)
         d.addErrback(lambda f: log.failure("could not read the recordings index", f))
         d.addBoth(lambda _: self.ready.callback(None) if not self.ready.called else None)
+
+    def reconfigure(self, section, directory):
+        """Apply a reloaded ``[recording]`` section; ``directory`` is the resolved one.
+
+        Segment length and retention apply at once (the segment being written is cut
+        by the new length). A new directory is loaded in the writer thread and used
+        from the next recording on: a recording running now finishes where it began.
+        """
+        self.segment_seconds = section.segment_seconds
+        self.store.set_limits(section.max_total_mb, section.min_free_mb)
+        directory = os.path.abspath(directory)
+        if directory == self.store.directory and self._moving is None:
+            self._next_directory = None
+            return
+        self._next_directory = directory
+        if self.mode == IDLE:
+            self._move()
+
+    def _move(self):
+        """Load the pending recordings directory, then use it (nothing starts meanwhile)."""
+        if self.mode != IDLE or self._moving is not None:
+            return  # the next stop (or the move under way) comes back here
+        directory, self._next_directory = self._next_directory, None
+        if directory is None:
+            return
+        store = self.store
+
+        def load():
+            other = RecordingStore(directory, 0, 0)
+            other.load()
+            return other
+
+        def loaded(other):
+            store.take_over(other)
+            log.info("recordings directory is now {directory}", directory=directory)
+
+        def done(result):
+            self._moving = None
+            self._move()  # a later reload may have named yet another directory
+            return result
+
+        d = self._moving = threads.deferToThreadPool(self.reactor, self.pool, load)
+        d.addCallback(loaded)
+        d.addErrback(lambda f: log.failure("could not use recordings directory {directory}",
+                                           f, directory=directory))
+        d.addBoth(done)
 
     def _loaded(self, measured):
         for rid in measured:
@@ -129,6 +177,8 @@ class Recorder(service.Service):
         """Start recording (stream1 from its last keyframe); return the status."""
         if self.mode != IDLE:
             raise RecorderError("CONFLICT", "already recording")
+        if self._moving is not None:
+            raise RecorderError("CONFLICT", "the recordings directory is changing; try again")
         if duration is not None and duration <= 0:
             raise RecorderError("BAD_REQUEST", "duration must be positive seconds", 400)
         if not self.store.make_room(SEGMENT_RESERVE):
@@ -167,6 +217,8 @@ class Recorder(service.Service):
         self._close_segment()
         self.state.update({"record": False}, origin=origin)
         log.info("recording stopped")
+        if self._next_directory is not None:
+            self.closed().addCallback(lambda _: self._move())
         return self.status()
 
     def closed(self):

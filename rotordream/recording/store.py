@@ -57,6 +57,17 @@ class RecordingStore:
         self.entries = {}
         self.deleted = {"user": 0, "space": 0}  # recordings deleted, by reason (metrics)
 
+    def set_limits(self, max_total_mb, min_free_mb):
+        """New retention limits (a reload); they apply at the next check."""
+        self.max_total = max_total_mb * 1024 * 1024
+        self.min_free = min_free_mb * 1024 * 1024
+
+    def take_over(self, other):
+        """Become ``other``, a store loaded for another directory (a reload moved the
+        recordings directory): listings and new recordings go there from now on."""
+        self.directory = other.directory
+        self.entries = other.entries
+
     # -- paths ----------------------------------------------------------
 
     def path(self, rid):

@@ -114,11 +114,12 @@ class DaemonCollector:
     Any part but the pipeline may be None (off). ``auth`` is the AuthService (its
     ``failures`` and ``locked_out`` counts), ``websocket`` the control factory
     (``count()``, ``dropped``, ``rate_limited``), ``http`` an :class:`HttpCounts` and
-    ``lag`` a :class:`ReactorLag`.
+    ``lag`` a :class:`ReactorLag`, ``reloads`` the configuration reloader (its
+    ``applied`` and ``failures`` counts).
     """
 
     def __init__(self, pipeline, rtsp=None, webrtc=None, websocket=None, recorder=None,
-                 motor=None, auth=None, http=None, lag=None):
+                 motor=None, auth=None, http=None, lag=None, reloads=None):
         self.pipeline = pipeline
         self.rtsp = rtsp
         self.webrtc = webrtc
@@ -128,6 +129,7 @@ class DaemonCollector:
         self.auth = auth
         self.http = http if http is not None else HttpCounts()
         self.lag = lag
+        self.reloads = reloads
 
     def collect(self):
         """Every metric family, read now."""
@@ -136,6 +138,14 @@ class DaemonCollector:
         yield from self._access()
         yield from self._recording()
         yield from self._motor()
+        if self.reloads is not None:
+            yield CounterMetricFamily("rotordream_config_reloads_total",
+                                      "Configuration reloads applied (SIGHUP)",
+                                      value=self.reloads.applied)
+            yield CounterMetricFamily("rotordream_config_reload_failures_total",
+                                      "Configuration reloads refused (invalid file or "
+                                      "endpoint); the configuration in force stayed",
+                                      value=self.reloads.failures)
         if self.lag is not None:
             yield _histogram("rotordream_reactor_lag_seconds",
                              "How late reactor timers fire", series=[((), self.lag.buckets)])
@@ -281,9 +291,17 @@ class MetricsResource(ApiResource):
         super().__init__(api)
         self.registry = registry
         self.public = public
+        self.enabled = True
+
+    def reconfigure(self, section):
+        """Apply a reloaded ``[metrics]`` section: ``enabled`` false answers 404."""
+        self.enabled = section.enabled
+        self.public = section.public
 
     def get(self, request, principal):
         """The exposition text."""
+        if not self.enabled:
+            raise ApiError(404, "metrics are switched off ([metrics] enabled)")
         if not self.public and not principal.authenticated:
             raise ApiError(401, "authentication required")
         return Raw(generate_latest(self.registry), CONTENT_TYPE_LATEST.encode("ascii"))

@@ -81,6 +81,11 @@ class BoundedRequest(server.Request):
         """A request factory for a Site, with ``limits``."""
         return type(cls.__name__, (cls,), {"limits": limits})
 
+    @classmethod
+    def reconfigure(cls, config):
+        """Apply reloaded body limits to the requests this factory makes from now on."""
+        cls.limits = BodyLimits.from_config(config)
+
     def gotLength(self, length):
         """Headers are in: pick the limit, refuse a declared length over it, else buffer."""
         self.content = BytesIO()

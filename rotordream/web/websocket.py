@@ -174,6 +174,23 @@ class ControlFactory(WebSocketServerFactory):
         self._unsubscribe = [self.state.subscribe(self.broadcast),
                              self.state.subscribe_events(self.broadcast_event)]
 
+    def reconfigure(self, config):
+        """Apply a reloaded ``[websocket]`` section and origins without closing anyone:
+        the rate limit also to connected clients, sizes and pings to new connections."""
+        cfg = config.websocket
+        self.rate_limit = cfg.rate_limit
+        self.send_buffer = cfg.send_buffer
+        self.allowed_origins = tuple(config.http.allowed_origins) + \
+            tuple(config.http.cors_origins)
+        self.setProtocolOptions(maxMessagePayloadSize=cfg.max_message,
+                                maxFramePayloadSize=cfg.max_message,
+                                autoPingInterval=cfg.ping_interval,
+                                autoPingTimeout=cfg.ping_interval)
+        for proto in list(self.clients.values()):
+            limiter = getattr(proto, "limiter", None)
+            if limiter is not None:
+                limiter.configure(cfg.rate_limit, 1)
+
     def count(self):
         """Connected clients."""
         return len(self.clients)

@@ -135,6 +135,12 @@ class WebRTCService(service.Service):
         self.wall = wall
         self.sessions = {}
 
+    def reconfigure(self, config):
+        """Apply a reloaded ``[webrtc]`` section to the next offer: session limits,
+        offer timeout, host addresses and ICE servers (connected viewers keep theirs)."""
+        self.config = config
+        use_host_addresses(config.addresses)
+
     # -- the two ways in ----------------------------------------------------
 
     def offer(self, stream, caller):

@@ -199,6 +199,11 @@ class ApiContext:
         self.ctx = ctx
         self.limiter = limiter
 
+    def reconfigure(self, config):
+        """Apply a reloaded ``[http]`` rate limit to the next request (CORS, origins and
+        body limits are read from ``ctx.config`` per request)."""
+        self.limiter.configure(config.http.rate_limit, config.http.rate_period)
+
 
 class ApiResource(resource.Resource):
     """A JSON REST resource; see the module docstring."""
