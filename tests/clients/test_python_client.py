@@ -293,7 +293,8 @@ def test_ptz_move_presets_goto_continuous_stop(admin):
         token = admin.ptz.set_preset("client-preset")
         presets = admin.ptz.presets()
         assert token in [p["token"] for p in presets]
-        assert [p["name"] for p in presets if p["token"] == token] == ["client-preset"]
+        assert [(p["name"], p["pan"], p["tilt"]) for p in presets if p["token"] == token] == \
+            [("client-preset", 10, -5)]
         admin.ptz.move(0, 0)
         until(lambda s: abs(s.get("pan-position", 99)) < 0.5)
         admin.ptz.goto(token)
@@ -301,14 +302,22 @@ def test_ptz_move_presets_goto_continuous_stop(admin):
         admin.ptz.continuous(0.5, 0.0, timeout=20)
         until(lambda s: s.get("motor-state") == "moving" and s.get("pan-position", 0) > 11)
         admin.ptz.stop()
-        until(lambda s: s.get("motor-state") == "idle")
+        stopped = until(lambda s: s.get("motor-state") == "idle")["pan-position"]
         assert admin.ptz.position()["motor-state"] == "idle"
         with pytest.raises(rc.NotFound):
             admin.ptz.goto("no-such-preset")
         with pytest.raises(rc.InvalidValue):
             admin.ptz.continuous(3.0, 0.0)
+        admin.ptz.relative(pan=-4)
+        until(lambda s: abs(s.get("pan-position", 99) - (stopped - 4)) < 0.5 and
+              s.get("motor-state") == "idle")
+        admin.ptz.home()
+        until(lambda s: abs(s.get("pan-position", 99)) < 0.5 and s.get("motor-state") == "idle")
+        assert admin.ptz.status()["limits"]["pan_max"] > 0
         admin.ptz.remove_preset(token)
         assert token not in [p["token"] for p in admin.ptz.presets()]
+        with pytest.raises(rc.NotFound):
+            admin.ptz.remove_preset(token)
     finally:
         admin.ptz.move(0, 0)
         watch.close()

@@ -138,6 +138,8 @@ def test_ptz_and_users(ctl, daemon, admin):
         assert {"token": token, "name": "ctl-preset"}.items() <= \
             [p for p in jrun(ctl, "ptz", "presets") if p["token"] == token][0].items()
         assert jrun(ctl, "ptz", "goto", "ctl-preset") == {"preset": token}
+        home = jrun(ctl, "ptz", "home")
+        assert {"pan", "tilt", "state"} <= set(home)
         ctl("ptz", "move", check=2)
         admin.ptz.remove_preset(token)
     finally:

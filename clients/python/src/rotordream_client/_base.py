@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 import json
 import ssl
-import xml.etree.ElementTree as ET
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -21,10 +20,6 @@ from .errors import ApiError, error_from
 _NOBODY = object()
 VerifyType = Union[bool, str, ssl.SSLContext]
 
-SOAP_NS = "http://www.w3.org/2003/05/soap-envelope"
-PTZ_NS = "http://www.onvif.org/ver20/ptz/wsdl"
-TT_NS = "http://www.onvif.org/ver10/schema"
-VELOCITY_SPACE = "http://www.onvif.org/ver10/tptz/PanTiltSpaces/VelocityGenericSpace"
 
 
 class Call:
@@ -83,8 +78,6 @@ def read_answer(response: httpx.Response, call: Call) -> Any:
                 body = None
             if isinstance(body, dict):
                 raise error_from(body, response.status_code, response.headers.get("retry-after"))
-        if "xml" in ctype:
-            raise soap_fault(response)
         raise ApiError("HTTP %d" % response.status_code, _status_code(response.status_code),
                        status=response.status_code)
     if call.raw:
@@ -102,77 +95,6 @@ def _status_code(status: int) -> str:
     return {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
             405: "METHOD_NOT_ALLOWED", 409: "CONFLICT", 413: "PAYLOAD_TOO_LARGE",
             429: "RATE_LIMITED", 503: "CAMERA_NOT_CONNECTED"}.get(status, "INTERNAL")
-
-
-# -- ONVIF PTZ (continuous moves, stop and presets exist only there) ---------------------
-
-def soap_call(operation: str, inner: str, profile: str = "stream1",
-              parse: Optional[Callable[[Any], Any]] = None) -> Call:
-    """A SOAP 1.2 request to the ONVIF PTZ service for ``profile``."""
-    body = ('<?xml version="1.0" encoding="UTF-8"?>'
-            '<s:Envelope xmlns:s="%s" xmlns:tptz="%s" xmlns:tt="%s"><s:Body>'
-            '<tptz:%s><tptz:ProfileToken>%s</tptz:ProfileToken>%s</tptz:%s>'
-            '</s:Body></s:Envelope>' % (SOAP_NS, PTZ_NS, TT_NS, operation, _xml(profile),
-                                        inner, operation))
-    return Call("POST", "/onvif/ptz_service", content=body.encode("utf-8"),
-                headers={"Content-Type": 'application/soap+xml; charset=utf-8; '
-                                         'action="%s/%s"' % (PTZ_NS, operation)},
-                raw=True, parse=parse or (lambda _: None))
-
-
-def _xml(text: str) -> str:
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;"))
-
-
-def soap_fault(response: httpx.Response) -> ApiError:
-    """An ApiError from an ONVIF SOAP fault (or an HTTP refusal of the SOAP endpoint)."""
-    reason, subcodes = "HTTP %d" % response.status_code, []
-    try:
-        root = ET.fromstring(response.content)
-        text = root.find(".//{%s}Reason/{%s}Text" % (SOAP_NS, SOAP_NS))
-        if text is not None and text.text:
-            reason = text.text
-        subcodes = [v.text or "" for v in root.iter("{%s}Value" % SOAP_NS)]
-    except ET.ParseError:
-        pass
-    code = _status_code(response.status_code)
-    if any(s.endswith(("NoToken", "NoProfile")) for s in subcodes):
-        code = "NOT_FOUND"
-    elif any(s.endswith(("NotAuthorized",)) for s in subcodes) and response.status_code == 401:
-        code = "UNAUTHORIZED"
-    elif any(s.endswith(("InvalidArgVal", "InvalidVelocity", "InvalidPosition",
-                         "InvalidPresetName", "InvalidSpeed")) for s in subcodes):
-        code = "INVALID_VALUE"
-    return error_from({"error": reason, "code": code, "subcodes": subcodes},
-                      response.status_code, response.headers.get("retry-after"))
-
-
-def parse_presets(content: bytes) -> List[Dict[str, Any]]:
-    """The presets of a GetPresetsResponse: token, name and generic position x, y (-1..1)."""
-    out = []
-    for p in ET.fromstring(content).iter("{%s}Preset" % PTZ_NS):
-        name = p.find("{%s}Name" % TT_NS)
-        pt = p.find(".//{%s}PanTilt" % TT_NS)
-        out.append({"token": p.get("token"), "name": name.text if name is not None else None,
-                    "x": float(pt.get("x", 0)) if pt is not None else None,
-                    "y": float(pt.get("y", 0)) if pt is not None else None})
-    return out
-
-
-def parse_preset_token(content: bytes) -> str:
-    """The token a SetPresetResponse gives."""
-    el = ET.fromstring(content).find(".//{%s}PresetToken" % PTZ_NS)
-    return el.text if el is not None and el.text else ""
-
-
-def velocity(pan_velocity: float, tilt_velocity: float, timeout: Optional[float]) -> str:
-    """The inner XML of a ContinuousMove."""
-    out = '<tptz:Velocity><tt:PanTilt x="%s" y="%s" space="%s"/></tptz:Velocity>' % (
-        float(pan_velocity), float(tilt_velocity), VELOCITY_SPACE)
-    if timeout is not None:
-        out += "<tptz:Timeout>PT%sS</tptz:Timeout>" % float(timeout)
-    return out
 
 
 # -- small helpers both flavours use ------------------------------------------------------

@@ -11,8 +11,7 @@ from urllib.parse import quote
 
 import httpx
 
-from ._base import (BearerAuth, Call, VerifyType, merge_values, parse_preset_token, parse_presets,
-                    pick, soap_call, velocity, with_query)
+from ._base import BearerAuth, Call, VerifyType, merge_values, pick, with_query
 
 
 class Surface:
@@ -193,12 +192,15 @@ class RecordingsBase:
 
 
 class Ptz:
-    """``camera.ptz``: absolute moves through the ``pan``/``tilt`` settings (degrees);
-    continuous moves, stop and presets through the ONVIF PTZ service."""
+    """``camera.ptz``: pan/tilt in degrees over ``/api/ptz``; absolute moves through the
+    ``pan``/``tilt`` settings (the answer names the targets)."""
 
-    def __init__(self, camera: Surface, profile: str = "stream1") -> None:
+    def __init__(self, camera: Surface) -> None:
         self._cam = camera
-        self.profile = profile
+
+    def status(self) -> Any:
+        """Position, ``state``, ``limits`` and ``presets``."""
+        return self._cam._call(Call("GET", "/api/ptz"))
 
     def move(self, pan: Optional[float] = None, tilt: Optional[float] = None) -> Any:
         """Move to ``pan``/``tilt`` degrees (one move when both are given)."""
@@ -207,47 +209,51 @@ class Ptz:
             raise ValueError("move() needs pan, tilt or both")
         return self._cam._call(Call("POST", "/api/settings", json=values))
 
+    def relative(self, pan: float = 0.0, tilt: float = 0.0,
+                 speed: Optional[float] = None) -> Any:
+        """Move by ``pan``/``tilt`` degrees (a step past a limit stops there)."""
+        body = {"pan": float(pan), "tilt": float(tilt)}
+        if speed is not None:
+            body["speed"] = float(speed)
+        return self._cam._call(Call("POST", "/api/ptz/relative", json=body))
+
     def continuous(self, pan_velocity: float, tilt_velocity: float,
                    timeout: Optional[float] = None) -> Any:
         """Move at a velocity (-1..1 of the axis' top speed) until ``stop()`` or ``timeout`` s."""
-        return self._cam._call(soap_call("ContinuousMove",
-                                         velocity(pan_velocity, tilt_velocity, timeout),
-                                         self.profile))
+        body = {"pan_velocity": float(pan_velocity), "tilt_velocity": float(tilt_velocity)}
+        if timeout is not None:
+            body["timeout"] = float(timeout)
+        return self._cam._call(Call("POST", "/api/ptz/continuous", json=body))
 
     def stop(self) -> Any:
         """Stop both axes."""
-        return self._cam._call(soap_call("Stop", "<tptz:PanTilt>true</tptz:PanTilt>",
-                                         self.profile))
+        return self._cam._call(Call("POST", "/api/ptz/stop"))
+
+    def home(self) -> Any:
+        """Go to the home position."""
+        return self._cam._call(Call("POST", "/api/ptz/home"))
 
     def presets(self) -> Any:
-        """The stored presets: ``[{"token", "name", "x", "y"}]`` (x, y: -1..1 of the range)."""
-        return self._cam._call(soap_call("GetPresets", "", self.profile, parse_presets))
+        """The stored presets: ``[{"token", "name", "pan", "tilt"}]`` (degrees)."""
+        return self._cam._call(Call("GET", "/api/ptz/presets", parse=lambda d: d["presets"]))
 
     def goto(self, preset: str) -> Any:
         """Move to the preset with token ``preset``."""
-        return self._cam._call(soap_call("GotoPreset", "<tptz:PresetToken>%s</tptz:PresetToken>"
-                                         % _esc(preset), self.profile))
+        return self._cam._call(Call("POST", "/api/ptz/presets/%s/goto" % quote(preset, safe="")))
 
-    def set_preset(self, name: str, token: Optional[str] = None) -> Any:
+    def set_preset(self, name: str) -> Any:
         """Store the current position as preset ``name``; its token."""
-        inner = "<tptz:PresetName>%s</tptz:PresetName>" % _esc(name)
-        if token:
-            inner += "<tptz:PresetToken>%s</tptz:PresetToken>" % _esc(token)
-        return self._cam._call(soap_call("SetPreset", inner, self.profile, parse_preset_token))
+        return self._cam._call(Call("POST", "/api/ptz/presets", json={"name": name},
+                                    parse=lambda d: d["token"]))
 
     def remove_preset(self, preset: str) -> Any:
         """Delete the preset with token ``preset``."""
-        return self._cam._call(soap_call("RemovePreset", "<tptz:PresetToken>%s</tptz:PresetToken>"
-                                         % _esc(preset), self.profile))
+        return self._cam._call(Call("DELETE", "/api/ptz/presets/" + quote(preset, safe="")))
 
     def position(self) -> Any:
         """Actual ``pan-position``, ``tilt-position`` (degrees) and ``motor-state``."""
         return self._cam._call(Call("GET", "/api/settings", parse=lambda d: pick(
             d, ("pan-position", "tilt-position", "motor-state"))))
-
-
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class Rotor:

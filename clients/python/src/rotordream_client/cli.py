@@ -258,7 +258,7 @@ def recordings_delete(ctx: click.Context, id: str) -> None:
 
 @main.group()
 def ptz() -> None:
-    """Pan/tilt: move, stop, presets."""
+    """Pan/tilt: move, stop, home, presets, goto."""
 
 
 @ptz.command(name="move")
@@ -287,6 +287,13 @@ def ptz_stop(ctx: click.Context) -> None:
     """Stop the axes."""
     camera(ctx).ptz.stop()
     emit(ctx, {"stopped": True}, lambda d: click.echo("stopped"))
+
+
+@ptz.command(name="home")
+@click.pass_context
+def ptz_home(ctx: click.Context) -> None:
+    """Go to the home position."""
+    emit(ctx, camera(ctx).ptz.home(), show_pairs)
 
 
 @ptz.command(name="presets")
