@@ -189,6 +189,7 @@ class MotorService(service.Service):
     def _fault(self, why):
         self.connected = False
         if self.state.get("motor-state") != "fault":
+            log.error("motor fault: {reason}", event="motor_fault", reason=why)
             self.faults += 1
             self.state.update({"motor-state": "fault"}, origin="motor")
             self.state.publish_event({"error": "motor controller: %s" % why,
@@ -201,7 +202,7 @@ class MotorService(service.Service):
             self._silence = self.clock.callLater(SILENCE, self._silent)
 
     def _silent(self):
-        log.warn("the motor controller stopped talking")
+        log.warn("the motor controller stopped talking", event="motor_silent")
         self._close()
         self._schedule_reconnect()
         self._fault("no answer")

@@ -172,9 +172,10 @@ class RTSPServer:
     def reap(self):
         """End the sessions whose time is up."""
         for session in self.core.expired(self.clock.seconds()):
-            log.info("RTSP session {id} of {client} expired ({why})", id=session.id,
-                     client=session.address,
-                     why="no keep-alive" if session.played else "SETUP without PLAY")
+            log.info("RTSP session {session} of {client} expired ({reason})",
+                     event="rtsp_session_expired", session=session.id, client=session.address,
+                     user=session.user or "anonymous", stream=session.stream,
+                     reason="no keep-alive" if session.played else "SETUP without PLAY")
             self.teardown(session)
 
     def teardown(self, session):
@@ -270,6 +271,9 @@ class RTSPServer:
         if not self.core.sending(session):
             return
         source = session.source
+        log.info("RTSP session {session} of {client} plays {stream}", event="rtsp_play",
+                 session=session.id, client=session.address, user=session.user or "anonymous",
+                 stream=session.stream, transport=getattr(session.target, "transport_name", "?"))
         source.add(session.target)
         self._send_sr(session, source)
         session.sr_loop = LoopingCall(self._send_sr, session, source)
@@ -299,6 +303,11 @@ class RTSPServer:
                 pass
 
     def _do_CloseSource(self, effect):
+        # Every session's end (TEARDOWN, expiry, connection lost) closes its source.
+        session = effect.session
+        log.info("RTSP session {session} of {client} ended", event="rtsp_session_end",
+                 session=session.id, client=session.address, user=session.user or "anonymous",
+                 stream=session.stream)
         if hasattr(effect.session.source, "close"):
             effect.session.source.close()
 
