@@ -11,15 +11,20 @@ Authenticated admins are exempt from the per-user quota and may go past the
 total by :data:`ADMIN_HEADROOM`, so the administrator can always subscribe
 while others hold every slot; the hard ceiling stays bounded.
 
+It also keeps the last :data:`HISTORY` property changes, oldest first, for the
+recording search's FindEvents.
+
 The clock is passed in (anything with ``seconds()``); nothing here touches
 the reactor, so it is tested with plain objects.
 """
 
+import collections
 import secrets
 
 from rotordream.onvif import topics
 from rotordream.onvif.topics import CHANGED, INITIALIZED
 
+HISTORY = 4096               # property changes kept for the recording search (FindEvents)
 ADMIN_HEADROOM = 4           # subscriptions an admin may add past max_subscriptions
 ANONYMOUS_OWNER = "anonymous clients"  # the quota's one user for them all (no user name has
                                        # a space, so no account shares it)
@@ -59,6 +64,7 @@ class Broker:
         self.topics = tuple(topic_list)
         self.subscriptions = {}
         self.properties = {}      # Event.key -> latest Event of a property topic
+        self.history = collections.deque(maxlen=HISTORY)  # the changes, oldest first
         self.detector = None
         self._detach = []
 
@@ -73,6 +79,7 @@ class Broker:
                 return None
             event.operation = CHANGED if old is not None else INITIALIZED
             self.properties[event.key] = event
+            self.history.append(event)
         for sub in list(self.subscriptions.values()):
             sub.offer(event)
         return event

@@ -16,8 +16,8 @@ from twisted.logger import Logger
 from rotordream import PRODUCT, __version__
 from rotordream.auth import roles
 from rotordream.auth.users import UserError
-from rotordream.onvif import (deviceio, events, hostinfo, imaging, media, media2, ptz, scopes,
-                             soap)
+from rotordream.onvif import (deviceio, events, hostinfo, imaging, media, media2, ptz,
+                             recording, scopes, search, soap)
 from rotordream.onvif.dispatch import LEVEL_TO_ROLE, PRE_AUTH, ROLE_TO_LEVEL, Table
 from rotordream.onvif.soap import E, NSMAP
 
@@ -26,8 +26,11 @@ log = Logger()
 OPS = Table("tds")
 
 # (service name in the path, namespace, version) for GetServices.
+# The Profile G services, offered when the camera records.
+RECORDING_SERVICES = ("recording", "search")
 SERVICE_LIST = (("device", NSMAP["tds"], (2, 60)), ("media", NSMAP["trt"], (2, 60)),
                 ("media2", NSMAP["tr2"], (2, 60)),
+                ("recording", NSMAP["trc"], (2, 60)), ("search", NSMAP["tse"], (2, 60)),
                 ("ptz", NSMAP["tptz"], (2, 60)), ("imaging", NSMAP["timg"], (2, 60)),
                 ("events", NSMAP["tev"], (2, 60)), ("deviceio", NSMAP["tmd"], (2, 60)))
 
@@ -100,11 +103,22 @@ def _capabilities(call, category):
         raise soap.SoapFault("Receiver", ("ter:ActionNotSupported", "ter:NoSuchService"),
                              "no %s service on this device" % category)
     caps = E("tds:Capabilities", [parts[name]() for name in chosen])
-    if category == "All" and (tables is None or tables.get("deviceio")):
-        caps.append(E("tt:Extension", E("tt:DeviceIO", E("tt:XAddr", call.xaddr("deviceio")),
-                                        E("tt:VideoSources", 1), E("tt:VideoOutputs", 0),
-                                        E("tt:AudioSources", 0), E("tt:AudioOutputs", 0),
-                                        E("tt:RelayOutputs", 0))))
+    if category == "All":
+        extension = [
+            E("tt:DeviceIO", E("tt:XAddr", call.xaddr("deviceio")), E("tt:VideoSources", 1),
+              E("tt:VideoOutputs", 0), E("tt:AudioSources", 0), E("tt:AudioOutputs", 0),
+              E("tt:RelayOutputs", 0))
+            if tables is None or tables.get("deviceio") else None]
+        if recording.available(call):
+            extension += [
+                E("tt:Recording", E("tt:XAddr", call.xaddr("recording")),
+                  E("tt:ReceiverSource", False), E("tt:MediaProfileSource", True),
+                  E("tt:DynamicRecordings", False), E("tt:DynamicTracks", False),
+                  E("tt:MaxStringLength", 64)),
+                E("tt:Search", E("tt:XAddr", call.xaddr("search")),
+                  E("tt:MetadataSearch", False))]
+        if any(el is not None for el in extension):
+            caps.append(E("tt:Extension", extension))
     return caps
 
 
@@ -157,6 +171,8 @@ _SERVICE_CAPABILITIES = {"deviceio": deviceio.service_capabilities,
                          "imaging": imaging.service_capabilities,
                          "media": media.service_capabilities,
                          "media2": media2.service_capabilities,
+                         "recording": recording.service_capabilities,
+                         "search": search.service_capabilities,
                          "ptz": ptz.service_capabilities}
 
 
@@ -174,6 +190,8 @@ def get_services(call):
     tables = call.extra.get("tables")
     for name, ns, (major, minor) in SERVICE_LIST:
         if name in ("events", "deviceio") and tables is not None and not tables.get(name):
+            continue
+        if name in RECORDING_SERVICES and not recording.available(call):
             continue
         caps = None
         if include:

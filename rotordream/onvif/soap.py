@@ -26,6 +26,8 @@ NSMAP = {
     "tds": "http://www.onvif.org/ver10/device/wsdl",
     "trt": "http://www.onvif.org/ver10/media/wsdl",
     "tr2": "http://www.onvif.org/ver20/media/wsdl",
+    "trc": "http://www.onvif.org/ver10/recording/wsdl",
+    "tse": "http://www.onvif.org/ver10/search/wsdl",
     "tptz": "http://www.onvif.org/ver20/ptz/wsdl",
     "timg": "http://www.onvif.org/ver20/imaging/wsdl",
     "tev": "http://www.onvif.org/ver10/events/wsdl",
