@@ -5,7 +5,10 @@ import errno
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import defer, endpoints, error
+from twisted.logger import Logger
 from twisted.python import failure
+
+log = Logger(namespace="rotordream.service.listener")  # area "service"
 
 
 class ListenError(Exception):
@@ -35,6 +38,8 @@ class Listener(StreamServerEndpointService):
 
     def _bound(self, port):
         self.port = port
+        log.info("listening on {endpoint}", event="listening", option=self.option,
+                 endpoint=self.description, port=port.getHost().port)
         return port
 
     def _endpoint(self, description):

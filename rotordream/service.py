@@ -143,7 +143,8 @@ def makeService(options):
     # What every part reads from; a reload replaces the Config inside (see reload.py).
     live = LiveConfig(cfg)
     state_dir = _state_dir(cfg.server.state_dir)
-    top = service.MultiService()
+    logging = _log_setup(getattr(options, "parent", None), cfg.log)
+    top = _Daemon(logging.observer if logging is not None else None)
 
     pool = threadpool.ThreadPool(minthreads=1, maxthreads=cfg.video.snapshot_threads,
                                  name="rotordream-work")
@@ -225,6 +226,8 @@ def makeService(options):
                               (s for s in rtsp_service if getattr(s, "option", "") == "rtsps"),
                               None)}
     reloader.checks.append(_check_recording_dir)
+    if logging is not None:
+        reloader.parts.append(lambda old, new: logging.reconfigure(new.log))
     reloader.parts += [
         lambda old, new: auth.reconfigure(new),
         lambda old, new: api.reconfigure(new),
@@ -242,6 +245,38 @@ def makeService(options):
     _Reloading(reactor, reloader).setServiceParent(top)
     _Lifecycle(ctx, listeners).setServiceParent(top)
     return top
+
+
+def _log_setup(twistd, section):
+    """The daemon's log observer (rotordream.logs) writing where twistd would, or None
+    when the command line chose another logger (``--logger``, ``--syslog``)."""
+    from rotordream.logs import LogSetup
+    from twisted.python.logfile import LogFile
+    twistd = twistd or {}
+    if twistd.get("logger") or twistd.get("syslog"):
+        return None
+    logfile = twistd.get("logfile")
+    if logfile == "-" or (twistd.get("nodaemon") and not logfile):
+        stream = sys.stdout   # the real one: twistd redirects sys.stdout into the log later
+    else:
+        stream = LogFile.fromFullPath(logfile or "twistd.log")
+    return LogSetup(section, stream)
+
+
+class _Daemon(service.MultiService):
+    """The daemon's top service; gives twistd its log observer (twistd asks the
+    application for an ILogObserver before it makes its own)."""
+
+    def __init__(self, log_observer=None):
+        super().__init__()
+        self.log_observer = log_observer
+
+    def setServiceParent(self, parent):
+        """Join ``parent`` (twistd's Application) and hand it the log observer."""
+        if self.log_observer is not None and hasattr(parent, "setComponent"):
+            from twisted.logger import ILogObserver
+            parent.setComponent(ILogObserver, self.log_observer)
+        return super().setServiceParent(parent)
 
 
 def _check_recording_dir(config):
@@ -331,11 +366,17 @@ class _Lifecycle(service.Service):
         reactor.addSystemEventTrigger("after", "shutdown", self._clean_exit)
         reactor.callLater(0, self._banner)
 
+    def stopService(self):
+        service.Service.stopService(self)
+        log.info("RotorDream stopping", event="daemon_stop")
+
     def _clean_exit(self):
         # ReactorBase keeps the signal that stopped it here (Twisted >= 20.3).
         self.ctx.reactor._exitSignal = None
 
     def _banner(self):
+        log.info("RotorDream {version} started", event="daemon_start", version=_version(),
+                 http=self.listeners[0].number(), rtsp=self.ctx.rtsp_port(), pid=os.getpid())
         lines = ["RotorDream %s is running" % _version()]
         for listener in self.listeners:
             port = listener.port.getHost().port if listener.port else "?"

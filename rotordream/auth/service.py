@@ -69,6 +69,15 @@ def loggable_name(name):
     return "%r... (%d characters)" % (name[:_LOGGED_NAME], len(name))
 
 
+def short_name(name):
+    """A user name cut for a log field: at most 64 characters (then its length)."""
+    if not isinstance(name, str):
+        return "<%s>" % type(name).__name__
+    if len(name) <= _LOGGED_NAME:
+        return name
+    return "%s...(%d characters)" % (name[:_LOGGED_NAME], len(name))
+
+
 def _name_key(name):
     """The key limits count a user name under: long (never valid) names are hashed."""
     name = name if isinstance(name, str) else ""
@@ -181,9 +190,12 @@ class AuthService:
         self.failures[kind] = self.failures.get(kind, 0) + 1
         locked = self.lockouts.failed((key, client or ""))
         self.user_failures.hit(key)
-        log.info("failed {protocol}login for {user} from {client}{locked}",
-                 protocol=protocol + " " if protocol else "", user=loggable_name(username),
-                 client=client, locked="; locked there for %d s" % locked if locked else "")
+        # The name as typed is user input: at most 64 characters reach the log.
+        log.info("failed login for {user} from {client} ({protocol})", event="login_failed",
+                 protocol=protocol or "password", user=short_name(username), client=client)
+        if locked:
+            log.warn("{user} locked out at {client} for {seconds} s", event="lockout",
+                     user=short_name(username), client=client, seconds=locked)
 
     def count_success(self, username, client):
         """A correct password at ``client`` clears that address's failures for ``username``."""

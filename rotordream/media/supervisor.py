@@ -110,7 +110,8 @@ class SourceSupervisor:
             self.source.open(width, height, fps)
             self.active = self.source
         except SourceError as e:
-            log.error("video source failed: {e}; showing NO SIGNAL", e=e)
+            log.error("video source failed: {error}; showing NO SIGNAL", event="source_failed",
+                      source=self.source.name, error=e)
             self.failures += 1
             self.active = self._open_card()
         self.backoff.opened(self.live)
@@ -130,7 +131,8 @@ class SourceSupervisor:
         self.active = self.source
         self.backoff.retried(True)
         self.on_signal(True)
-        log.info("video source {name} is back", name=self.source.name)
+        log.info("video source {source} is back", event="source_restored",
+                 source=self.source.name)
         return True
 
     def read(self, number, wall):
@@ -138,7 +140,8 @@ class SourceSupervisor:
         try:
             return self.active.read(number, wall)
         except SourceError as e:
-            log.error("video source failed: {e}; showing NO SIGNAL", e=e)
+            log.error("video source failed: {error}; showing NO SIGNAL", event="source_failed",
+                      source=self.source.name, error=e)
             self.failures += 1
             self.active.close()
             self.active = self._open_card()

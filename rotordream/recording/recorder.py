@@ -146,7 +146,8 @@ class Recorder(service.Service):
 
         def loaded(other):
             store.take_over(other)
-            log.info("recordings directory is now {directory}", directory=directory)
+            log.info("recordings directory is now {directory}", event="config_applied",
+                     key="recording.directory", directory=directory)
 
         def done(result):
             self._moving = None
@@ -196,7 +197,8 @@ class Recorder(service.Service):
         if not self._space_loop.running:
             self._space_loop.start(STORAGE_CHECK_SECONDS, now=False)
         self.state.update({"record": True}, origin=origin)
-        log.info("recording started{name}", name=(" (%s)" % name) if name else "")
+        log.info("recording started", event="recording_started", name=name or "",
+                 duration=duration or "", directory=self.store.directory)
         return self.status()
 
     def _refused(self, why):
@@ -216,7 +218,8 @@ class Recorder(service.Service):
             self._space_loop.stop()
         self._close_segment()
         self.state.update({"record": False}, origin=origin)
-        log.info("recording stopped")
+        log.info("recording stopped", event="recording_stopped", origin=origin,
+                 seconds=round(self.session_duration, 1))
         if self._next_directory is not None:
             self.closed().addCallback(lambda _: self._move())
         return self.status()
@@ -477,7 +480,7 @@ class Recorder(service.Service):
         why = error.strerror or str(error)
         if error.errno == errno.ENOSPC:
             why = "disk full: %s" % why
-        log.error("recording stopped: {why}", why=why)
+        log.error("recording stopped: {reason}", event="recording_failed", reason=why)
         self.stop(origin="recorder")
         # Told once the file is closed and indexed, so what a client then reads (the
         # listing, the file) is what the disk kept.

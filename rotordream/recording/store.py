@@ -213,6 +213,7 @@ class RecordingStore:
         del self.entries[rid]
         self.deleted["user"] += 1
         self.save()
+        log.info("deleted recording {id}", event="recording_deleted", id=rid, reason="user")
 
     def make_room(self, incoming=0):
         """Delete the oldest finished recordings until the limits hold; True if they do.
@@ -230,7 +231,8 @@ class RecordingStore:
             if not done:
                 break
             oldest = min(done, key=lambda e: (e["start_ts"], e["id"]))
-            log.info("deleting recording {id} to make room", id=oldest["id"])
+            log.info("deleting recording {id} to make room", event="recording_deleted",
+                     id=oldest["id"], reason="space")
             try:
                 os.unlink(self.path(oldest["id"]))
             except FileNotFoundError:

@@ -65,8 +65,9 @@ class ControlProtocol(WebSocketServerProtocol):
                 headers.get("origin"), headers.get("referer"), headers.get("host"),
                 ISSLTransport.providedBy(self.transport), f.allowed_origins):
             log.info("refused a WebSocket upgrade with credentials from {origin} ({client})",
-                     origin=repr((headers.get("origin") or headers.get("referer") or "")[:100]),
-                     client=client)
+                     event="websocket_refused", client=client,
+                     origin=(headers.get("origin") or headers.get("referer") or "")[:100],
+                     reason="foreign origin")
             raise ConnectionDeny(403, "credentials from a foreign origin are not accepted; "
                                       "log in in-band, or list the origin in "
                                       "[http] allowed_origins")
@@ -95,11 +96,25 @@ class ControlProtocol(WebSocketServerProtocol):
     def onOpen(self):
         self.factory.clients[self.conn_id] = self
         bound_send_buffer(self.transport, min(self.factory.send_buffer, 262144))
+        log.info("WebSocket client {session} connected", event="websocket_connect",
+                 **self._who())
 
     def onClose(self, wasClean, code, reason):
-        self.factory.clients.pop(getattr(self, "conn_id", None), None)
+        opened = self.factory.clients.pop(getattr(self, "conn_id", None), None) is not None
+        if opened:
+            log.info("WebSocket client {session} disconnected", event="websocket_disconnect",
+                     code=code, **self._who())
         if self.session is not None:
             self.session.close()
+
+    def _who(self):
+        """The log fields naming this connection: client address, user, session."""
+        principal = getattr(self.session, "principal", None)
+        return {"client": getattr(self.session, "client", None)
+                or getattr(self.transport.getPeer(), "host", "?"),
+                "user": principal.name if principal is not None and principal.authenticated
+                else "anonymous",
+                "session": "websocket:%s" % getattr(self, "conn_id", "?")}
 
     def onMessage(self, payload, isBinary):
         if self.session is None or self.state != self.STATE_OPEN:
@@ -136,7 +151,8 @@ class ControlProtocol(WebSocketServerProtocol):
         if self.state != self.STATE_OPEN:
             return
         if unsent_bytes(self.transport) > self.factory.send_buffer:
-            log.info("dropping WebSocket client {id}: it stopped reading", id=self.conn_id)
+            log.info("dropping WebSocket client {session}: it stopped reading",
+                     event="websocket_dropped", reason="stopped reading", **self._who())
             self.factory.dropped += 1
             self.factory.clients.pop(self.conn_id, None)
             self.dropConnection(abort=True)

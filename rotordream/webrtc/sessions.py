@@ -191,8 +191,9 @@ class WebRTCService(service.Service):
         session = self._own(session_id, caller)
         self._check_stream(stream)
         if stream != session.stream:
-            log.info("WebRTC session {id}: {old} -> {new}", id=session.id, old=session.stream,
-                     new=stream)
+            log.info("WebRTC session {session}: {old} -> {stream}", event="webrtc_switch",
+                     session=session.id, client=session.client, user=session.user,
+                     old=session.stream, stream=stream)
             session.stream = stream
             session.track.switch(self.hubs[stream])
         return session.public()
@@ -213,8 +214,9 @@ class WebRTCService(service.Service):
 
     def _estimated(self, session, bitrate):
         if session.estimate is None:
-            log.info("WebRTC session {id}: first bandwidth estimate {bitrate} bit/s",
-                     id=session.id, bitrate=bitrate)
+            log.info("WebRTC session {session}: first bandwidth estimate {bitrate} bit/s",
+                     event="webrtc_estimate", session=session.id, client=session.client,
+                     bitrate=bitrate)
         session.estimate = bitrate
 
     # -- ending ---------------------------------------------------------------
@@ -246,15 +248,17 @@ class WebRTCService(service.Service):
         session = Session(secrets.token_urlsafe(16), pc, HubTrack(self.hubs[stream]), stream,
                           caller, access.key_for(live, caller), int(self.wall()))
         self.sessions[session.id] = session
+        log.info("WebRTC session {session} opened", event="webrtc_session_start",
+                 session=session.id, stream=stream, user=session.user, client=session.client)
         # One that has not connected within the timeout (no answer, ICE failing) ends.
         session.expiry = self.clock.callLater(self.config.offer_timeout, self._expire, session)
 
         @pc.on("connectionstatechange")
         def changed():
             state = pc.connectionState
-            log.info("WebRTC session {id} ({stream}, {user} at {client}): {state}",
-                     id=session.id, stream=session.stream, user=session.user,
-                     client=session.client, state=state)
+            log.info("WebRTC session {session} ({stream}, {user} at {client}): {state}",
+                     event="webrtc_state", session=session.id, stream=session.stream,
+                     user=session.user, client=session.client, state=state)
             if state == "connected" and session.expiry is not None and session.expiry.active():
                 session.expiry.cancel()
             if state in _ENDED:
@@ -301,7 +305,9 @@ class WebRTCService(service.Service):
             return defer.succeed(None)
         if session.expiry is not None and session.expiry.active():
             session.expiry.cancel()
-        log.info("WebRTC session {id} ended: {why}", id=session.id, why=why)
+        log.info("WebRTC session {session} ended: {reason}", event="webrtc_session_end",
+                 session=session.id, stream=session.stream, user=session.user,
+                 client=session.client, reason=why)
         session.track.stop()
         return _deferred(session.pc.close())
 

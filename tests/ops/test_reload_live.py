@@ -96,12 +96,14 @@ class RtpWatch:
         self.rtsp.close()
 
 
-def start(tmp_path_factory, conf, http_port=None):
+def start(tmp_path_factory, conf, http_port=None, env=None):
+    """A daemon on ``conf`` (HTTP from the file when ``http_port`` is given), small video."""
     state = str(tmp_path_factory.mktemp("state"))
     with open(os.path.join(state, "state.json"), "w") as f:
         json.dump({"version": 1, "values": SMALL}, f)
     cls = FileDaemon if http_port else Daemon
-    return cls(state, http_port or free_port(), free_port(), ["--config", str(conf)]).start()
+    return cls(state, http_port or free_port(), free_port(), ["--config", str(conf)],
+               dict(env or {})).start()
 
 
 def test_a_new_rate_limit_applies_to_the_next_request_while_viewers_stay(tmp_path,
