@@ -160,11 +160,15 @@ def shows(page, key, value, tag="input"):
     return page.evaluate(SHOWS % (json.dumps(selector), json.dumps(str(value))), timeout=15)
 
 
-def step(result, name, fn):
+def step(result, name, fn, page=None):
     try:
         result[name] = fn()
     except Exception as e:  # the other steps still count; the test shows this
         result[name + "_error"] = repr(e)
+        if page is not None:  # what the page showed then
+            result[name + "_error"] += " " + page.evaluate("""[...document.querySelectorAll(
+              "output, .bad, .error, [role=status]")].map((n) => (n.id || n.dataset.key || "") +
+              "=" + (n.value ?? n.textContent)).filter((t) => !t.endsWith("=")).join(", ")""")
 
 
 def main(result_path, workdir):
@@ -284,9 +288,57 @@ def main(result_path, workdir):
                   v.addEventListener("seeked", () => resolve(v.currentTime), {once: true});
                   v.currentTime = 0.5;
                 })""")
+                # A day before any recording shows none; today's shows it again.
+                page.evaluate("""(() => {
+                  document.getElementById("rec-until").value = "2020-01-01";
+                  document.getElementById("rec-filter").requestSubmit(); return true;
+                })()""")
+                filtered = until(page, 'document.getElementById("rec-page").textContent === '
+                                       '"no recordings" && "none"')
+                page.evaluate("""(() => {
+                  document.getElementById("rec-until").value = "";
+                  document.getElementById("rec-filter").requestSubmit(); return true;
+                })()""")
+                until(page, 'document.getElementById("rec-page").textContent === "1–1 of 1"')
                 return {"status": status, "listed": [r["id"] for r in listed], "row": row,
-                        "played": played, "seeked": seeked}
+                        "played": played, "seeked": seeked, "filtered": filtered}
             step(result, "record", record)
+
+            def presets():
+                # Somewhere away from home first (an absolute move through the settings).
+                rest.call("POST", "/api/settings", {"pan": 20, "tilt": 5})
+                until(page, 'document.querySelector(\'output[data-key="pan-position"]\')'
+                            '.value === "20" && document.getElementById("motor-state").value '
+                            '=== "idle"')
+                page.evaluate("""(() => {
+                  const f = document.getElementById("preset-save");
+                  f.elements.name.value = "dock"; f.requestSubmit(); return true;
+                })()""")
+                saved = until(page, '[...document.querySelectorAll("#presets li")]'
+                                    '.map((l) => l.textContent).join("|").includes("dock") && '
+                                    '[...document.querySelectorAll("#presets li")]'
+                                    '.map((l) => l.textContent)')
+                page.evaluate('document.getElementById("home").click(); true')
+                home = until(page, """(() => {
+                  const at = (k) => Number(document.querySelector(`output[data-key="${k}"]`).value);
+                  return Math.abs(at("pan-position")) < 2 && Math.abs(at("tilt-position")) < 2 &&
+                    document.getElementById("motor-state").value === "idle" &&
+                    [at("pan-position"), at("tilt-position")];
+                })()""", 10000)
+                page.evaluate('document.querySelector(\'#presets button[aria-label="Go to '
+                              'dock"]\').click(); true')
+                went = until(page, 'document.querySelector(\'output[data-key='
+                                   '"pan-position"]\').value === "20" && document.getElementById('
+                                   '"motor-state").value === "idle" && document.querySelector('
+                                   '\'output[data-key="tilt-position"]\').value', 10000)
+                page.evaluate('document.querySelector(\'#presets button[aria-label="Delete '
+                              'dock"]\').click(); true')
+                until(page, '![...document.querySelectorAll("#presets li")]'
+                            '.some((l) => l.textContent.includes("dock"))')
+                return {"saved": saved, "home": home, "went": went,
+                        "error": page.evaluate('document.getElementById("motor-error")'
+                                               '.textContent')}
+            step(result, "presets", presets, page)
 
             def pad():
                 out = {"before": rest.call("GET", "/api/settings/pan-position")}
@@ -300,8 +352,9 @@ def main(result_path, workdir):
                 front(page)
                 page.call("Input.dispatchMouseEvent", dict(mouse, type="mousePressed", buttons=1))
                 out["moving"] = until(page, 'Number(document.querySelector('
-                                            '\'output[data-key="pan-position"]\').value) > 3 && '
-                                            'document.getElementById("motor-state").value')
+                                            '\'output[data-key="pan-position"]\').value) > %s && '
+                                            'document.getElementById("motor-state").value'
+                                      % (out["before"]["pan-position"] + 3))
                 page.call("Input.dispatchMouseEvent", dict(mouse, type="mouseReleased", buttons=0))
                 until(page, 'document.getElementById("motor-state").value === "idle"', 5000)
                 out["released"] = rest.call("GET", "/api/settings")
@@ -311,14 +364,74 @@ def main(result_path, workdir):
                 page.evaluate('document.getElementById("pad").focus(); true')
                 page.call("Input.dispatchKeyEvent", dict(press_only, type="keyDown"))
                 out["tilting"] = until(page, 'Number(document.querySelector('
-                                             '\'output[data-key="tilt-position"]\').value) > 3 '
-                                             '&& document.getElementById("motor-state").value')
+                                             '\'output[data-key="tilt-position"]\').value) > %s '
+                                             '&& document.getElementById("motor-state").value'
+                                       % (out["released"]["tilt-position"] + 3))
                 page.evaluate('document.getElementById("stream").focus(); true')
                 until(page, 'document.getElementById("motor-state").value === "idle"', 5000)
                 page.call("Input.dispatchKeyEvent", dict(press_only, type="keyUp"))
                 out["after_blur"] = rest.call("GET", "/api/settings")
                 return out
             step(result, "pad", pad)
+
+
+            def rotor():
+                page.evaluate('document.querySelector(\'input[data-key="rotor-enabled"]\')'
+                              '.click(); true')
+                rpm = until(page, 'Number(document.querySelector(\'output[data-key='
+                                  '"rotor-rpm"]\').value) > 500 && document.querySelector('
+                                  '\'output[data-key="rotor-rpm"]\').value')
+                page.evaluate('document.querySelector(\'input[data-key="rotor-enabled"]\')'
+                              '.click(); true')
+                until(page, 'document.querySelector(\'output[data-key="rotor-rpm"]\')'
+                            '.value === "0"')
+                return {"rpm": int(rpm), "enabled": rest.call(
+                    "GET", "/api/settings/rotor-enabled")}
+            step(result, "rotor", rotor)
+
+            def downloads():
+                # The download itself is the browser's; the page hands it a JPEG named so.
+                page.evaluate("""(() => {
+                  const click = HTMLAnchorElement.prototype.click;
+                  HTMLAnchorElement.prototype.click = function () {
+                    window.downloaded = {href: this.href, name: this.download};
+                    HTMLAnchorElement.prototype.click = click;
+                  };
+                  document.getElementById("snapshot").click();
+                  return true;
+                })()""")
+                got = until(page, "window.downloaded")
+                blob = page.evaluate("""fetch(%s).then((r) => r.arrayBuffer()).then((b) => {
+                  const bytes = new Uint8Array(b);
+                  return {size: bytes.length, jpeg: bytes[0] === 0xff && bytes[1] === 0xd8};
+                })""" % json.dumps(got["href"]))
+                full = page.call("Runtime.evaluate", {
+                    "expression": 'document.getElementById("fullscreen").click(); true',
+                    "userGesture": True})
+                fullscreen = until(page, 'document.fullscreenElement && '
+                                         'document.fullscreenElement.id')
+                page.evaluate("document.exitFullscreen().then(() => true)")
+                return {"name": got["name"], "jpeg": blob["jpeg"], "size": blob["size"],
+                        "fullscreen": fullscreen, "clicked": full["result"].get("value")}
+            step(result, "downloads", downloads, page)
+
+            def fallback():
+                p = context_page(browser, "about:blank")
+                pages.append(p)
+                # A browser whose WebRTC cannot connect: no RTCPeerConnection at all.
+                p.call("Page.addScriptToEvaluateOnNewDocument", {
+                    "source": "delete window.RTCPeerConnection;"})
+                p.navigate(daemon.http + "/")
+                first = until(p, '!document.getElementById("fallback").hidden && '
+                                 'document.getElementById("fallback").naturalWidth && '
+                                 'document.getElementById("fallback").src')
+                second = until(p, 'document.getElementById("fallback").src !== %s && '
+                                  'document.getElementById("fallback").naturalWidth'
+                               % json.dumps(first))
+                return {"note": p.evaluate('document.getElementById("live-note").textContent'),
+                        "video_hidden": p.evaluate('document.getElementById("live").hidden'),
+                        "width": second}
+            step(result, "fallback", fallback)
 
             def status():
                 until(page, 'document.querySelectorAll("#stream-stats tbody tr").length === 2 && '

@@ -559,7 +559,10 @@ async function listPresets() {
         motorError(e);
       }
     });
-    const where = p.x === null ? "" : ` (${p.x}, ${p.y})`;
+    // ONVIF gives positions normalised to -1..1 of each axis's range: shown in degrees.
+    const max = (k) => (schema.keys.find((d) => d.key === k) || {maximum: 1}).maximum;
+    const where = p.x === null ? "" : ` (pan ${(p.x * max("pan")).toFixed(1)}°, ` +
+      `tilt ${(p.y * max("tilt")).toFixed(1)}°)`;
     go.disabled = del.disabled = !can("motor.control");
     return el("li", {}, `${p.name}${where} `, go, " ", del);
   }));
