@@ -171,6 +171,35 @@ def step(result, name, fn, page=None):
               "=" + (n.value ?? n.textContent)).filter((t) => !t.endsWith("=")).join(", ")""")
 
 
+def over_https(workdir, config):
+    """The page over HTTPS (the daemon's self-signed certificate): login, video, a write."""
+    state_dir = os.path.join(workdir, "state-https")
+    os.makedirs(state_dir)
+    daemon = Daemon(state_dir, 18081, 18555, ["--config", config, "--https",
+                                              "ssl:18443:interface=127.0.0.1"])
+    try:
+        daemon.start()
+        base = "https://127.0.0.1:18443"
+        with Chromium(args=["--ignore-certificate-errors"]) as browser:
+            page = context_page(browser, base + "/")
+            page.evaluate(LOGIN % (json.dumps("admin"), json.dumps(daemon.admin_password)))
+            who = until(page, 'document.activeElement.id === "logout" && '
+                              'document.getElementById("who").textContent')
+            video = page.evaluate(FRAMES % 10, timeout=60)
+            page.evaluate("""(() => {
+              const box = document.querySelector('input[type=checkbox][data-key="cam2-light"]');
+              box.click(); return true;
+            })()""")
+            until(page, 'document.querySelector(\'input[data-key="cam2-light"]\').checked')
+            out = {"who": who, "frames": video["frames"], "protocol": page.evaluate(
+                "location.protocol"), "console": page.console}
+            page.close()
+        out["light"] = Rest(daemon).call("GET", "/api/settings/cam2-light")
+        return out
+    finally:
+        daemon.stop()
+
+
 def main(result_path, workdir):
     only_loopback()
     result = {}
@@ -510,6 +539,8 @@ def main(result_path, workdir):
             result["console"] = [c for p in pages for c in p.console]
             for p in pages:
                 p.close()
+        daemon.stop()
+        step(result, "https", lambda: over_https(workdir, config))
     finally:
         daemon.stop()
         result["daemon_log"] = daemon.log()[-6000:]

@@ -175,3 +175,10 @@ def test_without_webrtc_the_page_refreshes_snapshots_and_says_so(run):
     assert fallback["note"].startswith("Live video unavailable (")
     assert "snapshots refreshed every second" in fallback["note"]
     assert fallback["video_hidden"] and fallback["width"] == 1280
+
+
+def test_the_page_works_over_https(run):
+    https = ok(run, "https")
+    assert https["protocol"] == "https:" and https["who"] == "admin (admin)"
+    assert https["frames"] >= 10 and https["light"] == {"cam2-light": True}
+    assert not [c for c in https["console"] if c.startswith(("error", "uncaught"))]
