@@ -528,6 +528,21 @@ def main(result_path, workdir):
                 return out
             step(result, "screens", screens)
 
+            def reload():
+                # The HttpOnly cookie outlives the page; the CSRF token is kept for the tab.
+                page.navigate(daemon.http + "/")
+                who = until(page, 'window.dashboard.schema && '
+                                  'document.getElementById("who").textContent')
+                page.evaluate("window.dashboard.ready.then(() => true)")
+                page.evaluate('document.querySelector(\'input[data-key="cam1-light"]\')'
+                              '.click(); true')
+                until(page, '!document.querySelector(\'input[data-key="cam1-light"]\')'
+                            '.checked')
+                return {"who": who, "light": rest.call("GET", "/api/settings/cam1-light"),
+                        "error": page.evaluate("document.getElementById('k-cam1-light-error')"
+                                               ".textContent")}
+            step(result, "reload", reload, page)
+
             def logout():
                 page.evaluate('document.getElementById("logout").click(); true')
                 until(page, 'document.getElementById("who").textContent.startsWith("anonymous")'

@@ -182,3 +182,9 @@ def test_the_page_works_over_https(run):
     assert https["protocol"] == "https:" and https["who"] == "admin (admin)"
     assert https["frames"] >= 10 and https["light"] == {"cam2-light": True}
     assert not [c for c in https["console"] if c.startswith(("error", "uncaught"))]
+
+
+def test_a_reload_keeps_the_login_and_writes_still_work(run):
+    reload = ok(run, "reload")
+    assert reload["who"] == "admin (admin)" and not reload["error"]
+    assert reload["light"] == {"cam1-light": False}  # it was switched on by REST above
