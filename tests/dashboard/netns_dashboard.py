@@ -272,7 +272,15 @@ def main(result_path, workdir):
                 pages.append(p)
                 p.evaluate(LOGIN % (json.dumps(VIEWER[0]), json.dumps(VIEWER[1])))
                 until(p, 'document.getElementById("who").textContent.startsWith("dashviewer")')
-                return {"controls": p.evaluate(CONTROLS),
+                # The live view is the viewer's own now: it may switch it.
+                p.evaluate("""window.rotordream.then(() => { const s =
+                  document.getElementById("stream"); s.value = "stream2";
+                  s.dispatchEvent(new Event("change")); return true; })""")
+                switched = until(p, 'document.getElementById("live").videoWidth === 320 && '
+                                    'window.dashboard.view.stream', 20000)
+                return {"controls": p.evaluate(CONTROLS), "switched": switched,
+                        "live_note": p.evaluate('document.getElementById("live-note")'
+                                                '.textContent'),
                         "sections": p.evaluate('[...document.querySelectorAll("section")]'
                                                '.filter((n) => !n.hidden).map((n) => n.id)'),
                         "note": p.evaluate("document.getElementById('settings-note')"

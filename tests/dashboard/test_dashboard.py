@@ -71,6 +71,8 @@ def test_a_viewer_sees_every_control_disabled_with_the_reason(run):
     assert all(c["reason"] == "viewer may not change " + c["key"] for c in controls)
     assert all(c["labelled"] for c in controls)
     assert viewer["note"] == "viewer may change no settings"
+    # Its live view, opened again as the viewer at login, is the viewer's to switch.
+    assert viewer["switched"] == "stream2" and not viewer["live_note"]
 
 
 def test_anonymous_visitors_see_the_state_a_login_button_and_the_form(run):

@@ -65,9 +65,7 @@ $("login").addEventListener("submit", async (event) => {
   const form = $("login");
   $("login-error").textContent = "";
   try {
-    // A live view still connecting finishes first: once the login's cookie is set, its
-    // remaining writes would need the CSRF token the login has not returned yet.
-    await window.rotordream.catch(() => {});
+    await hangUp();
     await camera.login(form.elements.username.value, form.elements.password.value);
     sessionStorage.setItem(CSRF, camera._csrf);
     form.elements.password.value = "";
@@ -77,8 +75,10 @@ $("login").addEventListener("submit", async (event) => {
   } catch (e) {
     $("login-error").textContent = message(e);
   }
+  reconnect();
 });
 $("logout").addEventListener("click", async () => {
+  await hangUp();
   try {
     await camera.logout();
   } catch (e) {
@@ -86,8 +86,25 @@ $("logout").addEventListener("click", async () => {
   }
   sessionStorage.removeItem(CSRF);
   await start();
+  reconnect();
   $("show-login").focus();
 });
+
+// A live view belongs to the user who opened it (only they may switch or end it), so
+// logging in or out ends it first and opens a new one afterwards as the new user.
+async function hangUp() {
+  await window.rotordream.catch(() => {});  // one still connecting finishes first
+  const v = view;
+  view = null;
+  if (v) await v.close().catch(() => {});
+}
+
+function reconnect() {
+  if (!view && snapshotTimer === null) {
+    window.rotordream = startLive($("stream").value);
+    window.rotordream.catch(() => {});
+  }
+}
 
 // -- settings ---------------------------------------------------------------------------
 
@@ -145,7 +162,6 @@ function settingRow(decl) {
   const common = {id, dataset: {key: decl.key}, title: decl.description,
     "aria-describedby": described, disabled: !decl.writable};
   const input = el("span", {className: "input"});
-  let labelFor = id;
   if (decl.write === null) {
     input.append(el("output", {id, className: "readout", dataset: {key: decl.key},
       title: decl.description}));
@@ -184,7 +200,7 @@ function settingRow(decl) {
     text.addEventListener("change", () => write(decl, text.value, row));
     input.append(text);
   }
-  row.append(el("label", {htmlFor: labelFor, title: decl.description}, label(decl.key)),
+  row.append(el("label", {htmlFor: id, title: decl.description}, label(decl.key)),
     input, reason, error);
   return row;
 }
