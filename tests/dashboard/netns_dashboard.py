@@ -536,6 +536,18 @@ def main(result_path, workdir):
                 return out
             step(result, "screens", screens)
 
+            def delete_recording():
+                page.evaluate("""(() => {
+                  window.confirm = () => true;  // the delete button asks first
+                  document.querySelector('#rec-list tbody tr button[aria-label^="Delete"]')
+                    .click();
+                  return true;
+                })()""")
+                until(page, 'document.getElementById("rec-page").textContent === '
+                            '"no recordings"')
+                return {"listed": rest.call("GET", "/api/recordings")["total"]}
+            step(result, "delete_recording", delete_recording, page)
+
             def reload():
                 # The HttpOnly cookie outlives the page; the CSRF token is kept for the tab.
                 page.navigate(daemon.http + "/")

@@ -190,3 +190,7 @@ def test_a_reload_keeps_the_login_and_writes_still_work(run):
     reload = ok(run, "reload")
     assert reload["who"] == "admin (admin)" and not reload["error"]
     assert reload["light"] == {"cam1-light": False}  # it was switched on by REST above
+
+
+def test_a_recording_is_deleted_from_the_list(run):
+    assert ok(run, "delete_recording") == {"listed": 0}
