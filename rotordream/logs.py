@@ -11,7 +11,7 @@ formatted from the same cleaned fields; log calls without an ``event`` are
 
 Levels are set per area (``rotordream.<area>`` namespaces) by ``[log] level`` and
 ``[log] levels``, and change on reload (:meth:`LogSetup.reconfigure`). Under
-systemd (``JOURNAL_STREAM`` set) each line goes to the journal natively, with its
+systemd (``JOURNAL_STREAM`` names the output stream) each line goes to the journal natively, with its
 priority and the fields as ``ROTORDREAM_<KEY>`` journal fields, or, without the
 journal socket, as ``<N>``-prefixed lines (sd-daemon(3)) that journald reads as
 priorities.
@@ -34,6 +34,9 @@ REDACTED = "<redacted>"
 # A field whose name contains one of these is never logged.
 _SECRET_WORDS = ("password", "passwd", "secret", "token", "authorization", "cookie", "csrf",
                  "credential", "nonce")
+# Credentials that travel in URLs (``/api/v1?token=...``) and so reach access-log lines.
+_URL_SECRET = re.compile(r"((?:access_)?token|password|passwd|csrf|secret)=[^&\s\"']*",
+                         re.IGNORECASE)
 _BARE = re.compile(r"[A-Za-z0-9_.:/@+,=\[\]-]+\Z")
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _PRIORITY = {LogLevel.debug: 7, LogLevel.info: 6, LogLevel.warn: 4, LogLevel.error: 3,
@@ -53,6 +56,7 @@ def clean(value, limit=MAX_VALUE):
         value = value.decode("utf-8", "backslashreplace")
     elif not isinstance(value, str):
         value = str(value)
+    value = _URL_SECRET.sub(r"\1=" + REDACTED, value)
     if len(value) > limit:
         value = "%s...(%d characters)" % (value[:limit], len(value))
     return value
@@ -211,6 +215,18 @@ class JournalObserver:
             self.fallback(event)
 
 
+def to_journal(stream, environ=os.environ):
+    """Does ``stream`` go to the journal? systemd's JOURNAL_STREAM names the device and
+    inode of the stream it connected; a child whose output was redirected elsewhere
+    inherits the variable but not the stream (sd-daemon(3))."""
+    wanted = environ.get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return wanted == "%d:%d" % (st.st_dev, st.st_ino)
+
+
 class LogSetup:
     """The daemon's observer: per-area level filter in front of the line writer.
 
@@ -219,7 +235,7 @@ class LogSetup:
 
     def __init__(self, section, stream, environ=os.environ, journal_socket=JOURNAL_SOCKET):
         self.predicate = LogLevelFilterPredicate(LogLevel.info)
-        journal = bool(environ.get("JOURNAL_STREAM"))
+        journal = to_journal(stream, environ)
         writer = LineObserver(stream, journal=journal)
         if journal and os.path.exists(journal_socket):
             writer = JournalObserver(writer, journal_socket)

@@ -29,7 +29,7 @@ RESTART_KEYS = frozenset([
     ("rtsp", "mtu"), ("rtsp", "rtp_port_min"), ("rtsp", "rtp_port_max"),
     ("rtsp", "tunnel_timeout"), ("rtsp", "max_tunnels_per_address"),
     ("motor", "baud"), ("motor", "command_timeout"), ("motor", "retries"),
-    ("onvif", "password_digest"), ("onvif", "created_window"),
+    ("onvif", "password_digest"), ("onvif", "created_window"), ("onvif", "password_text"),
     ("webrtc", "enabled"),
 ])
 
@@ -117,6 +117,12 @@ class Reloader:
                       error=str(e))
             return False
         self.live.replace(new)
+        # Moved first, in the same reactor turn as the parts (no request runs between):
+        # parts that announce the port (WS-Discovery XAddrs) see the new one.
+        for listener, description, port in moves:
+            listener.move_to(description, port)
+            log.info("{option} moved to {endpoint}", event="listening", option=listener.option,
+                     endpoint=description, port=port.getHost().port)
         for apply in self.parts:
             try:
                 apply(old, new)
@@ -125,10 +131,6 @@ class Reloader:
                 log.failure("a part failed to take the new configuration",
                             event="config_reload", part=getattr(apply, "__name__", "?"),
                             applied=False)
-        for listener, description, port in moves:
-            listener.move_to(description, port)
-            log.info("{option} moved to {endpoint}", event="listening", option=listener.option,
-                     endpoint=description, port=port.getHost().port)
         changed = changed_keys(old, new)
         for section, key in changed:
             if (section, key) in RESTART_KEYS or self._switched(old, new, section, key):

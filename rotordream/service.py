@@ -235,7 +235,7 @@ def makeService(options):
         lambda old, new: websocket.reconfigure(new),
         lambda old, new: rtsp.reconfigure(new.rtsp),
         lambda old, new: metrics_resource.reconfigure(new.metrics),
-        lambda old, new: discovery.reconfigure(new),
+        lambda old, new: discovery.reconfigure(new, old),
     ]
     if webrtc is not None:
         reloader.parts.append(lambda old, new: webrtc.reconfigure(new.webrtc))
@@ -292,7 +292,7 @@ class _Discovery:
         self.build = build      # build(config) -> DiscoveryService or None (off)
         self.service = None
 
-    def reconfigure(self, config):
+    def reconfigure(self, config, old=None):
         """Start, stop (a Bye goes out) or re-aim the service for ``config``."""
         if not config.discovery.enabled:
             if self.service is not None:
@@ -304,6 +304,8 @@ class _Discovery:
             self.service.setServiceParent(self.parent)
         else:
             self.service.reconfigure(config.discovery)
+            if old is not None and old.server.http != config.server.http:
+                self.service.readdressed()
 
 
 class _Reloading(service.Service):

@@ -341,6 +341,10 @@ class DiscoveryService(service.Service):
         elif any(k in changes for k in _SCOPE_KEYS):
             self._scopes_changed()
 
+    def readdressed(self):
+        """The HTTP port (so the XAddrs) changed: a new MetadataVersion and a Hello."""
+        self._scopes_changed()
+
     def _scopes_changed(self):
         # New scopes: a new MetadataVersion, announced with a Hello.
         self._bump_metadata_version()

@@ -1,6 +1,7 @@
 """Log lines: one per event, key=value, escaped, bounded, no secrets; levels per area."""
 
 import io
+import os
 import socket
 import struct
 
@@ -98,13 +99,39 @@ def test_lines_carry_a_utc_timestamp_or_under_systemd_a_priority():
     assert journal.getvalue().startswith("<3>level=error area=rtsp event=source_failed")
 
 
+def journal_stream(path):
+    """A file and the JOURNAL_STREAM value systemd would set for it."""
+    f = open(path, "w+")
+    st = os.fstat(f.fileno())
+    return f, {"JOURNAL_STREAM": "%d:%d" % (st.st_dev, st.st_ino)}
+
+
 def test_under_systemd_without_the_journal_socket_lines_get_priorities(tmp_path):
-    out = io.StringIO()
-    setup = LogSetup(configmod.Log(), out, environ={"JOURNAL_STREAM": "8:1234"},
-                     journal_socket=str(tmp_path / "none"))
-    Logger(namespace="rotordream.motor.service",
-           observer=LogPublisher(setup.observer)).warn("x", event="motor_silent")
-    assert out.getvalue().startswith("<4>level=warn area=motor event=motor_silent")
+    out, environ = journal_stream(tmp_path / "out")
+    with out:
+        setup = LogSetup(configmod.Log(), out, environ=environ,
+                         journal_socket=str(tmp_path / "none"))
+        Logger(namespace="rotordream.motor.service",
+               observer=LogPublisher(setup.observer)).warn("x", event="motor_silent")
+        out.seek(0)
+        assert out.read().startswith("<4>level=warn area=motor event=motor_silent")
+
+
+def test_an_inherited_journal_stream_for_another_stream_is_ignored(tmp_path):
+    other, environ = journal_stream(tmp_path / "other")
+    other.close()
+    with open(tmp_path / "out", "w+") as out:
+        LogSetup(configmod.Log(), out, environ=environ).observer(
+            logged(event="daemon_start"))
+        out.seek(0)
+        line = out.read()
+    assert line[:4].isdigit() and "event=daemon_start" in line
+
+
+def test_credentials_in_urls_are_redacted():
+    line = format_line(logged(namespace="twisted.python.log",
+                              format='"GET /api/v1?token=abc123&x=1 HTTP/1.1" 101'))
+    assert "abc123" not in line and "token=<redacted>&x=1" in line
 
 
 def parse_datagram(data):
@@ -128,9 +155,8 @@ def test_journal_entries_carry_priority_and_fields(tmp_path):
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind(path)
     try:
-        out = io.StringIO()
-        setup = LogSetup(configmod.Log(), out, environ={"JOURNAL_STREAM": "8:1"},
-                         journal_socket=path)
+        out, environ = journal_stream(tmp_path / "out")
+        setup = LogSetup(configmod.Log(), out, environ=environ, journal_socket=path)
         assert isinstance(setup.writer, JournalObserver)
         Logger(namespace="rotordream.auth.service", observer=LogPublisher(setup.observer)).info(
             "failed login for {user}", event="login_failed", user="bob", client="10.0.0.9",
@@ -142,7 +168,9 @@ def test_journal_entries_carry_priority_and_fields(tmp_path):
     assert fields["ROTORDREAM_EVENT"] == "login_failed"
     assert fields["ROTORDREAM_CLIENT"] == "10.0.0.9" and fields["ROTORDREAM_USER"] == "bob"
     assert fields["ROTORDREAM_PASSWORD"] == REDACTED
-    assert "never" not in fields["MESSAGE"] and out.getvalue() == ""
+    out.seek(0)
+    assert "never" not in fields["MESSAGE"] and out.read() == ""
+    out.close()
 
 
 def test_a_value_with_a_newline_uses_the_binary_journal_form():

@@ -1,7 +1,15 @@
 """The running daemon's log: event lines for viewers and logins, levels that reload, and
 journald priorities under systemd."""
 
+import os
+import re
+import signal
+import subprocess
+import time
+
 import requests
+
+from tests.conftest import Daemon, free_port
 
 from tests.ops.test_reload_live import RtpWatch, config_file, reload, start
 
@@ -45,12 +53,26 @@ def test_events_name_client_user_stream_and_session_and_never_a_password(tmp_pat
 
 
 def test_under_systemd_lines_carry_journald_priorities(tmp_path, tmp_path_factory):
-    conf = config_file(tmp_path, "")
-    d = start(tmp_path_factory, conf, env={"JOURNAL_STREAM": "9:12345"})
+    # Output to a file whose device and inode JOURNAL_STREAM names, as systemd does for
+    # the journal's stream (there is no journal socket here: the <N> prefix form).
+    out_path = tmp_path / "journal-stream"
+    out = open(out_path, "w")
+    st = os.fstat(out.fileno())
+    d = Daemon(str(tmp_path_factory.mktemp("state")), free_port(), free_port(),
+               ["--config", os.devnull])
+    env = dict(os.environ, ROTORDREAM_ADMIN_PASSWORD=d.admin_password,
+               JOURNAL_STREAM="%d:%d" % (st.st_dev, st.st_ino))
+    proc = subprocess.Popen(d.command(), stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
-        started = lines_with(d, "event=daemon_start")
-        assert started and started[0].startswith("<6>level=info area=service event=daemon_start")
-        listening = lines_with(d, "event=listening")
-        assert listening and all(l.startswith("<6>") for l in listening)
+        deadline = time.monotonic() + 60
+        while "is running" not in out_path.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, out_path.read_text()
+            time.sleep(0.1)   # polling another process's file: nothing to wait on
     finally:
-        assert d.stop() == 0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        out.close()
+    lines = out_path.read_text().splitlines()
+    started = [l for l in lines if "event=daemon_start" in l]
+    assert started and started[0].startswith("<6>level=info area=service event=daemon_start")
+    assert all(re.match(r"<[0-7]>level=", l) for l in lines), lines[:5]

@@ -100,7 +100,7 @@ def test_a_failing_check_stops_the_reload_before_any_part():
     assert r.reload() is False and applied == [] and live.http.rate_limit == 3
 
 
-def test_a_moved_listener_binds_first_then_moves_after_the_parts():
+def test_a_moved_listener_is_bound_first_then_serves():
     http = FakeListener("http")
     new = make(server={"http": "tcp:9001"})
     r, live, applied = reloader_for(new, listeners={("server", "http"): http})
