@@ -89,9 +89,9 @@ class Reloader:
     ``load()`` returns the new Config or raises ConfigError (the file plus the command
     line's overrides); ``checks`` are callables ``check(new)`` that may raise
     ConfigError (directories, ...); ``listeners`` maps ``(section, key)`` to the
-    :class:`~rotordream.listener.Listener` serving it; ``parts`` are callables
-    ``apply(old, new)`` run in order once everything is valid (each part's
-    ``reconfigure``).
+    :class:`~rotordream.listener.Listener` serving it; ``parts`` are ``(name,
+    apply)`` pairs, ``apply(old, new)`` run in order once everything is valid (each
+    part's ``reconfigure``).
     """
 
     def __init__(self, live, load, parts=(), checks=(), listeners=None):
@@ -102,6 +102,10 @@ class Reloader:
         self.listeners = dict(listeners or {})
         self.applied = 0    # reloads put in force (metrics)
         self.failures = 0   # reloads refused (metrics: rotordream_config_reload_failures_total)
+
+    def add(self, name, apply):
+        """Call ``apply(old, new)`` on each reload (``name`` says which part in the log)."""
+        self.parts.append((name, apply))
 
     def reload(self):
         """Read, check and apply the configuration; True when it is in force."""
@@ -123,18 +127,17 @@ class Reloader:
             listener.move_to(description, port)
             log.info("{option} moved to {endpoint}", event="listening", option=listener.option,
                      endpoint=description, port=port.getHost().port)
-        for apply in self.parts:
+        for name, apply in self.parts:
             try:
                 apply(old, new)
             except Exception:
                 # A part that fails must not keep the others on the old values.
-                log.failure("a part failed to take the new configuration",
-                            event="config_reload", part=getattr(apply, "__name__", "?"),
-                            applied=False)
+                log.failure("{part} failed to take the new configuration",
+                            event="config_reload", part=name, applied=False)
         changed = changed_keys(old, new)
         for section, key in changed:
             if (section, key) in RESTART_KEYS or self._switched(old, new, section, key):
-                log.warn("[{section}] {key} changed: needs a restart", event="config_reload",
+                log.warn("{key} changed: needs a restart", event="config_reload",
                          key="%s.%s" % (section, key), applied=False, reason="restart needed")
         self.applied += 1
         log.info("configuration reloaded", event="config_reloaded",

@@ -227,21 +227,19 @@ def makeService(options):
                               None)}
     reloader.checks.append(_check_recording_dir)
     if logging is not None:
-        reloader.parts.append(lambda old, new: logging.reconfigure(new.log))
-    reloader.parts += [
-        lambda old, new: auth.reconfigure(new),
-        lambda old, new: api.reconfigure(new),
-        lambda old, new: site.requestFactory.reconfigure(new),
-        lambda old, new: websocket.reconfigure(new),
-        lambda old, new: rtsp.reconfigure(new.rtsp),
-        lambda old, new: metrics_resource.reconfigure(new.metrics),
-        lambda old, new: discovery.reconfigure(new, old),
-    ]
+        reloader.add("log", lambda old, new: logging.reconfigure(new.log))
+    reloader.add("auth", lambda old, new: auth.reconfigure(new))
+    reloader.add("http", lambda old, new: api.reconfigure(new))
+    reloader.add("http", lambda old, new: site.requestFactory.reconfigure(new))
+    reloader.add("websocket", lambda old, new: websocket.reconfigure(new))
+    reloader.add("rtsp", lambda old, new: rtsp.reconfigure(new.rtsp))
+    reloader.add("metrics", lambda old, new: metrics_resource.reconfigure(new.metrics))
+    reloader.add("discovery", lambda old, new: discovery.reconfigure(new, old))
     if webrtc is not None:
-        reloader.parts.append(lambda old, new: webrtc.reconfigure(new.webrtc))
+        reloader.add("webrtc", lambda old, new: webrtc.reconfigure(new.webrtc))
     if recorder is not None:
-        reloader.parts.append(lambda old, new: recorder.reconfigure(new.recording,
-                                                                    new.recording_dir))
+        reloader.add("recording", lambda old, new: recorder.reconfigure(new.recording,
+                                                                        new.recording_dir))
     _Reloading(reactor, reloader).setServiceParent(top)
     _Lifecycle(ctx, listeners).setServiceParent(top)
     return top

@@ -67,7 +67,7 @@ def reloader_for(new, listeners=None, checks=()):
             raise item
         return item
 
-    r = Reloader(live, load, parts=[lambda old, cfg: applied.append((old, cfg))],
+    r = Reloader(live, load, parts=[("fake", lambda old, cfg: applied.append((old, cfg)))],
                  checks=checks, listeners=listeners)
     return r, live, applied
 
@@ -126,6 +126,8 @@ def test_keys_that_need_a_restart_are_reported_not_hidden(events):
                and e.get("applied") is False]
     assert [e["key"] for e in restart] == ["video.threads"]
     assert restart[0]["reason"] == "restart needed"
+    from rotordream.logs import format_line
+    assert 'msg="video.threads changed: needs a restart"' in format_line(restart[0])
 
 
 def test_a_part_that_raises_does_not_stop_the_others(events):
@@ -136,8 +138,11 @@ def test_a_part_that_raises_does_not_stop_the_others(events):
         raise RuntimeError("boom")
 
     r = Reloader(live, lambda: make(http={"rate_limit": 7}),
-                 parts=[broken, lambda old, new: seen.append(new.http.rate_limit)])
+                 parts=[("broken", broken)])
+    r.add("next", lambda old, new: seen.append(new.http.rate_limit))
     assert r.reload() is True and seen == [7]
+    failed = [e for e in events if e.get("part") == "broken"]
+    assert failed and failed[0]["applied"] is False and "log_failure" in failed[0]
 
 
 def test_changed_keys_lists_section_and_key():
