@@ -558,7 +558,12 @@ def main(result_path, workdir):
                               '.click(); true')
                 until(page, '!document.querySelector(\'input[data-key="cam1-light"]\')'
                             '.checked')
+                # Pan/tilt goes over REST too, so the cookie session may move the axes.
+                page.evaluate('document.getElementById("home").click(); true')
+                until(page, 'document.getElementById("motor-state").value === "moving"', 5000)
                 return {"who": who, "light": rest.call("GET", "/api/settings/cam1-light"),
+                        "motor_error": page.evaluate('document.getElementById("motor-error")'
+                                                     '.textContent'),
                         "error": page.evaluate("document.getElementById('k-cam1-light-error')"
                                                ".textContent")}
             step(result, "reload", reload, page)

@@ -189,6 +189,7 @@ def test_the_page_works_over_https(run):
 def test_a_reload_keeps_the_login_and_writes_still_work(run):
     reload = ok(run, "reload")
     assert reload["who"] == "admin (admin)" and not reload["error"]
+    assert not reload["motor_error"]  # home, moving from where the pad left the axes
     assert reload["light"] == {"cam1-light": False}  # it was switched on by REST above
 
 

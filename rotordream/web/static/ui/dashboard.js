@@ -494,14 +494,18 @@ function motorError(e) {
   $("motor-error").textContent = e ? message(e) : "";
 }
 
-// Move at a velocity while held: a short ONVIF timeout renewed every half second, so the
-// axes stop by themselves even if this page goes away without saying so.
+// Pan/tilt over REST (/api/ptz): the session cookie and CSRF token authorize it.
+const ptz = (method, path, body) => camera._request(method, "/api/ptz" + path, {body});
+
+// Move at a velocity while held: a short timeout renewed every half second, so the axes
+// stop by themselves even if this page goes away without saying so.
 function hold(x, y, button) {
   if (held && held.x === x && held.y === y) return;
   release();
   if (!can("motor.control")) return;
   motorError(null);
-  const move = () => camera.ptz.continuous(x, y, {timeout: 1}).catch(motorError);
+  const move = () => ptz("POST", "/continuous", {pan_velocity: x, tilt_velocity: y, timeout: 1})
+    .catch(motorError);
   held = {x, y, button, timer: setInterval(move, 500)};
   if (button) button.classList.add("held");
   move();
@@ -512,7 +516,7 @@ function release() {
   clearInterval(held.timer);
   if (held.button) held.button.classList.remove("held");
   held = null;
-  camera.ptz.stop().catch(motorError);
+  ptz("POST", "/stop").catch(motorError);
 }
 
 const KEYS_TO_DIR = {ArrowUp: "0,1", ArrowDown: "0,-1", ArrowLeft: "-1,0", ArrowRight: "1,0"};
@@ -558,42 +562,36 @@ window.addEventListener("blur", release);
 document.addEventListener("visibilitychange", () => { if (document.hidden) release(); });
 $("home").addEventListener("click", () => {
   motorError(null);
-  camera._ptz("GotoHomePosition", "").catch(motorError);
+  ptz("POST", "/home").catch(motorError);
 });
 
 async function listPresets() {
-  const presets = await camera.ptz.presets();
+  const {presets} = await ptz("GET", "/presets");
   $("presets").replaceChildren(...presets.map((p) => {
     const go = el("button", {type: "button", "aria-label": `Go to ${p.name}`}, "Go");
-    go.addEventListener("click", () => camera.ptz.goto(p.token).catch(motorError));
+    const path = "/presets/" + encodeURIComponent(p.token);
+    go.addEventListener("click", () => ptz("POST", path + "/goto").catch(motorError));
     const del = el("button", {type: "button", "aria-label": `Delete ${p.name}`}, "Delete");
     del.addEventListener("click", async () => {
       try {
-        await camera._ptz("RemovePreset", `<tptz:PresetToken>${xml(p.token)}</tptz:PresetToken>`);
+        await ptz("DELETE", path);
         await listPresets();
       } catch (e) {
         motorError(e);
       }
     });
-    // ONVIF gives positions normalised to -1..1 of each axis's range: shown in degrees.
-    const max = (k) => (schema.keys.find((d) => d.key === k) || {maximum: 1}).maximum;
-    const where = p.x === null ? "" : ` (pan ${(p.x * max("pan")).toFixed(1)}°, ` +
-      `tilt ${(p.y * max("tilt")).toFixed(1)}°)`;
+    const where = p.pan == null ? "" : ` (pan ${Number(p.pan).toFixed(1)}°, ` +
+      `tilt ${Number(p.tilt).toFixed(1)}°)`;
     go.disabled = del.disabled = !can("motor.control");
     return el("li", {}, `${p.name}${where} `, go, " ", del);
   }));
-}
-
-function xml(text) {
-  return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
-    .replace(/"/g, "&quot;");
 }
 
 $("preset-save").addEventListener("submit", async (event) => {
   event.preventDefault();
   const name = event.target.elements.name.value;
   try {
-    await camera._ptz("SetPreset", `<tptz:PresetName>${xml(name)}</tptz:PresetName>`);
+    await ptz("POST", "/presets", {name});
     event.target.elements.name.value = "";
     await listPresets();
   } catch (e) {
@@ -612,14 +610,7 @@ function buildMotors() {
   for (const node of pad.querySelectorAll("button")) node.disabled = !control;
   for (const node of $("preset-save").elements) node.disabled = !control;
   $("pad-reason").textContent = control ? "" : decls.get("pan").reason;
-  // Presets come over ONVIF, which knows no session cookie: only with the login's token
-  // (an anonymous ONVIF request would make the browser ask for a password).
-  if (camera._token) {
-    listPresets().catch(motorError);
-  } else {
-    $("presets").replaceChildren(el("li", {}, schema.authenticated
-      ? "Log in again to see the presets" : "Log in to see the presets"));
-  }
+  if (can("status.read")) listPresets().catch(motorError);
 }
 
 function showMotorState() {
