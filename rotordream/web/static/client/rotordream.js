@@ -494,6 +494,33 @@ export class Camera {
       expires: data.expires};
   }
 
+  /**
+   * Continue a browser's cookie session after a page reload: the HttpOnly cookie still
+   * authenticates, and writes send the CSRF token its login returned (`csrfToken`).
+   * @param {string} csrf
+   */
+  resumeSession(csrf) {
+    this._token = null;
+    this._basic = null;
+    this._csrf = csrf;
+    this._cookieSession = IN_BROWSER;
+  }
+
+  /** The CSRF token of this browser's cookie session, or null. @returns {?string} */
+  get csrfToken() {
+    return this._cookieSession ? this._csrf : null;
+  }
+
+  /**
+   * Any other call of the camera's REST API, with this client's credentials: the
+   * envelope's data, RotorDreamError otherwise.
+   * @param {string} method @param {string} path e.g. "/api/ptz/home"
+   * @param {{body?: *, query?: Object}} [opts]
+   */
+  request(method, path, opts = {}) {
+    return this._request(method, path, {body: opts.body, query: opts.query});
+  }
+
   /** Log out: the camera revokes the token (and clears the session cookie). */
   async logout() {
     try {

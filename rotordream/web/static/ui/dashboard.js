@@ -1,5 +1,6 @@
-// The camera's dashboard: live view over WebRTC and the settings, generated from
-// GET /api/settings/schema, kept live over the WebSocket (rotordream.js).
+// The camera's dashboard (served at /): live view over WebRTC; settings generated from
+// GET /api/settings/schema and kept live over the WebSocket; recording and recordings;
+// motors; status and events; users. Everything goes through rotordream.js.
 import { Camera } from "/client/rotordream.js";
 
 const $ = (id) => document.getElementById(id);
@@ -67,7 +68,7 @@ $("login").addEventListener("submit", async (event) => {
   try {
     await hangUp();
     await camera.login(form.elements.username.value, form.elements.password.value);
-    sessionStorage.setItem(CSRF, camera._csrf);
+    sessionStorage.setItem(CSRF, camera.csrfToken);
     form.elements.password.value = "";
     form.hidden = true;
     await start();
@@ -398,7 +399,7 @@ function dayStart(value, end) {
 
 async function listRecordings() {
   if (!can("recordings.read")) return;
-  const data = await camera._request("GET", "/api/recordings", {query: {
+  const data = await camera.request("GET", "/api/recordings", {query: {
     offset: recordings.offset, limit: recordings.limit,
     since: dayStart($("rec-since").value), until: dayStart($("rec-until").value, true)}});
   recordings.total = data.total;
@@ -495,7 +496,7 @@ function motorError(e) {
 }
 
 // Pan/tilt over REST (/api/ptz): the session cookie and CSRF token authorize it.
-const ptz = (method, path, body) => camera._request(method, "/api/ptz" + path, {body});
+const ptz = (method, path, body) => camera.request(method, "/api/ptz" + path, {body});
 
 // Move at a velocity while held: a short timeout renewed every half second, so the axes
 // stop by themselves even if this page goes away without saying so.
@@ -643,7 +644,7 @@ function noteChanges(changes) {
 async function refreshStatus() {
   if (!can("status.read")) return;
   const [st, streams] = await Promise.all([camera.status(),
-    camera._request("GET", "/api/streams")]);
+    camera.request("GET", "/api/streams")]);
   const rows = [["Uptime", seconds(st.uptime)], ["CPU", `${Math.round(st.cpu_percent || 0)} %`],
     ["Memory", bytes(st.memory.rss)],
     ["Disk", `${bytes(st.disk.used)} used, ${bytes(st.disk.free)} free`],
@@ -730,7 +731,7 @@ async function start() {
   if (watcher) watcher.close();
   watcher = null;
   try {
-    schema = await camera._request("GET", "/api/settings/schema");
+    schema = await camera.request("GET", "/api/settings/schema");
   } catch (e) {
     schema = null;
     $("settings-note").textContent = "Settings unavailable: " + message(e);
@@ -739,10 +740,9 @@ async function start() {
     return;
   }
   const csrf = sessionStorage.getItem(CSRF);
-  if (schema.authenticated && !camera._csrf && csrf) {
+  if (schema.authenticated && !camera.csrfToken && csrf) {
     // A reload: the HttpOnly cookie still authenticates; writes need its CSRF token.
-    camera._csrf = csrf;
-    camera._cookieSession = true;
+    camera.resumeSession(csrf);
   }
   showAccount();
   const keys = schema.keys.filter((d) => d.type !== "trigger").map((d) => d.key);
