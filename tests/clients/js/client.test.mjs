@@ -118,37 +118,37 @@ describe("changing the camera", () => {
     await rejectsWith(camera.ptz.move(500, 0), "INVALID_VALUE");
   });
 
-  test("ptz.continuous, stop, presets and goto (ONVIF PTZ)", async () => {
+  test("ptz.continuous, stop, relative, home, presets and goto", async () => {
     const camera = admin();
+    const watcher = camera.watch(() => {}, {keys: ["pan-position", "tilt-position", "motor-state"]});
+    await watcher.ready;
     await camera.ptz.continuous(0.5, 0, {timeout: 5});
+    await waitFor([watcher.values], (v) => v["motor-state"] === "moving");
     await camera.ptz.stop();
-    const presets = await camera.ptz.presets();
-    assert.ok(Array.isArray(presets));
+    await waitFor([watcher.values], (v) => v["motor-state"] === "idle");
+    const status = await camera.ptz.status();
+    assert.ok(status.limits.pan_max > 0 && Array.isArray(status.presets), JSON.stringify(status));
     // A preset made at a known position, then a trip away and back to it.
     await camera.ptz.move(20, 10);
-    const watcher = camera.watch(() => {}, {keys: ["pan-position", "tilt-position"]});
-    await watcher.ready;
-    await waitFor([watcher.values], (v) => v["pan-position"] === 20 && v["tilt-position"] === 10);
-    const token = await setPreset(camera, "client-test");
+    await waitFor([watcher.values], (v) => v["pan-position"] === 20 && v["tilt-position"] === 10 &&
+      v["motor-state"] === "idle");
+    const token = await camera.ptz.savePreset("client-test");
     const listed = (await camera.ptz.presets()).find((p) => p.token === token);
-    assert.equal(listed.name, "client-test");
-    assert.ok(listed.x > 0 && listed.y > 0, JSON.stringify(listed));
-    await camera.ptz.move(-20, -10);
-    await waitFor([watcher.values], (v) => v["pan-position"] === -20);
+    assert.deepEqual([listed.name, listed.pan, listed.tilt], ["client-test", 20, 10]);
+    await camera.ptz.relative(-5, 0);
+    await waitFor([watcher.values], (v) => v["pan-position"] === 15 && v["motor-state"] === "idle");
+    await camera.ptz.home();
+    await waitFor([watcher.values], (v) => v["pan-position"] === 0 && v["tilt-position"] === 0);
     await camera.ptz.goto(token);
     await waitFor([watcher.values], (v) => v["pan-position"] === 20 && v["tilt-position"] === 10);
     watcher.close();
-    await rejectsWith(camera.ptz.goto("no-such-preset"), "NOT_FOUND");
+    await camera.ptz.removePreset(token);
+    assert.equal((await camera.ptz.presets()).find((p) => p.token === token), undefined);
+    await rejectsWith(camera.ptz.goto(token), "NOT_FOUND");
     await rejectsWith(camera.ptz.continuous(3, 0), "INVALID_VALUE");
     await rejectsWith(new Camera(URL_).ptz.stop(), "UNAUTHORIZED");
   });
 });
-
-/** SetPreset has no client method (presets are made on the NVR side): raw SOAP here. */
-async function setPreset(camera, name) {
-  const xml = await camera._ptz("SetPreset", `<tptz:PresetName>${name}</tptz:PresetName>`);
-  return /PresetToken>([^<]+)</.exec(xml)[1];
-}
 
 describe("recording", () => {
   test("start, pause, resume, stop, list all pages, download, delete", async () => {

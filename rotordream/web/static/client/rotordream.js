@@ -2,9 +2,8 @@
  * rotordream.js: the RotorDream camera client for browsers and Node 20+.
  *
  * One dependency-free ES module. REST goes through `fetch`, state changes come
- * over the control WebSocket (`/api/v1`), PTZ jogs and presets through the
- * camera's ONVIF PTZ service, and `live()` shows the camera in a <video> over
- * WebRTC.
+ * over the control WebSocket (`/api/v1`), and `live()` shows the camera in a
+ * <video> over WebRTC.
  *
  *     import { Camera } from "/client/rotordream.js";
  *     const camera = new Camera();                      // this page's camera
@@ -18,10 +17,6 @@
  * @module rotordream
  */
 
-const SOAP12 = "http://www.w3.org/2003/05/soap-envelope";
-const TPTZ = "http://www.onvif.org/ver20/ptz/wsdl";
-const TT = "http://www.onvif.org/ver10/schema";
-const VELOCITY_SPACE = "http://www.onvif.org/ver10/tptz/PanTiltSpaces/VelocityGenericSpace";
 const STATUS_CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
   405: "METHOD_NOT_ALLOWED", 409: "CONFLICT", 413: "PAYLOAD_TOO_LARGE", 429: "RATE_LIMITED",
   500: "INTERNAL", 503: "CAMERA_NOT_CONNECTED", 507: "INSUFFICIENT_STORAGE"};
@@ -75,19 +70,6 @@ function base64(text) {
   let binary = "";
   for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
   return btoa(binary);
-}
-
-/** @param {string} text @returns {string} the text escaped for XML */
-function xmlText(text) {
-  return String(text).replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
-
-/** @param {string} text @returns {string} XML entities resolved */
-function xmlUnescape(text) {
-  return text.replace(/&#(\d+);/g, (_, n) => String.fromCharCode(Number(n)))
-    .replace(/&#x([0-9a-f]+);/gi, (_, n) => String.fromCharCode(parseInt(n, 16)))
-    .replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"')
-    .replace(/&apos;/g, "'").replace(/&amp;/g, "&");
 }
 
 /** @param {*} a @param {*} b @returns {boolean} same JSON value */
@@ -206,44 +188,43 @@ export class Camera {
       delete: (id) => request("DELETE", "/api/recordings/" + encodeURIComponent(id)),
     };
 
-    /** Pan/tilt: absolute moves through the settings, jogs and presets through ONVIF PTZ. */
+    /** Pan/tilt in degrees (`/api/ptz`); absolute moves through the `pan`/`tilt` settings. */
+    const ptz = (method, path, body) => request(method, "/api/ptz" + path,
+      body === undefined ? {} : {body});
     this.ptz = {
+      /** Position, state, limits and presets. */
+      status: () => ptz("GET", ""),
       /** Move to a position in degrees (one batch: both axes at once). */
       move: (pan, tilt) => camera.set({pan, tilt}),
+      /**
+       * Move by degrees (a step past a limit stops there).
+       * @param {number} pan @param {number} tilt @param {{speed?: number}} [opts]
+       */
+      relative: (pan, tilt, opts = {}) => ptz("POST", "/relative",
+        {pan: Number(pan), tilt: Number(tilt), ...(opts.speed != null ? {speed: opts.speed} : {})}),
       /**
        * Move at a velocity (-1..1 per axis) until stop() or the timeout.
        * @param {number} panVelocity @param {number} tiltVelocity
        * @param {{timeout?: number}} [opts] seconds
        */
-      continuous: (panVelocity, tiltVelocity, opts = {}) => camera._ptz("ContinuousMove",
-        `<tptz:Velocity><tt:PanTilt x="${Number(panVelocity)}" y="${Number(tiltVelocity)}" ` +
-        `space="${VELOCITY_SPACE}"/></tptz:Velocity>` +
-        (opts.timeout != null ? `<tptz:Timeout>PT${Number(opts.timeout)}S</tptz:Timeout>` : "")),
+      continuous: (panVelocity, tiltVelocity, opts = {}) => ptz("POST", "/continuous",
+        {pan_velocity: Number(panVelocity), tilt_velocity: Number(tiltVelocity),
+          ...(opts.timeout != null ? {timeout: Number(opts.timeout)} : {})}),
       /** Stop pan and tilt. */
-      stop: () => camera._ptz("Stop", "<tptz:PanTilt>true</tptz:PanTilt>"),
+      stop: () => ptz("POST", "/stop"),
+      /** Go to the home position. */
+      home: () => ptz("POST", "/home"),
       /**
        * The stored presets.
-       * @returns {Promise<Array<{token: string, name: string, x: (number|null), y: (number|null)}>>}
+       * @returns {Promise<Array<{token: string, name: string, pan: number, tilt: number}>>}
        */
-      presets: async () => {
-        const xml = await camera._ptz("GetPresets", "");
-        const out = [];
-        for (const m of xml.matchAll(/<(\w+:)?Preset\b([^>]*)>([\s\S]*?)<\/\1?Preset>/g)) {
-          const token = /\btoken="([^"]*)"/.exec(m[2]);
-          const name = /<(?:\w+:)?Name>([\s\S]*?)<\/(?:\w+:)?Name>/.exec(m[3]);
-          const pt = /<(?:\w+:)?PanTilt\b([^>]*)\/?>/.exec(m[3]);
-          const attr = (n) => {
-            const a = pt && new RegExp(`\\b${n}="([^"]*)"`).exec(pt[1]);
-            return a ? Number(a[1]) : null;
-          };
-          out.push({token: token ? xmlUnescape(token[1]) : "",
-            name: name ? xmlUnescape(name[1]) : "", x: attr("x"), y: attr("y")});
-        }
-        return out;
-      },
+      presets: async () => (await ptz("GET", "/presets")).presets,
+      /** Store the current position as a preset; its token. @param {string} name */
+      savePreset: async (name) => (await ptz("POST", "/presets", {name})).token,
       /** Move to a preset. @param {string} token */
-      goto: (token) => camera._ptz("GotoPreset",
-        `<tptz:PresetToken>${xmlText(token)}</tptz:PresetToken>`),
+      goto: (token) => ptz("POST", "/presets/" + encodeURIComponent(token) + "/goto"),
+      /** Delete a preset. @param {string} token */
+      removePreset: (token) => ptz("DELETE", "/presets/" + encodeURIComponent(token)),
     };
 
     /** The rotor (the spinning clear-view disc). */
@@ -338,50 +319,6 @@ export class Camera {
     if (body && body.status === "success") return body.data;
     throw new RotorDreamError("not a RotorDream answer", {code: "BAD_RESPONSE",
       status: response.status});
-  }
-
-  /**
-   * One ONVIF PTZ operation on the profile stream1; the response XML.
-   * @param {string} operation @param {string} inner the request's child elements
-   */
-  async _ptz(operation, inner) {
-    const xml = `<?xml version="1.0" encoding="UTF-8"?><env:Envelope xmlns:env="${SOAP12}" ` +
-      `xmlns:tptz="${TPTZ}" xmlns:tt="${TT}"><env:Header/><env:Body><tptz:${operation}>` +
-      `<tptz:ProfileToken>stream1</tptz:ProfileToken>${inner}</tptz:${operation}>` +
-      "</env:Body></env:Envelope>";
-    const headers = {"X-Requested-With": "XMLHttpRequest",
-      "Content-Type": `application/soap+xml; charset=utf-8; action="${TPTZ}/${operation}"`};
-    // ONVIF knows no session cookie: a cookie session sends its token as a bearer.
-    const auth = this._token ? "Bearer " + this._token : this._authorization();
-    if (auth) headers["Authorization"] = auth;
-    let response;
-    try {
-      response = await this._fetch(this.url + "/onvif/ptz_service",
-        {method: "POST", headers, body: xml, credentials: "same-origin"});
-    } catch (e) {
-      throw new RotorDreamError(`cannot reach ${this.url}: ${e.message}`, {code: "UNREACHABLE"});
-    }
-    const text = await response.text();
-    const fault = /<(?:\w+:)?Fault\b/.test(text);
-    if (!response.ok || fault) {
-      const reason = /<(?:\w+:)?Text\b[^>]*>([\s\S]*?)<\/(?:\w+:)?Text>/.exec(text);
-      const subcodes = [...text.matchAll(/<(?:\w+:)?Value>([^<]*)<\/(?:\w+:)?Value>/g)]
-        .map((m) => m[1]);
-      const has = (name) => subcodes.some((s) => s.endsWith(":" + name));
-      let code = STATUS_CODES[response.status] || "BAD_REQUEST";
-      if (response.status === 401 || has("NotAuthorized")) {
-        code = response.status === 403 ? "FORBIDDEN" : "UNAUTHORIZED";
-      } else if (has("NoToken") || has("NoProfile")) {
-        code = "NOT_FOUND";
-      } else if (has("InvalidArgVal") || /Invalid/.test(subcodes.join(" "))) {
-        code = "INVALID_VALUE";
-      }
-      throw new RotorDreamError(reason ? xmlUnescape(reason[1]) : "HTTP " + response.status,
-        {code, status: response.status, body: text,
-          retryAfter: response.headers.get("retry-after") != null
-            ? Number(response.headers.get("retry-after")) : null});
-    }
-    return text;
   }
 
   // -- the camera --------------------------------------------------------------
