@@ -26,7 +26,7 @@ from tests.conftest import Daemon, seed_state  # noqa: E402
 WATCH = """(async () => {
   const started = performance.now();
   const pc = await window.rotordream;
-  const video = document.getElementById("video");
+  const video = document.getElementById("live") || document.getElementById("video");
   const wanted = %d;
   let first = null, frames = 0;
   await new Promise((resolve) => {
@@ -92,7 +92,7 @@ SWITCH = """fetch("/api/webrtc/sessions/" + window.rotordreamSession, {method: "
 
 # Wait for the picture to become stream2's size, then for frames to go on at that size.
 SHRUNK = """new Promise((resolve) => {
-  const video = document.getElementById("video");
+  const video = document.getElementById("live") || document.getElementById("video");
   const started = performance.now();
   let frames = 0, switched = null;
   const onFrame = (now, meta) => {
