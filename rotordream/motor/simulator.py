@@ -6,6 +6,8 @@ protocol class puts it on a line-based transport: a pseudo-terminal inside
 the daemon (``--motor sim``) or a serial device when run alone:
 
     python -m rotordream.motor.simulator /dev/pts/N
+
+Run alone, SIGUSR1 and SIGUSR2 set and clear a fault (see :func:`main`).
 """
 
 import sys
@@ -278,13 +280,31 @@ class SimulatorProtocol(LineOnlyReceiver):
 
 
 def main(argv):
-    """Run the simulator on a serial device (e.g. one end of a socat pty pair)."""
+    """Run the simulator on a serial device (e.g. one end of a socat pty pair).
+
+    A fault can be injected from outside, as ``FAULT SET`` / ``FAULT CLEAR`` would from
+    the host: SIGUSR1 puts the controller into fault and SIGUSR2 clears it, each followed
+    at once by a status report. "simulator on DEVICE" on stdout says it is running.
+    """
+    import signal
+
     from twisted.internet import reactor
     from twisted.internet.serialport import SerialPort
     if len(argv) != 2:
         sys.exit("usage: python -m rotordream.motor.simulator /dev/ptyX")
-    SerialPort(SimulatorProtocol(ControllerModel(), reactor), argv[1], reactor,
-               baudrate=115200)
+    model = ControllerModel()
+    proto = SimulatorProtocol(model, reactor)
+    SerialPort(proto, argv[1], reactor, baudrate=115200)
+
+    def set_fault(on):
+        model.fault = on
+        if not model.silent:
+            proto._report()
+
+    for number, on in ((signal.SIGUSR1, True), (signal.SIGUSR2, False)):
+        # A signal handler may run mid-write: hand the change to the reactor's thread.
+        signal.signal(number, lambda *_, on=on: reactor.callFromThread(set_fault, on))
+    reactor.callWhenRunning(lambda: print("simulator on %s" % argv[1], flush=True))
     reactor.run()
 
 
