@@ -159,6 +159,12 @@ class IWebRTC(Interface):
     def estimates():
         """The viewers' latest bandwidth estimates in bit/s (sessions that sent one)."""
 
+    def end_resource(resource, caller):
+        """End the session of a WHEP session resource; Deferred firing with its id."""
+
+    def ice_servers():
+        """RTCIceServer dicts for viewers (TURN ones with short-lived credentials)."""
+
 
 class IStreamServer(Interface):
     """The RTSP server, as /api/status, /api/streams and the stream URLs see it."""

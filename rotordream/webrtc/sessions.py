@@ -31,7 +31,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from rotordream.interfaces import IWebRTC
-from rotordream.webrtc import WebRTCError, access
+from rotordream.webrtc import WebRTCError, access, ice
 from rotordream.webrtc.track import HubTrack
 
 log = Logger()
@@ -106,6 +106,8 @@ class Session:
         self.created = created
         self.expiry = None  # the DelayedCall that ends it if it never connects
         self.estimate = None  # the viewer's last bandwidth estimate (REMB), bit/s
+        # The WHEP session resource's secret path: whoever holds it may end the session.
+        self.resource = secrets.token_urlsafe(32)
 
     def public(self, with_client=False):
         """What GET /api/webrtc/sessions shows (the client address to operators only)."""
@@ -171,8 +173,8 @@ class WebRTCService(service.Service):
         return d.addCallbacks(lambda _: session.public(), self._refused, errbackArgs=(session,))
 
     def accept(self, stream, sdp, caller):
-        """Deferred firing with ``{"id", "type": "answer", "sdp", "key"}`` for a viewer's
-        offer."""
+        """Deferred firing with ``{"id", "type": "answer", "sdp", "key", "resource"}`` for a
+        viewer's offer (``resource``: the WHEP session resource's secret name)."""
         session = self._open(stream, caller)
         return _deferred(self._make_answer(session, sdp)).addErrback(self._refused, session)
 
@@ -182,7 +184,7 @@ class WebRTCService(service.Service):
         self._send(session)
         await session.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         await session.pc.setLocalDescription(await session.pc.createAnswer())
-        return self._description(session)
+        return dict(self._description(session), resource=session.resource)
 
     # -- while connected --------------------------------------------------------
 
@@ -225,6 +227,23 @@ class WebRTCService(service.Service):
         """End a session (its owner, an operator or an admin); Deferred firing when closed."""
         return self._close(self._own(session_id, caller), "hung up")
 
+    def end_resource(self, resource, caller):
+        """End the session whose WHEP resource is ``resource`` (a DELETE on its URL);
+        Deferred firing with the session id once closed."""
+        for session in list(self.sessions.values()):
+            if access.same_key(session.resource, resource):
+                log.info("WebRTC session {session}: WHEP DELETE from {client}",
+                         event="webrtc_whep_delete", session=session.id, client=caller.client)
+                return self._close(session, "hung up").addCallback(lambda _: session.id)
+        raise WebRTCError(404, "no such WHEP session", "NOT_FOUND")
+
+    def ice_servers(self):
+        """The RTCIceServer dicts a viewer should use: ``[webrtc] ice_servers``, TURN ones
+        with credentials valid for ``turn_lifetime`` seconds from now."""
+        config = self.config
+        return ice.ice_servers(config.ice_servers, config.turn_secret, config.turn_lifetime,
+                               self.wall())
+
     def stopService(self):
         """Close every peer connection."""
         service.Service.stopService(self)
@@ -242,7 +261,8 @@ class WebRTCService(service.Service):
         self._check_stream(stream)
         live = list(self.sessions.values())
         access.admit(live, caller, self.config)
-        servers = [RTCIceServer(urls=url) for url in self.config.ice_servers]
+        servers = [RTCIceServer(urls=s["urls"], username=s.get("username"),
+                                credential=s.get("credential")) for s in self.ice_servers()]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         # 128 random bits: an id cannot be guessed, only learned from a listing.
         session = Session(secrets.token_urlsafe(16), pc, HubTrack(self.hubs[stream]), stream,
