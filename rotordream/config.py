@@ -175,6 +175,24 @@ class Metrics:
     public: bool = True                # false: a logged-in user is required, not just status.read
 
 
+@dataclass(frozen=True)
+class Push:
+    """One upstream server the encoded stream is pushed to (RTSP ANNOUNCE/RECORD)."""
+
+    url: str                           # rtsp[s]://user:pass@host:port/path
+    stream: str = "stream1"            # stream1 | stream2
+    transport: str = "tcp"             # tcp (interleaved) | udp
+    enabled: bool = True
+    tls_verify: bool = True            # rtsps: check the server's certificate
+
+
+@dataclass(frozen=True)
+class PushTargets:
+    """RTSP push: ``[[push]]`` tables (or ``[push] targets = [...]``), one per upstream."""
+
+    targets: tuple = ()                # (Push, ...)
+
+
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 # Areas [log] levels may name: the daemon's packages (a logger's namespace is
 # rotordream.<area>...), plus "service" for the daemon's own start, stop and reloads.
@@ -208,6 +226,7 @@ class Config:
     webrtc: WebRTC = field(default_factory=WebRTC)
     metrics: Metrics = field(default_factory=Metrics)
     log: Log = field(default_factory=Log)
+    push: PushTargets = field(default_factory=PushTargets)
 
     @property
     def recording_dir(self):
@@ -370,6 +389,8 @@ def from_dict(data, overrides=None):
         raise ConfigError("configuration must be a table")
     sections = {f.name: f for f in dataclasses.fields(Config)}
     merged = {}
+    data = dict(data)
+    pushes = _push_targets(data.pop("push", {}))
     for name, table in data.items():
         if name not in sections:
             raise ConfigError("unknown section [%s] (known: %s)"
@@ -379,8 +400,10 @@ def from_dict(data, overrides=None):
         merged[name] = dict(table)
     for (section, key), value in (overrides or {}).items():
         merged.setdefault(section, {})[key] = value
-    built = {}
+    built = {"push": PushTargets(pushes)}
     for name, sf in sections.items():
+        if name == "push":
+            continue
         cls = sf.default_factory
         fields = {f.name: f for f in dataclasses.fields(cls)}
         values = {}
@@ -395,6 +418,47 @@ def from_dict(data, overrides=None):
         raise ConfigError("[rtsp] rtp_port_min = %d, rtp_port_max = %d: the range holds no "
                           "port pair" % (rtsp.rtp_port_min, rtsp.rtp_port_max))
     return Config(**built)
+
+
+def _push_targets(value):
+    """``[[push]]`` tables (or ``[push] targets = [...]``) as a tuple of :class:`Push`."""
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - {"targets"})
+        if unknown:
+            raise ConfigError("[push] %s: unknown key (known: targets)" % _name(unknown[0]))
+        value = value.get("targets", ())
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError("[[push]]: expected tables")
+    out = []
+    fields = {f.name: f for f in dataclasses.fields(Push)}
+    for n, table in enumerate(value, 1):
+        if isinstance(table, Push):
+            table = dataclasses.asdict(table)
+        where = "[[push]] #%d" % n
+        if not isinstance(table, dict):
+            raise ConfigError("%s: expected a table" % where)
+        for key, v in table.items():
+            if key not in fields:
+                raise ConfigError("%s %s: unknown key (known: %s)"
+                                  % (where, _name(key), ", ".join(fields)))
+            ftype = _field_type(fields[key])
+            if (ftype == "bool") != isinstance(v, bool) or \
+                    (ftype == "str" and (not isinstance(v, str) or "\0" in v)):
+                raise ConfigError("%s %s = %r: expected %s" % (
+                    where, key, v, "true or false" if ftype == "bool" else "a string"))
+        url = table.get("url")
+        if not isinstance(url, str) or not re.match(r"rtsps?://[^/\s]+", url, re.I) or \
+                re.search(r"[\s]", url):
+            raise ConfigError("%s url: expected rtsp://[user:pass@]host[:port]/path "
+                              "(or rtsps://)" % where)
+        if table.get("stream", "stream1") not in ("stream1", "stream2"):
+            raise ConfigError("%s stream = %r: expected stream1 or stream2"
+                              % (where, table["stream"]))
+        if table.get("transport", "tcp") not in ("tcp", "udp"):
+            raise ConfigError("%s transport = %r: expected tcp or udp"
+                              % (where, table["transport"]))
+        out.append(Push(**table))
+    return tuple(out)
 
 
 def load(path=None, overrides=None):

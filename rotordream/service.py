@@ -129,6 +129,7 @@ def makeService(options):
     from rotordream.motor.service import build_motor_service
     from rotordream.onvif.eventsources import EventsService, make_broker
     from rotordream.onvif.resource import make_onvif_resource
+    from rotordream.push.service import PushService
     from rotordream.recording.recorder import build_recorder
     from rotordream.rtsp.server import RTSPServer
     from rotordream.rtsp.service import build_rtsp_service
@@ -176,6 +177,7 @@ def makeService(options):
     websocket = ControlFactory(cfg, state, auth, reactor)
 
     events = make_broker(cfg, reactor, has_motor=motor is not None)
+    push = PushService(reactor, rtsp.core.fanouts, cfg.push.targets)  # RTP packetized once
 
     # What the web tree and ONVIF read: built once every part exists, never changed.
     ctx = Context(config=live, reactor=reactor, state=state, auth=auth, pipeline=pipeline,
@@ -190,6 +192,7 @@ def makeService(options):
     # Feeds the ONVIF events from the start, so motion is tracked before anyone asks.
     EventsService(ctx).setServiceParent(top)
     _add(top, webrtc)
+    push.setServiceParent(top)
     # Clients are closed at shutdown.
     _Running(websocket.startFactory, websocket.close_all).setServiceParent(top)
 
@@ -203,8 +206,8 @@ def makeService(options):
     reloader = Reloader(live, partial(configmod.load, options["config"], options["overrides"]))
     metrics = DaemonCollector(pipeline, rtsp=rtsp, webrtc=webrtc, websocket=websocket,
                               recorder=recorder, motor=motor, auth=auth, lag=lag,
-                              reloads=reloader)
-    site = make_site(ctx, onvif, metrics)
+                              reloads=reloader, push=push)
+    site = make_site(ctx, onvif, metrics, push=push)
     metrics_resource = site.resource.getStaticEntity(b"metrics")
     metrics_resource.reconfigure(cfg.metrics)
     listeners = [Listener(reactor, cfg.server.http, site, "http")]
@@ -233,6 +236,7 @@ def makeService(options):
     reloader.add("http", lambda old, new: site.requestFactory.reconfigure(new))
     reloader.add("websocket", lambda old, new: websocket.reconfigure(new))
     reloader.add("rtsp", lambda old, new: rtsp.reconfigure(new.rtsp))
+    reloader.add("push", lambda old, new: push.reconfigure(new.push.targets))
     reloader.add("metrics", lambda old, new: metrics_resource.reconfigure(new.metrics))
     reloader.add("discovery", lambda old, new: discovery.reconfigure(new, old))
     if webrtc is not None:

@@ -115,11 +115,12 @@ class DaemonCollector:
     ``failures`` and ``locked_out`` counts), ``websocket`` the control factory
     (``count()``, ``dropped``, ``rate_limited``), ``http`` an :class:`HttpCounts` and
     ``lag`` a :class:`ReactorLag`, ``reloads`` the configuration reloader (its
-    ``applied`` and ``failures`` counts).
+    ``applied`` and ``failures`` counts), ``push`` the RTSP push service (its
+    ``counters()``: state, bytes, reconnects by target id).
     """
 
     def __init__(self, pipeline, rtsp=None, webrtc=None, websocket=None, recorder=None,
-                 motor=None, auth=None, http=None, lag=None, reloads=None):
+                 motor=None, auth=None, http=None, lag=None, reloads=None, push=None):
         self.pipeline = pipeline
         self.rtsp = rtsp
         self.webrtc = webrtc
@@ -130,6 +131,7 @@ class DaemonCollector:
         self.http = http if http is not None else HttpCounts()
         self.lag = lag
         self.reloads = reloads
+        self.push = push
 
     def collect(self):
         """Every metric family, read now."""
@@ -138,6 +140,8 @@ class DaemonCollector:
         yield from self._access()
         yield from self._recording()
         yield from self._motor()
+        if self.push is not None:
+            yield from self._push()
         if self.reloads is not None:
             yield CounterMetricFamily("rotordream_config_reloads_total",
                                       "Configuration reloads applied (SIGHUP)",
@@ -182,6 +186,20 @@ class DaemonCollector:
         yield _histogram("rotordream_capture_to_hub_seconds",
                          "From capture to the encoded unit reaching its stream (stream1)",
                          series=[((), hist["capture_to_hub_seconds"])])
+
+    def _push(self):
+        # Labelled by target id, never by URL (it may hold a password).
+        targets = self.push.counters()
+        up = GaugeMetricFamily("rotordream_push_up", "1 while a push target records upstream",
+                               labels=["target"])
+        for ident, (state, _, _) in sorted(targets.items()):
+            up.add_metric([ident], 1 if state == "recording" else 0)
+        yield up
+        yield _counter("rotordream_push_bytes_total", "Bytes sent to each push target",
+                       "target", {k: v[1] for k, v in targets.items()})
+        yield _counter("rotordream_push_reconnects_total",
+                       "Failed or lost connections to each push target (each is retried)",
+                       "target", {k: v[2] for k, v in targets.items()})
 
     def _viewers(self):
         clients = dict.fromkeys(CLIENT_PROTOCOLS, 0)

@@ -13,7 +13,8 @@ from twisted.web import resource, server, static
 
 from rotordream.auth.ratelimit import RateLimiter
 from rotordream.rtsp.http_tunnel import install as install_rtsp_tunnel
-from rotordream.web.api import openapi, ptz, recordings, settings, system, users, webrtc
+from rotordream.web.api import openapi, ptz, push as push_api, recordings, settings, system, \
+    users, webrtc
 from rotordream.web.api.base import ApiContext, ApiResource, NotFound
 from rotordream.web.metrics import MetricsResource, make_registry
 from rotordream.web.request import BodyLimits, BoundedRequest
@@ -53,8 +54,9 @@ class CountingSite(server.Site):
         super().log(request)
 
 
-def build_api(ctx, http_counts=None):
-    """The /api resource with every REST noun (its rate limiter joins ``http_counts``)."""
+def build_api(ctx, http_counts=None, push=None):
+    """The /api resource with every REST noun (its rate limiter joins ``http_counts``;
+    ``push`` is the RTSP push service, None: no /api/push)."""
     limiter = RateLimiter(ctx.config.http.rate_limit, ctx.config.http.rate_period, ctx.reactor)
     if http_counts is not None:
         http_counts.limiters.append(limiter)
@@ -80,14 +82,17 @@ def build_api(ctx, http_counts=None):
         root.putChild(b"webrtc", webrtc.WebRTCRoot(api))
     if ctx.motor is not None:
         root.putChild(b"ptz", ptz.Ptz(api))
+    if push is not None:
+        root.putChild(b"push", push_api.PushRoot(api, push))
     root.putChild(b"v1", WebSocketResource(ctx.websocket))
     return root
 
 
-def make_site(ctx, onvif, metrics=None):
+def make_site(ctx, onvif, metrics=None, push=None):
     """The twisted.web Site serving everything on the HTTP port; ``onvif`` is the /onvif
     resource (:func:`rotordream.onvif.resource.make_onvif_resource`), ``metrics`` the
-    :class:`rotordream.web.metrics.DaemonCollector` served at /metrics (None: no /metrics)."""
+    :class:`rotordream.web.metrics.DaemonCollector` served at /metrics (None: no /metrics),
+    ``push`` the :class:`rotordream.push.service.PushService` behind /api/push."""
     root = resource.Resource()
     root.putChild(b"", static.File(os.path.join(STATIC, "index.html"),
                                    defaultType="text/html; charset=utf-8"))
@@ -96,7 +101,7 @@ def make_site(ctx, onvif, metrics=None):
                                                   defaultType="text/javascript; charset=utf-8"))
     root.putChild(b"client", client)
     root.putChild(b"ui", Assets(os.path.join(STATIC, "ui")))
-    api = build_api(ctx, metrics.http if metrics is not None else None)
+    api = build_api(ctx, metrics.http if metrics is not None else None, push)
     root.putChild(b"api", api)
     root.putChild(b"onvif", onvif)
     if metrics is not None:

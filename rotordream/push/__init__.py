@@ -1,0 +1,1 @@
+"""RTSP push: the encoded streams sent to upstream media servers (ANNOUNCE/SETUP/RECORD)."""
