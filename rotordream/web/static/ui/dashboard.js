@@ -289,8 +289,19 @@ function startLive(stream) {
     });
     return v.pc;
   });
-  started.catch((e) => fallBack(message(e)));
+  started.catch((e) => fallBack(noH264() ? "this browser cannot decode H.264 over WebRTC"
+    : message(e)));
   return started;
+}
+
+// The camera sends H.264 only. A browser whose WebRTC lacks it (Firefox without its
+// OpenH264 plugin) rejects the video in its answer, and the camera then refuses that
+// answer with an ICE error that names no cause: asked only after a failure, as Firefox
+// may list the plugin's codec only once the plugin has loaded.
+function noH264() {
+  const caps = window.RTCRtpReceiver && RTCRtpReceiver.getCapabilities &&
+    RTCRtpReceiver.getCapabilities("video");
+  return !!caps && !caps.codecs.some((c) => c.mimeType.toLowerCase() === "video/h264");
 }
 
 async function updateOverlay() {
