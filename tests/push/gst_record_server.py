@@ -1,7 +1,7 @@
 """gst-rtsp-server in record mode with Digest auth, for push tests (run by /usr/bin/python3).
 
-Usage: gst_record_server.py PORT USER PASSWORD. Takes ANNOUNCE/RECORD at
-rtsp://127.0.0.1:PORT/live, depayloads and parses the H.264 it receives and
+Usage: gst_record_server.py PORT USER PASSWORD [PEM]. Takes ANNOUNCE/RECORD at
+rtsp://127.0.0.1:PORT/live (rtsps:// with the certificate and key in PEM), depayloads and parses the H.264 it receives and
 prints one line per access unit, ``FRAME <n> <width>x<height>``, after ``READY``.
 """
 
@@ -12,7 +12,7 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+from gi.repository import Gio, GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 
 def main():
@@ -26,6 +26,8 @@ def main():
     token = GstRtspServer.RTSPToken()
     token.set_string("media.factory.role", "pusher")
     auth.add_digest(user, password, token)
+    if len(sys.argv) > 4:
+        auth.set_tls_certificate(Gio.TlsCertificate.new_from_file(sys.argv[4]))
     server.set_auth(auth)
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_transport_mode(GstRtspServer.RTSPTransportMode.RECORD)
