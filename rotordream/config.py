@@ -165,6 +165,7 @@ class WebRTC:
     reserved_sessions: int = 2         # of max_sessions, kept for authenticated users
     turn_secret: str = ""              # coturn use-auth-secret: TURN URLs get REST credentials
     turn_lifetime: int = 3600          # seconds those credentials stay valid
+    max_keyframe_requests_per_s: int = 1  # forced IDRs of the shared encoder for all viewers
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,10 @@ class IWebRTC(Interface):
     def ice_servers():
         """RTCIceServer dicts for viewers (TURN ones with short-lived credentials)."""
 
+    def switch_counters():
+        """Dict (from, to, reason) -> stream switches so far (reason: manual, estimate,
+        probe)."""
+
 
 class IStreamServer(Interface):
     """The RTSP server, as /api/status, /api/streams and the stream URLs see it."""

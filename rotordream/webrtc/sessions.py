@@ -8,7 +8,10 @@ Two ways in, as browsers and players do it:
   answers at once.
 
 Each connection sends one hub's encoded stream through a :class:`HubTrack`
-and negotiates H.264 only. ICE is gathered whole before the SDP is returned
+and negotiates H.264 only. Its sender is paced, answers NACKs within a budget
+and PLI/FIR with the next keyframe (:mod:`.control`). A ``stream=auto`` viewer
+moves between stream1 and stream2 with its bandwidth estimate
+(:mod:`.switching`), checked every ``TICK`` seconds. ICE is gathered whole before the SDP is returned
 (no trickle). aiortc runs on the asyncio loop under the reactor.
 
 Every call names its :class:`~rotordream.webrtc.access.Caller` (principal,
@@ -24,19 +27,24 @@ from collections import Counter
 
 from aiortc import (RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender,
                     RTCSessionDescription)
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
 from twisted.application import service
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from rotordream.interfaces import IWebRTC
 from rotordream.webrtc import WebRTCError, access, ice
+from rotordream.webrtc.control import SenderControl
+from rotordream.webrtc.pacing import KeyframeRequests
+from rotordream.webrtc.switching import AutoSwitch
 from rotordream.webrtc.track import HubTrack
 
 log = Logger()
 
 _ENDED = ("failed", "closed")
+AUTO = "auto"
+TICK = 0.5            # seconds between switching decisions
+HISTORY = 20          # switches kept per session
 
 
 def use_host_addresses(addresses):
@@ -66,27 +74,6 @@ def _h264_only(transceiver):
                                                                            "video/rtx")])
 
 
-def watch_estimates(sender, on_estimate):
-    """Call ``on_estimate(bit/s)`` with each bandwidth estimate (REMB) the viewer sends.
-
-    aiortc reads REMB only to retune its own encoder, which packets bypass, and
-    offers no event for it: the sender's RTCP handler is wrapped instead.
-    """
-    original = sender._handle_rtcp_packet
-
-    async def handle(packet):
-        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
-            try:
-                bitrate, ssrcs = unpack_remb_fci(packet.fci)
-            except ValueError:
-                pass
-            else:
-                if sender._ssrc in ssrcs:
-                    on_estimate(bitrate)
-        await original(packet)
-    sender._handle_rtcp_packet = handle
-
-
 def _deferred(coro):
     return defer.Deferred.fromFuture(asyncio.ensure_future(coro))
 
@@ -94,7 +81,7 @@ def _deferred(coro):
 class Session:
     """One viewer's peer connection, and who opened it (see :mod:`.access`)."""
 
-    def __init__(self, session_id, pc, track, stream, caller, key, created):
+    def __init__(self, session_id, pc, track, stream, caller, key, created, auto=None):
         self.id = session_id
         self.pc = pc
         self.track = track
@@ -108,13 +95,20 @@ class Session:
         self.estimate = None  # the viewer's last bandwidth estimate (REMB), bit/s
         # The WHEP session resource's secret path: whoever holds it may end the session.
         self.resource = secrets.token_urlsafe(32)
+        self.auto = auto        # the AutoSwitch of a stream=auto viewer, else None
+        self.control = None     # its SenderControl, once its sender exists
+        self.switches = []      # {"at", "from", "to", "reason", "estimate"}, newest last
 
     def public(self, with_client=False):
         """What GET /api/webrtc/sessions shows (the client address to operators only)."""
         out = {"id": self.id, "stream": self.stream, "user": self.user,
+               "mode": AUTO if self.auto is not None else "manual",
                "state": self.pc.connectionState, "created": self.created,
                "estimated_bitrate": self.estimate,
-               "frames_sent": self.track.sent, "frames_skipped": self.track.skipped}
+               "frames_sent": self.track.sent, "frames_skipped": self.track.skipped,
+               "resyncs": self.track.resyncs, "switches": list(self.switches)}
+        if self.control is not None:
+            out["sending"] = self.control.stats()
         if with_client:
             out["client"] = self.client
         return out
@@ -136,11 +130,15 @@ class WebRTCService(service.Service):
         self.config = config
         self.wall = wall
         self.sessions = {}
+        self.keyframes = KeyframeRequests(config.max_keyframe_requests_per_s)
+        self.switch_counts = Counter()   # (from, to, reason) -> switches
+        self._ticker = None
 
     def reconfigure(self, config):
         """Apply a reloaded ``[webrtc]`` section to the next offer: session limits,
         offer timeout, host addresses and ICE servers (connected viewers keep theirs)."""
         self.config = config
+        self.keyframes.per_second = config.max_keyframe_requests_per_s
         use_host_addresses(config.addresses)
 
     # -- the two ways in ----------------------------------------------------
@@ -189,16 +187,59 @@ class WebRTCService(service.Service):
     # -- while connected --------------------------------------------------------
 
     def switch(self, session_id, stream, caller):
-        """Send ``stream`` to a viewer from its next keyframe (no renegotiation)."""
+        """Send ``stream`` to a viewer from its next keyframe (no renegotiation);
+        ``auto``: let its bandwidth estimate choose from now on."""
         session = self._own(session_id, caller)
         self._check_stream(stream)
-        if stream != session.stream:
-            log.info("WebRTC session {session}: {old} -> {stream}", event="webrtc_switch",
-                     session=session.id, client=session.client, user=session.user,
-                     old=session.stream, stream=stream)
-            session.stream = stream
-            session.track.switch(self.hubs[stream])
+        now = self.clock.seconds()
+        if stream == AUTO:
+            if session.auto is None:
+                session.auto = AutoSwitch(now)
+                session.auto.forced(session.stream, now)
+            return session.public()
+        session.auto = None
+        self._switch_to(session, stream, "manual")
         return session.public()
+
+    def _switch_to(self, session, stream, reason):
+        if stream == session.stream:
+            return
+        log.info("WebRTC session {session}: {old} -> {stream} ({reason})",
+                 event="webrtc_switch", session=session.id, client=session.client,
+                 user=session.user, old=session.stream, stream=stream, reason=reason,
+                 estimate=session.estimate)
+        self.switch_counts[(session.stream, stream, reason)] += 1
+        session.switches.append({"at": self.wall(), "from": session.stream, "to": stream,
+                                 "reason": reason, "estimate": session.estimate})
+        del session.switches[:-HISTORY]
+        session.stream = stream
+        session.track.switch(self.hubs[stream])
+
+    def _tick(self):
+        """Feed each sender its stream's bitrate; move auto viewers as their estimate says."""
+        now = self.clock.seconds()
+        rates = {name: hub.bitrate for name, hub in self.hubs.items()}
+        for session in list(self.sessions.values()):
+            if session.control is not None:
+                session.control.pacer.set_media_rate(rates.get(session.stream, 0))
+            if session.auto is None or session.pc.connectionState != "connected":
+                continue
+            rtt = session.control.rtt if session.control is not None else None
+            wanted = session.auto.update(now, session.estimate, rates, rtt)
+            if wanted != session.stream:
+                self._switch_to(session, wanted, "estimate" if wanted == "stream2" else "probe")
+
+    def switch_counters(self):
+        """Dict (from, to, reason) -> how many switches (reason: manual, estimate, probe)."""
+        return dict(self.switch_counts)
+
+    def _picture_lost(self, session):
+        # The viewer's decoder lost its reference: what is queued cannot be decoded, the
+        # next keyframe can. A forced IDR would cost every viewer of the shared encoder.
+        session.track.resync()
+        request = getattr(session.track.hub, "request_keyframe", None)
+        if request is not None and self.keyframes.allow(self.clock.seconds()):
+            request()
 
     def visible(self, caller):
         """The sessions ``caller`` may see: every one for operators, else its own."""
@@ -253,7 +294,7 @@ class WebRTCService(service.Service):
     # -- inside -----------------------------------------------------------------
 
     def _check_stream(self, stream):
-        if stream not in self.hubs:
+        if stream not in self.hubs and stream != AUTO:
             raise WebRTCError(404, "no stream %r; use %s" % (stream, " or ".join(
                 sorted(self.hubs))), "NOT_FOUND")
 
@@ -261,13 +302,20 @@ class WebRTCService(service.Service):
         self._check_stream(stream)
         live = list(self.sessions.values())
         access.admit(live, caller, self.config)
+        auto = None
+        if stream == AUTO:
+            stream, auto = "stream1", AutoSwitch(self.clock.seconds())
         servers = [RTCIceServer(urls=s["urls"], username=s.get("username"),
                                 credential=s.get("credential")) for s in self.ice_servers()]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         # 128 random bits: an id cannot be guessed, only learned from a listing.
         session = Session(secrets.token_urlsafe(16), pc, HubTrack(self.hubs[stream]), stream,
-                          caller, access.key_for(live, caller), int(self.wall()))
+                          caller, access.key_for(live, caller), int(self.wall()), auto)
         self.sessions[session.id] = session
+        if self._ticker is None or not self._ticker.running:
+            self._ticker = task.LoopingCall(self._tick)
+            self._ticker.clock = self.clock
+            self._ticker.start(TICK, now=False)
         log.info("WebRTC session {session} opened", event="webrtc_session_start",
                  session=session.id, stream=stream, user=session.user, client=session.client)
         # One that has not connected within the timeout (no answer, ICE failing) ends.
@@ -281,6 +329,8 @@ class WebRTCService(service.Service):
                      user=session.user, client=session.client, state=state)
             if state == "connected" and session.expiry is not None and session.expiry.active():
                 session.expiry.cancel()
+            if state == "connected" and session.control is not None:
+                session.control.attach_transport(session.control.sender.transport)
             if state in _ENDED:
                 self._close(session, state)
         return session
@@ -288,7 +338,10 @@ class WebRTCService(service.Service):
     def _send(self, session):
         transceiver = session.pc.addTransceiver(session.track, direction="sendonly")
         _h264_only(transceiver)
-        watch_estimates(transceiver.sender, lambda bitrate: self._estimated(session, bitrate))
+        session.control = SenderControl(
+            transceiver.sender, self.clock.seconds,
+            on_estimate=lambda bitrate: self._estimated(session, bitrate),
+            on_picture_loss=lambda: self._picture_lost(session))
 
     def _own(self, session_id, caller):
         session = self.sessions.get(session_id)
@@ -329,6 +382,8 @@ class WebRTCService(service.Service):
                  session=session.id, stream=session.stream, user=session.user,
                  client=session.client, reason=why)
         session.track.stop()
+        if not self.sessions and self._ticker is not None and self._ticker.running:
+            self._ticker.stop()
         return _deferred(session.pc.close())
 
     def _refused(self, failure, session):

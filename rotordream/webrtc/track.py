@@ -26,15 +26,18 @@ class HubTrack(MediaStreamTrack):
     """The live stream of one hub as an aiortc video track.
 
     Starts at the hub's cached keyframe, so a browser shows a picture at once.
-    A viewer whose sender falls ``max_queue`` access units behind skips to the
-    next keyframe instead of holding memory (counted in ``skipped``).
+    A viewer whose sender falls ``max_queue`` access units or ``max_lag`` seconds
+    behind skips to the next keyframe instead of draining a backlog (counted in
+    ``skipped``); :meth:`resync` does the same on the viewer's request (PLI).
     """
 
     kind = "video"
 
-    def __init__(self, hub, max_queue=90):
+    def __init__(self, hub, max_queue=90, max_lag=1.0):
         super().__init__()
         self.max_queue = max_queue
+        self.max_lag = max_lag
+        self.resyncs = 0
         self.skipped = 0
         self.sent = 0
         self.hub = hub
@@ -42,7 +45,10 @@ class HubTrack(MediaStreamTrack):
         self._waiting_keyframe = False
         self._last_pts = None
         self._next = None   # the subscription to a hub being switched to
+        # The cached GOP is old by design: its units count as taken when the newest was.
+        self._stamp = hub.latest.published if hub.latest is not None else 0.0
         self._sub = hub.subscribe(self._take, replay=True)
+        self._stamp = None
 
     def switch(self, hub):
         """Go on with ``hub`` from its next keyframe; the old hub feeds until then.
@@ -71,9 +77,24 @@ class HubTrack(MediaStreamTrack):
             self._take(au)
         nxt = self._next = hub.subscribe(deliver, replay=False)
 
+    def resync(self):
+        """Drop what is queued and go on from the next keyframe (the viewer lost its
+        picture: the frames in between cannot be decoded anyway)."""
+        self.resyncs += 1
+        self._drain()
+        self._waiting_keyframe = True
+
+    def _behind(self, au):
+        if self._queue.qsize() >= self.max_queue:
+            return True
+        if self._queue.empty():
+            return False
+        oldest = self._queue._queue[0]   # asyncio.Queue keeps a deque
+        return oldest is not None and au.published - oldest[1] > self.max_lag
+
     def _take(self, au):
         # Called in the reactor thread, which is the asyncio loop's thread.
-        if self._queue.qsize() >= self.max_queue:
+        if self._behind(au):
             self._drain()
             self._waiting_keyframe = True
         if self._waiting_keyframe:
@@ -81,7 +102,7 @@ class HubTrack(MediaStreamTrack):
                 self.skipped += 1
                 return
             self._waiting_keyframe = False
-        self._queue.put_nowait(au)
+        self._queue.put_nowait((au, au.published if self._stamp is None else self._stamp))
 
     def _drain(self):
         while not self._queue.empty():
@@ -92,9 +113,10 @@ class HubTrack(MediaStreamTrack):
         """The next access unit as a packet; MediaStreamError once stopped."""
         if self.readyState != "live":
             raise MediaStreamError
-        au = await self._queue.get()
-        if au is None:
+        item = await self._queue.get()
+        if item is None:
             raise MediaStreamError
+        au = item[0]
         self.sent += 1
         packet = packet_for(au)
         # Strictly increasing: after a switch the new stream's keyframe may carry the

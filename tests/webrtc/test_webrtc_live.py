@@ -163,7 +163,7 @@ def test_bad_requests_get_clear_errors_and_the_daemon_keeps_serving(daemon):
         return body
 
     body = error(requests.get(base + "/api/webrtc/offer?stream=stream9"), 400, "BAD_REQUEST")
-    assert body["key"] == "stream" and body["allowed"] == ["stream1", "stream2"]
+    assert body["key"] == "stream" and body["allowed"] == ["stream1", "stream2", "auto"]
     error(requests.post(base + "/api/webrtc/answer", data="not json",
                         headers={"content-type": "application/json"}), 400)
     error(requests.post(base + "/api/webrtc/answer", json=["answer"]), 400)

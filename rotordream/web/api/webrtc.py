@@ -36,6 +36,7 @@ SDP_TYPE = b"application/sdp"
 WHEP_PATH = "/api/webrtc/whep"
 SDP_START = re.compile(r"v=0\r?\n")
 STREAMS = ("stream1", "stream2")
+CHOICES = STREAMS + ("auto",)   # auto: the viewer's bandwidth estimate chooses
 
 
 def _description_schema(kind):
@@ -47,7 +48,7 @@ def _description_schema(kind):
 
 
 SWITCH_BODY = {"type": "object", "required": ["stream"], "additionalProperties": False,
-               "properties": {"stream": {"enum": list(STREAMS)}}}
+               "properties": {"stream": {"enum": list(CHOICES)}}}
 
 
 def _description(request, kind):
@@ -68,9 +69,9 @@ def _description(request, kind):
 
 def _stream(request):
     raw = request.args.get(b"stream", [b"stream1"])[0].decode("utf-8", "replace")
-    if raw not in STREAMS:
-        raise ApiError(400, "stream must be one of %s" % ", ".join(STREAMS), key="stream",
-                       allowed=list(STREAMS))
+    if raw not in CHOICES:
+        raise ApiError(400, "stream must be one of %s" % ", ".join(CHOICES), key="stream",
+                       allowed=list(CHOICES))
     return raw
 
 
@@ -89,7 +90,7 @@ class Offer(ApiResource):
 
     routes = (
         Route("/api/webrtc/offer", "get", "The camera's SDP offer for a live view (?stream=stream1|"
-              "stream2); also sets the session cookie the answer is matched by", VIEWER),
+              "stream2|auto; auto follows the viewer's bandwidth); also sets the session cookie the answer is matched by", VIEWER),
         Route("/api/webrtc/offer", "post", "Answer a viewer's SDP offer (?stream=); WHEP-style",
               VIEWER, body=_description_schema("offer")),
     )
@@ -203,9 +204,9 @@ class OneSession(ApiResource):
         if request.postpath:
             raise ApiError(404, "no WebRTC session %r" % self.sid)
         body = read_json(request)
-        if not isinstance(body, dict) or set(body) != {"stream"} or body["stream"] not in STREAMS:
-            raise ApiError(400, "the body must be {\"stream\": one of %s}" % ", ".join(STREAMS),
-                           key="stream", allowed=list(STREAMS))
+        if not isinstance(body, dict) or set(body) != {"stream"} or body["stream"] not in CHOICES:
+            raise ApiError(400, "the body must be {\"stream\": one of %s}" % ", ".join(CHOICES),
+                           key="stream", allowed=list(CHOICES))
         return self.ctx.webrtc.switch(self.sid, body["stream"], _caller(request, principal))
 
 
@@ -242,10 +243,10 @@ class WhepEndpoint(_Whep):
     """POST /api/webrtc/whep: a WHEP player's offer in, the answer and its resource out."""
 
     routes = (
-        Route(WHEP_PATH, "post", "WHEP: an application/sdp offer (?stream=stream1|stream2); 201 "
+        Route(WHEP_PATH, "post", "WHEP: an application/sdp offer (?stream=stream1|stream2|auto); 201 "
               "with the application/sdp answer, Location of the session resource and "
               "Link rel=ice-server headers", VIEWER, status=201, media="application/sdp",
-              query={"stream": {"enum": list(STREAMS)}}),
+              query={"stream": {"enum": list(CHOICES)}}),
     )
 
     isLeaf = False

@@ -1,0 +1,328 @@
+"""Pacing, bounded retransmission, PLI handling and automatic switching, on a clock.
+
+The pure rules (:mod:`rotordream.webrtc.pacing`, :mod:`rotordream.webrtc.switching`)
+are given the time; :class:`SenderControl` is driven with aiortc's own RTP/RTCP
+packet classes through a sender that behaves as aiortc's does.
+"""
+
+import asyncio
+import types
+
+import pytest_twisted
+from aiortc.rtp import (RTCP_PSFB_APP, RTCP_PSFB_FIR, RTCP_PSFB_PLI, RTCP_RTPFB_NACK,
+                        RtcpPsfbPacket, RtcpReceiverInfo, RtcpRrPacket, RtcpRtpfbPacket,
+                        RtpPacket, pack_remb_fci)
+from twisted.internet import task
+
+from rotordream.config import WebRTC
+from rotordream.media.hub import StreamHub
+from rotordream.webrtc.control import SenderControl
+from rotordream.webrtc.pacing import KeyframeRequests, Pacer, Retransmitter
+from rotordream.webrtc.sessions import Session, WebRTCService
+from rotordream.webrtc.switching import AutoSwitch
+from rotordream.webrtc.track import HubTrack
+from tests.media.test_hub import au
+from tests.webrtc.test_units import au_of, run
+
+SSRC = 0x1234
+
+
+def rtp(seq, size=1200):
+    """The bytes of an RTP packet of ``size`` bytes, as aiortc serializes it."""
+    packet = RtpPacket(payload_type=102, sequence_number=seq, timestamp=seq * 3000)
+    packet.ssrc = SSRC
+    packet.payload = b"\x00" * (size - 12)
+    return packet.serialize()
+
+
+# -- the pacer ------------------------------------------------------------------
+
+def test_a_frames_packets_leave_spread_at_the_estimates_rate_not_in_one_burst():
+    pacer = Pacer(factor=1.5, burst=0.004)
+    pacer.set_estimate(4_000_000)
+    times = [pacer.send_at(1200, 10.0) for _ in range(14)]   # one 4 Mbit/s frame, at once
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    per_packet = 1200 * 8 / 6_000_000
+    # The burst allowance (4 ms) lets the first few go at once, then one per 1.6 ms.
+    assert times[:3] == [10.0] * 3 and times[3] > 10.0
+    assert all(abs(g - per_packet) < 1e-9 for g in gaps[3:])
+    assert times[-1] - times[0] < 1 / 30                       # within the frame interval
+    # After a quiet while the next packet goes at once again.
+    assert pacer.send_at(1200, 11.0) == 11.0
+
+
+def test_the_pacer_never_starves_the_stream_it_is_told_to_send():
+    pacer = Pacer(factor=1.5, headroom=1.25)
+    pacer.set_estimate(300_000)
+    pacer.set_media_rate(4_000_000)
+    assert pacer.rate == 5_000_000
+    pacer.set_media_rate(100_000)
+    assert pacer.rate == 450_000
+    assert Pacer().rate == 1_500_000   # no estimate yet: a default
+
+
+# -- retransmission -------------------------------------------------------------
+
+def test_only_packets_younger_than_rtt_and_two_frames_are_sent_again():
+    r = Retransmitter(share=1.0, interval=1 / 30, frames=2)
+    r.set_rtt(0.05)
+    r.set_estimate(10_000_000)
+    for seq in range(10):
+        r.sent(seq, 1200, 1.0 + seq * 0.01)
+    # At 1.15: packets sent before 1.15 - (0.05 + 0.0667) = 1.033 are useless now.
+    assert [seq for seq in range(10) if r.allow(seq, 1.15)] == list(range(4, 10))
+    assert r.counters() == {"answered": 6, "too_old": 4, "over_budget": 0, "unknown": 0}
+    assert not r.allow(999, 1.15) and r.unknown == 1
+
+
+def test_retransmission_stays_within_a_share_of_the_estimate_and_refills():
+    r = Retransmitter(share=0.25, window=0.5)
+    r.set_estimate(400_000)        # budget 0.25 * 400 kbit/s = 12.5 kB/s, 6.25 kB deep
+    for seq in range(20):
+        r.sent(seq, 1200, 5.0)
+    allowed = [seq for seq in range(20) if r.allow(seq, 5.0)]
+    assert allowed == [0, 1, 2, 3, 4] and r.over_budget == 15
+    # 0.1 s later 1.25 kB came back: one more packet.
+    assert [seq for seq in range(5, 20) if r.allow(seq, 5.1)] == [5]
+
+
+def test_forced_keyframes_are_shared_and_limited():
+    limit = KeyframeRequests(per_second=1)
+    assert [limit.allow(t) for t in (0.0, 0.3, 0.9, 1.0, 1.5, 2.2)] == \
+        [True, False, False, True, False, True]
+    never = KeyframeRequests(per_second=0)
+    assert not never.allow(0.0) and never.refused == 1
+
+
+# -- the sender control, with aiortc's packets ------------------------------------
+
+class FakeSender:
+    """What SenderControl touches of aiortc's RTCRtpSender, behaving the same way."""
+
+    def __init__(self):
+        self._ssrc = SSRC
+        self.retransmitted = []
+        self.handled = []
+        self._RTCRtpSender__rtt = None
+
+    async def _handle_rtcp_packet(self, packet):
+        self.handled.append(packet)
+        if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            for seq in packet.lost:
+                await self._retransmit(seq)
+        if isinstance(packet, RtcpRrPacket):
+            self._RTCRtpSender__rtt = 0.08
+
+    async def _retransmit(self, seq):
+        self.retransmitted.append(seq)
+
+
+class FakeTransport:
+    """The DTLS transport's ``_send_rtp``: records what went out."""
+
+    def __init__(self):
+        self.sent = []
+
+    async def _send_rtp(self, data):
+        self.sent.append(data)
+
+
+@pytest_twisted.inlineCallbacks
+def test_nacks_plis_estimates_and_rtt_go_through_the_control():
+    clock = task.Clock()
+    clock.advance(100)
+    sender, transport = FakeSender(), FakeTransport()
+    estimates, losses = [], []
+    control = SenderControl(sender, clock.seconds, on_estimate=estimates.append,
+                            on_picture_loss=lambda: losses.append(clock.seconds()))
+    control.attach_transport(transport)
+    control.set_estimate(50_000_000)   # fast enough that nothing waits on the real loop
+
+    async def go():
+        for seq in range(5):
+            await transport._send_rtp(rtp(seq))
+        clock.advance(0.5)
+        for seq in range(5, 8):
+            await transport._send_rtp(rtp(seq))
+        await sender._handle_rtcp_packet(RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1,
+                                                         media_ssrc=SSRC, lost=[1, 6, 7]))
+        await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1,
+                                                        media_ssrc=SSRC))
+        await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_FIR, ssrc=1,
+                                                        media_ssrc=SSRC))
+        await sender._handle_rtcp_packet(RtcpPsfbPacket(
+            fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(750_000, [SSRC])))
+        await sender._handle_rtcp_packet(RtcpRrPacket(ssrc=1, reports=[RtcpReceiverInfo(
+            ssrc=SSRC, fraction_lost=64, packets_lost=3, highest_sequence=7, jitter=0, lsr=0,
+            dlsr=0)]))
+    yield run(go())
+    assert len(transport.sent) == 8
+    assert sender.retransmitted == [6, 7]            # 1 was too old to help
+    assert losses == [100.5, 100.5]                  # PLI and FIR, not passed to aiortc
+    assert not [p for p in sender.handled if isinstance(p, RtcpPsfbPacket)
+                and p.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR)]
+    assert estimates[-1] == 750_000 and control.pacer.estimate == 750_000
+    assert control.rtt == 0.08 and control.fraction_lost == 0.25
+    stats = control.stats()
+    assert stats["nacked"]["answered"] == 2 and stats["nacked"]["too_old"] == 1
+    assert stats["picture_losses"] == 2
+
+
+@pytest_twisted.inlineCallbacks
+def test_rtcp_passes_unpaced_and_rtp_waits_for_its_turn():
+    clock = task.Clock()
+    sender, transport = FakeSender(), FakeTransport()
+    control = SenderControl(sender, clock.seconds, pacer=Pacer(factor=1.0, burst=0.0,
+                                                               floor=1))
+    control.set_estimate(480_000)   # a 1200-byte packet takes 20 ms
+    control.attach_transport(transport)
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        rr = RtcpRrPacket(ssrc=1).bytes() if hasattr(RtcpRrPacket, "bytes") else \
+            bytes(RtcpRrPacket(ssrc=1))
+        for seq in range(3):
+            await transport._send_rtp(rtp(seq))
+        await transport._send_rtp(rr)
+        return loop.time() - started
+    took = yield run(go())
+    # Packets 2 and 3 waited 20 and 40 ms of the pacer's schedule; the RTCP did not.
+    assert 0.035 <= took < 0.5 and control.paced == 2
+    assert len(transport.sent) == 4
+
+
+# -- the track on a viewer's request and when far behind ---------------------------
+
+@pytest_twisted.inlineCallbacks
+def test_a_picture_loss_restarts_the_viewer_at_the_next_keyframe():
+    async def go():
+        hub = StreamHub("stream1")
+        hub.publish(au(0, True))
+        track = HubTrack(hub)
+        for i in range(1, 4):
+            hub.publish(au(i, False))
+        track.resync()
+        hub.publish(au(4, False))
+        hub.publish(au(5, True))
+        hub.publish(au(6, False))
+        got = [await track.recv() for _ in range(2)]
+        return [p.pts // 3000 for p in got], track.resyncs
+    seqs, resyncs = yield run(go())
+    assert seqs == [5, 6] and resyncs == 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_viewer_more_than_max_lag_behind_skips_ahead_but_a_replayed_gop_does_not():
+    async def go():
+        now = [0.0]
+        hub = StreamHub("stream1", monotonic=lambda: now[0])
+        for i in range(30):                       # a cached GOP a second long
+            now[0] = i / 30
+            hub.publish(au(i, i == 0))
+        track = HubTrack(hub, max_lag=0.5)
+        now[0] = 1.0
+        hub.publish(au(30, False))                # taken: the replay is not a backlog
+        for i in range(31, 60):                   # nobody reads for another second
+            now[0] = i / 30 + 0.0
+            hub.publish(au(i, i == 45))
+        got = []
+        while not track._queue.empty():
+            got.append((await track.recv()).pts // 3000)
+        return got, track.skipped
+    got, skipped = yield run(go())
+    assert got[0] == 45 and got == list(range(45, 60)), got
+    assert skipped == 45
+
+
+# -- automatic switching -------------------------------------------------------------
+
+RATES = {"stream1": 2_000_000, "stream2": 200_000}
+
+
+def drive(switch, timeline, step=0.5, rtt=0.01):
+    """Feed ``switch`` estimates from ``timeline`` [(until, estimate[, rtt])]; the switches
+    made."""
+    seen, now, current = [], getattr(switch, "_driven", switch.started), switch.current
+    for until, estimate, *phase_rtt in timeline:
+        while now < until:
+            now += step
+            got = switch.update(now, estimate, RATES, phase_rtt[0] if phase_rtt else rtt)
+            if got != current:
+                seen.append((round(now, 1), got))
+                current = got
+    switch._driven = now   # the next drive goes on from here
+    return seen
+
+
+def test_auto_goes_down_when_stream1_no_longer_fits_and_up_after_a_calm_while():
+    switch = AutoSwitch(0.0, grace=4, down_hold=1, up_hold=5, backoff=10)
+    # Low first estimates during the grace period do not count.
+    seen = drive(switch, [(4, 300_000), (20, 3_000_000), (40, 350_000, 0.11),
+                          (80, 3_000_000)])
+    assert seen == [(21.5, "stream2"), (45.5, "stream1")]
+    # 350 kbit/s does not carry 2 Mbit/s: down 1 s after the squeeze; no probe while the
+    # round trip is inflated; up once the link has been calm for 5 s.
+
+
+def test_a_failed_probe_backs_off_doubling_and_a_lasting_one_resets():
+    switch = AutoSwitch(0.0, grace=0, down_hold=1, up_hold=2, backoff=10, probe_window=10)
+    timeline = [(2, 300_000)]
+    # Calm on stream2 (300k > 1.2 * 200k) but stream1 never fits: every probe fails.
+    seen = drive(switch, timeline + [(120, 300_000)])
+    ups = [t for t, s in seen if s == "stream1"]
+    gaps = [b - a for a, b in zip(ups, ups[1:])]
+    assert len(ups) >= 3 and all(b > a for a, b in zip(gaps, gaps[1:])), seen
+    assert switch.failed_probes == len(ups) - (1 if seen[-1][1] == "stream1" else 0)
+    backoff = switch.backoff
+    # Now the link carries stream1: the next probe lasts and the backoff starts afresh.
+    drive(switch, [(400, 3_000_000)])
+    assert switch.current == "stream1" and switch.backoff == 10 < backoff
+
+
+def test_no_probe_while_the_round_trip_is_inflated():
+    switch = AutoSwitch(0.0, grace=0, down_hold=1, up_hold=2)
+    drive(switch, [(5, 300_000)], rtt=0.01)
+    assert switch.current == "stream2"
+    assert drive(switch, [(60, 300_000)], rtt=0.15) == []   # queueing: stay down
+
+
+# -- the service's tick: estimate -> switch, history and counters ----------------------
+
+@pytest_twisted.inlineCallbacks
+def test_the_service_moves_an_auto_viewer_and_records_the_switch():
+    async def go():
+        clock = task.Clock()
+        hubs = {"stream1": StreamHub("stream1"), "stream2": StreamHub("stream2")}
+        service = WebRTCService(hubs, clock, WebRTC(), wall=lambda: 1_800_000_000.0)
+        for name in hubs:
+            hubs[name].publish(au_of(name, 0, True))
+        track = HubTrack(hubs["stream1"])
+        caller = types.SimpleNamespace(principal=types.SimpleNamespace(name="anonymous"),
+                                       authenticated=False, client="127.0.0.1")
+        pc = types.SimpleNamespace(connectionState="connected")
+        session = Session("s1", pc, track, "stream1", caller, "k", 0,
+                          auto=AutoSwitch(clock.seconds(), grace=0, down_hold=1))
+        service.sessions["s1"] = session
+        rates = {"stream1": 2_000_000, "stream2": 200_000}
+        for name, hub in hubs.items():
+            hub.__dict__["bitrate"] = rates[name]
+        session.estimate = 500_000
+        for _ in range(4):
+            clock.advance(0.5)
+            service._tick()
+        return session, service
+    hubs_patch = StreamHub.bitrate
+    StreamHub.bitrate = property(lambda self: self.__dict__.get("bitrate", 0))
+    try:
+        session, service = yield run(go())
+    finally:
+        StreamHub.bitrate = hubs_patch
+    assert session.stream == "stream2"
+    [switch] = session.switches
+    assert (switch["from"], switch["to"], switch["reason"], switch["estimate"]) == \
+        ("stream1", "stream2", "estimate", 500_000)
+    assert service.switch_counters() == {("stream1", "stream2", "estimate"): 1}
+    listed = session.public()
+    assert listed["mode"] == "auto" and listed["switches"] == [switch]
+    session.track.stop()
