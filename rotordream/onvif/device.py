@@ -17,7 +17,7 @@ from rotordream import PRODUCT, __version__
 from rotordream.auth import roles
 from rotordream.auth.users import UserError
 from rotordream.onvif import (deviceio, events, hostinfo, imaging, media, media2, ptz,
-                             recording, scopes, search, soap)
+                             recording, replay, scopes, search, soap)
 from rotordream.onvif.dispatch import LEVEL_TO_ROLE, PRE_AUTH, ROLE_TO_LEVEL, Table
 from rotordream.onvif.soap import E, NSMAP
 
@@ -27,10 +27,11 @@ OPS = Table("tds")
 
 # (service name in the path, namespace, version) for GetServices.
 # The Profile G services, offered when the camera records.
-RECORDING_SERVICES = ("recording", "search")
+RECORDING_SERVICES = ("recording", "search", "replay")
 SERVICE_LIST = (("device", NSMAP["tds"], (2, 60)), ("media", NSMAP["trt"], (2, 60)),
                 ("media2", NSMAP["tr2"], (2, 60)),
                 ("recording", NSMAP["trc"], (2, 60)), ("search", NSMAP["tse"], (2, 60)),
+                ("replay", NSMAP["trp"], (2, 60)),
                 ("ptz", NSMAP["tptz"], (2, 60)), ("imaging", NSMAP["timg"], (2, 60)),
                 ("events", NSMAP["tev"], (2, 60)), ("deviceio", NSMAP["tmd"], (2, 60)))
 
@@ -116,7 +117,8 @@ def _capabilities(call, category):
                   E("tt:DynamicRecordings", False), E("tt:DynamicTracks", False),
                   E("tt:MaxStringLength", 64)),
                 E("tt:Search", E("tt:XAddr", call.xaddr("search")),
-                  E("tt:MetadataSearch", False))]
+                  E("tt:MetadataSearch", False)),
+                E("tt:Replay", E("tt:XAddr", call.xaddr("replay")))]
         if any(el is not None for el in extension):
             caps.append(E("tt:Extension", extension))
     return caps
@@ -173,6 +175,7 @@ _SERVICE_CAPABILITIES = {"deviceio": deviceio.service_capabilities,
                          "media2": media2.service_capabilities,
                          "recording": recording.service_capabilities,
                          "search": search.service_capabilities,
+                         "replay": replay.service_capabilities,
                          "ptz": ptz.service_capabilities}
 
 

@@ -7,7 +7,7 @@ from twisted.web import resource, server
 
 from rotordream.auth import origin
 from rotordream.onvif import (device, deviceio, events, imaging, media, media2, ptz, recording,
-                             search, soap)
+                             replay, search, soap)
 from rotordream.onvif.dispatch import Dispatcher
 
 log = Logger()
@@ -15,7 +15,7 @@ log = Logger()
 # Service name -> the operations table served at /onvif/<name>_service.
 TABLES = {"device": device.OPS, "media": media.OPS, "media2": media2.OPS, "ptz": ptz.OPS,
           "imaging": imaging.OPS, "events": events.OPS, "deviceio": deviceio.OPS,
-          "recording": recording.OPS, "search": search.OPS}
+          "recording": recording.OPS, "search": search.OPS, "replay": replay.OPS}
 SERVICES = tuple(TABLES)
 
 

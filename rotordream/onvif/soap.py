@@ -28,6 +28,7 @@ NSMAP = {
     "tr2": "http://www.onvif.org/ver20/media/wsdl",
     "trc": "http://www.onvif.org/ver10/recording/wsdl",
     "tse": "http://www.onvif.org/ver10/search/wsdl",
+    "trp": "http://www.onvif.org/ver10/replay/wsdl",
     "tptz": "http://www.onvif.org/ver20/ptz/wsdl",
     "timg": "http://www.onvif.org/ver20/imaging/wsdl",
     "tev": "http://www.onvif.org/ver10/events/wsdl",

@@ -6,9 +6,16 @@ The RTSP server asks :class:`RecordingPlayback` to describe a recording
 before the requested npt, then sends access units in real time from a
 small read-ahead queue; PAUSE keeps its place; the end of the file sends
 RTCP BYE so clients finish cleanly.
+
+In ONVIF replay (the core's :class:`~rotordream.rtsp.effects.Replay`) every
+packet carries the ONVIF RTP header extension: the access unit's absolute
+NTP time (the recording's start plus its file time), C on keyframes, E on
+the last unit of the file, and the low byte of the PLAY's CSeq; without rate
+control a TCP client is sent units as fast as its connection drains.
 """
 
 import collections
+import struct
 import time
 from dataclasses import dataclass
 
@@ -18,12 +25,29 @@ from twisted.logger import Logger
 from rotordream.h264 import first_parameter_sets
 from rotordream.recording import mp4
 from rotordream.recording.store import UnknownRecording
+from rotordream.rtp.clock import ntp_timestamp
 from rotordream.rtp.sender import RtpSource
 
 log = Logger()
 
 READ_AHEAD = 2.0   # seconds of access units read per worker call
 LOW_WATER = 1.0    # read more when less than this is queued
+REPLAY_PROFILE = 0xABAC      # "defined by profile" value of the ONVIF replay extension
+_EXTENSION = struct.Struct("!HHQBBH")
+EXTENSION_BYTES = _EXTENSION.size    # 16: the extension header and its 3 words
+UNPACED_RETRY = 0.01         # seconds before looking again at a full TCP connection
+
+
+def replay_extension(ntp, clean=False, end=False, discontinuity=False, cseq=0):
+    """The ONVIF replay RTP header extension (ONVIF Streaming Specification): profile
+    0xABAC, length 3, the 64-bit NTP time, then C, E, D flags, the CSeq byte and padding."""
+    flags = (clean << 7) | (end << 6) | (discontinuity << 5)
+    return _EXTENSION.pack(REPLAY_PROFILE, 3, ntp, flags, cseq & 0xFF, 0)
+
+
+def with_extension(packet, extension):
+    """An RTP packet (12-byte header, no CSRCs) with ``extension`` and the X bit added."""
+    return bytes((packet[0] | 0x10,)) + packet[1:12] + extension + packet[12:]
 
 
 @dataclass(frozen=True)
@@ -77,16 +101,18 @@ class RecordingPlayback:
         """A new :class:`FilePlayer` for one session."""
         entry = self.resolve(rid)
         return FilePlayer(entry["id"], self.store.path(entry["id"]), self, mtu,
-                          entry.get("duration") or 0.0)
+                          entry.get("duration") or 0.0, entry["start_ts"])
 
 
 class FilePlayer(RtpSource):
     """One session's RTP from one file (the same interface as a live StreamFanout)."""
 
-    def __init__(self, rid, path, playback, mtu, duration):
+    def __init__(self, rid, path, playback, mtu, duration, start=0.0):
         super().__init__("recording-%s" % rid, mtu)
         self.id = rid
         self.duration = duration
+        self.start = start    # POSIX time of the file's time zero (the first frame's capture)
+        self.replay = None    # rotordream.rtsp.effects.Replay while ONVIF replay is asked
         self.path = path
         self.playback = playback
         self.clock = playback.clock
@@ -106,11 +132,13 @@ class FilePlayer(RtpSource):
         return self._lock.run(threads.deferToThreadPool, self.playback.reactor,
                               self.playback.pool, fn, *args)
 
-    def prepare(self, npt):
+    def prepare(self, npt, replay=None):
         """Seek (``npt`` seconds, None to resume where paused); Deferred of (npt, seq, rtptime).
 
-        ``npt`` in the answer is the keyframe's time, where playback really starts.
+        ``npt`` in the answer is the keyframe's time, where playback really starts;
+        ``replay`` (a Replay, or None) says how to send from there.
         """
+        self.replay = replay
         if npt is None and self.reader is not None and (self.queue or self.eof):
             return defer.succeed(self._head_info())
 
@@ -152,11 +180,30 @@ class FilePlayer(RtpSource):
             self._timer.cancel()
         self._timer = None
 
+    def _send(self, pts, keyframe, nals, wall):
+        ts, packets = self._packetize(nals, pts)
+        octets = None
+        if self.replay is not None:
+            last = self.eof and not self.queue and self._reading is None
+            ext = replay_extension(ntp_timestamp(self.start + pts / 90000.0), keyframe, last,
+                                   False, self.replay.cseq)
+            packets = [with_extension(p, ext) for p in packets]
+            octets = sum(len(p) - 12 - EXTENSION_BYTES for p in packets)
+        self.target.deliver(Unit(keyframe, wall), ts, packets, octets)
+
+    def _unpaced(self):
+        """Replay without rate control on TCP: as fast as the connection drains."""
+        return self.replay is not None and not self.replay.paced and \
+            hasattr(self.target, "backlog")
+
     def _pump(self):
         self._timer = None
         if self.target is None:
             return
         now = self.clock.seconds()
+        if self._unpaced():
+            self._pump_unpaced(now)
+            return
         while self.queue:
             pts, keyframe, nals = self.queue[0]
             if self._origin is None:
@@ -165,9 +212,7 @@ class FilePlayer(RtpSource):
             if due > now:
                 break
             self.queue.popleft()
-            ts, packets = self._packetize(nals, pts)
-            wall = self.playback.wall() - (now - due)
-            self.target.deliver(Unit(keyframe, wall), ts, packets)
+            self._send(pts, keyframe, nals, self.playback.wall() - (now - due))
         queued = (self.queue[-1][0] - self.queue[0][0]) / 90000.0 if self.queue else 0.0
         if not self.eof and self._reading is None and queued < LOW_WATER:
             self._read_more()
@@ -175,6 +220,21 @@ class FilePlayer(RtpSource):
             pts = self.queue[0][0]
             delay = self._origin[0] + (pts - self._origin[1]) / 90000.0 - now
             self._timer = self.clock.callLater(max(0.0, delay), self._pump)
+        elif self.eof and self._reading is None:
+            self._finish()
+
+    def _pump_unpaced(self, now):
+        target = self.target
+        # Half the connection's queue at most: TcpTarget skips units past its limit. The
+        # last unit waits until the file is known to end there (its E flag).
+        while self.queue and (len(self.queue) > 1 or self.eof) and \
+                target.backlog() <= target.limit // 2:
+            pts, keyframe, nals = self.queue.popleft()
+            self._send(pts, keyframe, nals, self.playback.wall())
+        if not self.eof and self._reading is None and len(self.queue) < 2:
+            self._read_more()
+        if self.queue:
+            self._timer = self.clock.callLater(UNPACED_RETRY, self._pump)
         elif self.eof and self._reading is None:
             self._finish()
 

@@ -9,9 +9,21 @@ Refusals raise :class:`RtspError`. Which method is valid in which state, and
 what a transition does, is the table of session.py; transport negotiation is
 transport.py. The adapter (server.py) owns sockets, timers and Deferreds.
 
+ONVIF replay (ONVIF Streaming Specification, "Playback"): a request may
+``Require: onvif-replay`` of a recording (any other option tag, or that one on a
+live stream, is 551 with ``Unsupported``); its PLAY may then give an absolute
+``Range: clock=...`` (answered in kind), ``Rate-Control: no`` and ``Immediate``
+(a PLAY always takes effect at once here), and the RTP carries the ONVIF header
+extension (:class:`~rotordream.rtsp.effects.Replay`). Reverse playback (a
+negative ``Scale``) is refused with 551.
+
 Authentication: DESCRIBE and SETUP always; other requests only when they
 name a UDP session of another connection, to compare the user with the
 session's owner.
+
+Why it is long: it is every method's request policy (live and recorded
+streams, ONVIF replay's PLAY variants, admission, ownership, RTCP) over the one
+set of sessions; splitting it would spread one decision over several modules.
 """
 
 import random
@@ -21,9 +33,9 @@ from rotordream.auth import roles, slots
 from rotordream.rtp.packet import PacketError, ReceiverReport, parse_rtcp
 from rotordream.rtp.sender import StreamFanout, TcpTarget, UdpTarget
 from rotordream.rtsp import sdp, transport
-from rotordream.rtsp.message import parse_range, split_url
+from rotordream.rtsp.message import format_clock, parse_range_spec, split_url
 from rotordream.rtsp.effects import (EFFECTS, Answer, Authenticate, DescribeRecording,
-                                     PrepareRecording, StartSending, StopSending,
+                                     PrepareRecording, Replay, StartSending, StopSending,
                                      UseTransport, WaitKeyframe)
 from rotordream.rtsp.session import METHODS, SEEK, SENDING, START, Session, transition
 
@@ -31,6 +43,7 @@ RECORDING = "recording"   # the playback mount: /recording (latest) and /recordi
 MAX_SESSIONS_PER_CONNECTION = 8
 AUTHENTICATED_METHODS = ("DESCRIBE", "SETUP")
 KEYFRAME_WAIT = 5         # seconds a DESCRIBE waits for the first picture
+REPLAY = "onvif-replay"   # the one option tag a client may Require (of a recording)
 
 
 class RtspError(Exception):
@@ -72,7 +85,8 @@ class RTSPCore:
         if method not in METHODS:
             raise RtspError(405, "unknown method",
                             [("Allow", ", ".join(METHODS)), ("Public", ", ".join(METHODS))])
-        query = self._url(request)[1]
+        segments, query = self._url(request)
+        self._check_required(request, segments)
         handler = getattr(self, "do_" + method)
         if not self._needs_principal(conn, request):
             return handler(conn, request, None)
@@ -86,6 +100,20 @@ class RTSPCore:
             return handler(conn, request, principal)
         return Authenticate(method, request.uri, request.headers.get("Authorization"),
                             token or conn.token, conn.client_host, authenticated)
+
+    @staticmethod
+    def required(request):
+        """The option tags a request Requires."""
+        return [t.strip() for t in (request.headers.get("Require") or "").split(",")
+                if t.strip()]
+
+    def _check_required(self, request, segments):
+        """551 with Unsupported for option tags we do not offer for this URL."""
+        recording = bool(segments) and segments[0] == RECORDING and self.playback is not None
+        unsupported = [t for t in self.required(request)
+                       if t != REPLAY or not recording and request.uri != "*"]
+        if unsupported:
+            raise RtspError(551, "unsupported option", [("Unsupported", ", ".join(unsupported))])
 
     def refused(self, error):
         """The RtspError for an AuthError from the credential check."""
@@ -209,6 +237,8 @@ class RTSPCore:
         chosen = self._choose_transport(conn, request, session)
         if session is None:
             session = self._new_session(conn, principal, stream, rid)
+        if REPLAY in self.required(request):
+            session.replay = True
         value = transport.reply(chosen, session.source.ssrc, self.udp_server_port)
         session.state = transition(session.state, "SETUP").state
         return Answer([("Transport", value), self._session_header(session)],
@@ -302,28 +332,64 @@ class RTSPCore:
         return ("RTP-Info", "url=%s;seq=%d;rtptime=%d" % (control, seq, rtptime))
 
     def _play_recording(self, session, request, step):
-        """PLAY of a recording: seek to the keyframe at or before Range's start, then pace."""
+        """PLAY of a recording: seek to the keyframe at or before Range's start (npt, or an
+        absolute clock time), then pace (or, replayed without rate control, stream)."""
         player = session.source
         try:
-            npt = parse_range(request.headers.get("Range"))
+            unit, start, _ = parse_range_spec(request.headers.get("Range"))
         except ValueError:
-            raise RtspError(457, "Range must be npt=<seconds>-")
+            raise RtspError(457, "Range must be npt=<seconds>- or clock=<utc time>-")
+        npt = start
+        if unit == "clock":
+            # From before the recording: its beginning; from after it: nothing to play.
+            npt = max(0.0, start - player.start)
+            if npt > player.duration:
+                raise RtspError(457, "the recording spans %s-%s"
+                                % (format_clock(player.start),
+                                   format_clock(player.start + player.duration)))
+        replay = self._replay(session, request)
         effects = ()
         if SEEK in step.effects:
             if npt is None:
                 return Answer([self._session_header(session)])
-            effects = (StopSending(session),)   # a seek while playing
+            effects = (StopSending(session),)   # a seek while playing: at once (Immediate)
 
         def ready(info):
-            start, seq, rtptime = info
+            begin, seq, rtptime = info
             if session.id not in self.sessions_by_id:
                 raise RtspError(454, "session not found")
             self._played(session, step.state)
-            return Answer([self._session_header(session),
-                           ("Range", "npt=%.3f-%.3f" % (start, player.duration)),
-                           self._rtp_info(request, seq, rtptime)],
-                          effects=(StartSending(session),))
-        return PrepareRecording(player, npt, ready, effects)
+            if unit == "clock":
+                span = "clock=%s-%s" % (format_clock(player.start + begin),
+                                        format_clock(player.start + player.duration))
+            else:
+                span = "npt=%.3f-%.3f" % (begin, player.duration)
+            headers = [self._session_header(session), ("Range", span),
+                       self._rtp_info(request, seq, rtptime)]
+            if replay is not None and request.headers.get("Rate-Control"):
+                headers.append(("Rate-Control", "yes" if replay.paced else "no"))
+            return Answer(headers, effects=(StartSending(session),))
+        return PrepareRecording(player, npt, ready, effects, replay)
+
+    def _replay(self, session, request):
+        """The :class:`Replay` of a PLAY of a session set up (or played) for ONVIF replay,
+        else None; 551 for reverse playback."""
+        scale = request.headers.get("Scale")
+        if scale is not None:
+            try:
+                value = float(scale)
+            except ValueError:
+                raise RtspError(456, "Scale is a number") from None
+            if value < 0:
+                raise RtspError(551, "reverse playback is not supported",
+                                [("Unsupported", "Scale")])
+        if not (session.replay or REPLAY in self.required(request)):
+            return None
+        session.replay = True
+        rate = (request.headers.get("Rate-Control") or "yes").strip().lower()
+        # Without rate control only a TCP client can hold the sender back.
+        paced = rate != "no" or session.transport_name != "tcp"
+        return Replay(int(request.cseq or 0) & 0xFF, paced)
 
     def do_PAUSE(self, conn, request, principal):
         session, step = self._require_session(conn, request, principal, "PAUSE")

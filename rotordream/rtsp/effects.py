@@ -53,14 +53,27 @@ class DescribeRecording:
     then: object
 
 
+@dataclass(frozen=True)
+class Replay:
+    """ONVIF replay asked for by a PLAY (``Require: onvif-replay``): every RTP packet
+    carries the ONVIF header extension (the frame's NTP time, clean point, end of footage,
+    the PLAY's CSeq), and ``paced`` False (``Rate-Control: no``) sends as fast as a TCP
+    client takes it."""
+
+    cseq: int
+    paced: bool = True
+
+
 @dataclass
 class PrepareRecording:
-    """Carry out ``effects``, seek ``player`` to ``npt``; ``then((start, seq, rtptime))``."""
+    """Carry out ``effects``, seek ``player`` to ``npt`` in ``replay`` mode (None: plain
+    RTSP); ``then((start, seq, rtptime))``."""
 
     player: object
     npt: float
     then: object
     effects: tuple = ()
+    replay: Replay = None
 
 
 # -- effects --------------------------------------------------------------

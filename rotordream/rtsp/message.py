@@ -9,9 +9,11 @@ answer with. The Transport and URL helpers raise ValueError on anything out
 of range, so a bad SETUP is refused when it arrives, never later.
 """
 
+import calendar
 import email.utils
 import re
 import struct
+import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -27,9 +29,11 @@ REASONS = {
     200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
     405: "Method Not Allowed", 413: "Request Entity Too Large", 414: "Request-URI Too Long",
     451: "Parameter Not Understood", 453: "Not Enough Bandwidth", 454: "Session Not Found",
-    455: "Method Not Valid in This State", 457: "Invalid Range", 459: "Aggregate Operation Not Allowed",
+    455: "Method Not Valid in This State", 456: "Header Field Not Valid for Resource",
+    457: "Invalid Range", 459: "Aggregate Operation Not Allowed",
     461: "Unsupported Transport", 500: "Internal Server Error", 501: "Not Implemented",
     503: "Service Unavailable", 505: "RTSP Version Not Supported",
+    551: "Option not supported",
 }
 
 
@@ -279,12 +283,56 @@ def split_url(uri):
 
 def parse_range(value):
     """Start seconds of ``npt=<start>-[end]`` (None for ``now`` or no header)."""
-    if not value:
-        return None
-    value = value.strip()
-    if not value.startswith("npt="):
+    unit, start, _ = parse_range_spec(value)
+    if unit not in (None, "npt"):
         raise ValueError("only npt ranges")
-    start = value[4:].split("-")[0].strip()
-    if start in ("", "now"):
-        return None
-    return float(start)
+    return start
+
+
+_CLOCK = re.compile(r"([0-9]{8})T([0-9]{6})(?:\.([0-9]{1,9}))?Z\Z")
+
+
+def parse_clock(text):
+    """POSIX seconds of an RFC 2326 utc-time, ``20261130T024122.062Z``; ValueError else."""
+    m = _CLOCK.match(text.strip())
+    if not m:
+        raise ValueError("not a clock time: %r" % text[:40])
+    date, hms, fraction = m.groups()
+    when = calendar.timegm((int(date[:4]), int(date[4:6]), int(date[6:]), int(hms[:2]),
+                            int(hms[2:4]), int(hms[4:]), 0, 0, 0))
+    if not (1 <= int(date[4:6]) <= 12 and 1 <= int(date[6:]) <= 31 and int(hms[:2]) < 24
+            and int(hms[2:4]) < 60 and int(hms[4:]) < 61):
+        raise ValueError("not a clock time: %r" % text[:40])
+    return when + (float("0." + fraction) if fraction else 0.0)
+
+
+def format_clock(seconds):
+    """An RFC 2326 utc-time with milliseconds: ``20261130T024122.062Z``."""
+    millis = int(round(seconds * 1000))
+    return "%s.%03dZ" % (time.strftime("%Y%m%dT%H%M%S", time.gmtime(millis // 1000)),
+                         millis % 1000)
+
+
+def parse_range_spec(value):
+    """``(unit, start, end)`` of a Range header: ``npt`` seconds (start None for ``now``)
+    or ``clock`` POSIX seconds (RFC 2326 12.29; end None when open); ``(None, None, None)``
+    without a header. ValueError for anything else."""
+    if not value:
+        return None, None, None
+    unit, sep, spec = value.strip().partition("=")
+    if not sep or unit not in ("npt", "clock"):
+        raise ValueError("only npt and clock ranges")
+    spec = spec.split(";")[0]  # a ;time= parameter is ignored
+    first, dash, last = spec.partition("-")
+    if not dash:
+        raise ValueError("a range has a -")
+    first, last = first.strip(), last.strip()
+    if unit == "npt":
+        start = None if first in ("", "now") else float(first)
+        end = float(last) if last else None
+        if start is not None and (start != start or start < 0 or start == float("inf")):
+            raise ValueError("bad npt start")
+        return unit, start, end
+    if not first:
+        raise ValueError("a clock range has a start")
+    return unit, parse_clock(first), parse_clock(last) if last else None

@@ -224,7 +224,7 @@ class RTSPServer:
             return self._describe_recording(step)
         if isinstance(step, effects.PrepareRecording):
             self._carry_out(step.effects)
-            return step.player.prepare(step.npt).addCallback(
+            return step.player.prepare(step.npt, step.replay).addCallback(
                 lambda info: self._step(step.then, info))
         raise TypeError("unknown RTSP step %r" % (step,))
 

@@ -97,6 +97,7 @@ class Session:
         self.played = False
         self.last_seen = now
         self.sr_loop = None  # the adapter's SR timer while sending
+        self.replay = False  # set up with Require: onvif-replay (a recording only)
 
     @property
     def authenticated(self):

@@ -1,6 +1,7 @@
-"""ONVIF Profile G against a running daemon with onvif-zeep and its shipped recording.wsdl and
-search.wsdl: recording control, recordings and events found over the recordings index;
-every response validated against those WSDLs' types and onvif.xsd."""
+"""ONVIF Profile G against a running daemon with onvif-zeep and its shipped recording.wsdl,
+search.wsdl and replay.wsdl: recording control, recordings and events found over the
+recordings index, replay over RTSP from an absolute time; every response validated against
+those WSDLs' types and onvif.xsd."""
 
 import os
 import tempfile
@@ -11,11 +12,13 @@ import requests
 from lxml import etree
 
 from tests.conftest import require_module
+from rotordream.rtsp.message import format_clock
 from tests.support.live import StateWatcher, wait_frames
+from tests.support.rawrtsp import RawRtsp, basic
 from tests.support.soapkit import ResponseRecorder, validate
 
 XS = "http://www.w3.org/2001/XMLSchema"
-SCHEMA_WSDLS = ("devicemgmt", "events", "recording", "search")
+SCHEMA_WSDLS = ("devicemgmt", "events", "recording", "search", "replay")
 TRC = "http://www.onvif.org/ver10/recording/wsdl"
 try:
     from onvif.exceptions import ONVIFError
@@ -24,6 +27,7 @@ try:
 except ImportError:  # the fixtures' require_module says what is missing
     FAULTS = ()
 TSE = "http://www.onvif.org/ver10/search/wsdl"
+TRP = "http://www.onvif.org/ver10/replay/wsdl"
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +145,8 @@ def test_profile_g_services_are_advertised(cam, daemon):
     extension = {el.tag: el.findtext(tt + "XAddr") for el in caps.Extension._value_1}
     assert extension[tt + "Recording"] == base + "recording_service"
     assert extension[tt + "Search"] == base + "search_service"
+    assert extension[tt + "Replay"] == base + "replay_service"
+    assert cam.xaddrs[TRP] == base + "replay_service"
     with_caps = cam.devicemgmt.GetServices({"IncludeCapability": True})
     assert {s.Namespace for s in with_caps} >= {TRC, TSE}
     rec = cam.create_recording_service()
@@ -304,3 +310,169 @@ def _item(result, name):
     """The value of the Data item ``name`` of a result's event (None: no such item)."""
     data = result.Event.Message._value_1.Data
     return next((i.Value for i in data.SimpleItem if i.Name == name), None)
+
+
+# -- replay ------------------------------------------------------------------------------
+
+def _interleaved(raw, until_bye=True, deadline=20):
+    """(arrival time, channel, data) of the interleaved frames until an RTCP BYE."""
+    out = []
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        while len(raw.buf) < 4 or len(raw.buf) < 4 + int.from_bytes(raw.buf[2:4], "big"):
+            raw._read()
+        assert raw.buf[:1] == b"$", raw.buf[:40]
+        length = int.from_bytes(raw.buf[2:4], "big")
+        channel, data = raw.buf[1], raw.buf[4:4 + length]
+        raw.buf = raw.buf[4 + length:]
+        out.append((time.monotonic(), channel, data))
+        # An RTCP compound ending the stream holds a BYE (packet type 203).
+        if channel % 2 and until_bye and _has_bye(data):
+            return out
+    raise AssertionError("no RTCP BYE in %ss" % deadline)
+
+
+def _has_bye(data):
+    while len(data) >= 4:
+        if data[1] == 203:
+            return True
+        data = data[4 + 4 * int.from_bytes(data[2:4], "big"):]
+    return False
+
+
+def _rtp(data):
+    """(marker, timestamp, extension words or None, payload) of an RTP packet."""
+    assert data[0] >> 6 == 2
+    marker, ts = bool(data[1] & 0x80), int.from_bytes(data[4:8], "big")
+    offset, ext = 12 + 4 * (data[0] & 0x0F), None
+    if data[0] & 0x10:
+        profile, words = int.from_bytes(data[offset:offset + 2], "big"), \
+            int.from_bytes(data[offset + 2:offset + 4], "big")
+        ext = (profile, data[offset + 4:offset + 4 + 4 * words])
+        offset += 4 + 4 * words
+    return marker, ts, ext, data[offset:]
+
+
+def _access_units(payloads):
+    """Annex B access units from (marker, payload) RTP payloads (single, STAP-A, FU-A)."""
+    units, nals, fragment = [], [], b""
+    for marker, payload in payloads:
+        kind = payload[0] & 0x1F
+        if kind == 24:
+            rest = payload[1:]
+            while len(rest) > 2:
+                size = int.from_bytes(rest[:2], "big")
+                nals.append(rest[2:2 + size])
+                rest = rest[2 + size:]
+        elif kind == 28:
+            if payload[1] & 0x80:
+                fragment = bytes(((payload[0] & 0xE0) | (payload[1] & 0x1F),))
+            fragment += payload[2:]
+            if payload[1] & 0x40:
+                nals.append(fragment)
+        else:
+            nals.append(payload)
+        if marker:
+            units.append(b"".join(b"\x00\x00\x00\x01" + n for n in nals))
+            nals = []
+    return units
+
+
+def test_replay_from_an_absolute_time_carries_the_onvif_extension_and_decodes(cam, daemon, two):
+    av = require_module("av")
+    replay = cam.create_replay_service()
+    caps = replay.GetServiceCapabilities()
+    assert caps.ReversePlayback is False and caps.RTP_RTSP_TCP is True
+    assert replay.GetReplayConfiguration().SessionTimeout
+    e = two[0]
+    uri = replay.GetReplayUri({"StreamSetup": {"Stream": "RTP-Unicast",
+                                               "Transport": {"Protocol": "RTSP"}},
+                               "RecordingToken": e["id"]})
+    assert uri == "rtsp://127.0.0.1:%d/recording/%s" % (daemon.rtsp_port, e["id"])
+    path = uri.split("/", 3)[3]
+    start, end = parse_time(e["start"]), parse_time(e["end"])
+    at = start + (end - start) / 2
+    raw = RawRtsp(daemon.rtsp_port)
+    try:
+        auth = basic("admin", daemon.admin_password)
+        status, headers, _ = raw.ask("DESCRIBE", path, Require="onvif-replay",
+                                     Authorization=auth, Accept="application/sdp")
+        assert status == 200, headers
+        status, sid, headers, _ = raw.setup(path + "/trackID=0",
+                                            "RTP/AVP/TCP;unicast;interleaved=0-1",
+                                            Require="onvif-replay", Authorization=auth)
+        assert status == 200, headers
+        cseq = raw.send("PLAY", path, Session=sid, Require="onvif-replay",
+                        Range="clock=%s-" % format_clock(at), Rate_Control="no")
+        status, headers, _ = raw.answer()
+        assert status == 200, headers
+        assert headers["Range"].startswith("clock=") and headers["Rate-Control"] == "no"
+        frames = _interleaved(raw)
+    finally:
+        raw.close()
+    rtp = [(t, _rtp(data)) for t, channel, data in frames if channel == 0]
+    assert rtp
+    flags = []
+    for _, (marker, ts, ext, payload) in rtp:
+        assert ext is not None and ext[0] == 0xABAC and len(ext[1]) == 12
+        ntp, flag, seq = int.from_bytes(ext[1][:8], "big"), ext[1][8], ext[1][9]
+        assert seq == cseq & 0xFF
+        flags.append((ntp / 2 ** 32 - 2208988800, bool(flag & 0x80), bool(flag & 0x40), ts))
+    first_time, clean, _, first_ts = flags[0]
+    # From the keyframe at or before the asked time, inside the recording.
+    assert clean and start - 0.002 <= first_time <= at + 0.002
+    times = [f[0] for f in flags]
+    assert times == sorted(times) and times[-1] <= end + 0.002
+    # The extension's times are the RTP timestamps' times.
+    assert all(abs((t - first_time) - (ts - first_ts) / 90000.0) < 0.002
+               for t, _, _, ts in flags)
+    # E: the packets of the last access unit, the end of the footage.
+    assert {ts for _, _, last, ts in flags if last} == {flags[-1][3]}
+    # Rate-Control: no sends the rest of the footage much faster than real time.
+    assert rtp[-1][0] - rtp[0][0] < (end - at) / 2
+    codec = av.CodecContext.create("h264", "r")
+    decoded = []
+    for unit in _access_units([(m, p) for _, (m, _, _, p) in rtp]):
+        decoded.extend(codec.decode(av.Packet(unit)))
+    decoded.extend(codec.decode(None))
+    assert len(decoded) >= 5
+    assert "%dx%d" % (decoded[0].width, decoded[0].height) == e["resolution"]
+
+
+def test_replay_uri_plays_in_pyav_and_refuses_what_it_cannot_do(cam, daemon, two):
+    av = require_module("av")
+    replay = cam.create_replay_service()
+    e = two[1]
+    uri = replay.GetReplayUri({"StreamSetup": {"Stream": "RTP-Unicast",
+                                               "Transport": {"Protocol": "TCP"}},
+                               "RecordingToken": e["id"]})
+    with av.open(uri, options={"rtsp_transport": "tcp"}, timeout=15) as c:
+        frames = [f for f in c.decode(video=0)]
+    assert len(frames) >= 10
+    path = uri.split("/", 3)[3]
+    auth = basic("admin", daemon.admin_password)
+    raw = RawRtsp(daemon.rtsp_port)
+    try:
+        status, headers, _ = raw.ask("DESCRIBE", path, Require="onvif-replay, x-bogus",
+                                     Authorization=auth)
+        assert status == 551 and headers["Unsupported"] == "x-bogus"
+        status, headers, _ = raw.ask("DESCRIBE", "stream1", Require="onvif-replay",
+                                     Authorization=auth)
+        assert status == 551 and headers["Unsupported"] == "onvif-replay"
+        status, sid, _, _ = raw.setup(path + "/trackID=0", "RTP/AVP/TCP;unicast;interleaved=0-1",
+                                      Require="onvif-replay", Authorization=auth)
+        assert status == 200
+        later = format_clock(parse_time(e["end"]) + 60)
+        status, _, _ = raw.ask("PLAY", path, Session=sid, Require="onvif-replay",
+                               Range="clock=%s-" % later)
+        assert status == 457
+        status, headers, _ = raw.ask("PLAY", path, Session=sid, Require="onvif-replay",
+                                     Range="clock=%s-" % format_clock(parse_time(e["end"])),
+                                     Scale="-1.0")
+        assert status == 551 and headers["Unsupported"] == "Scale"
+    finally:
+        raw.close()
+    with pytest.raises(FAULTS):
+        replay.GetReplayUri({"StreamSetup": {"Stream": "RTP-Unicast",
+                                             "Transport": {"Protocol": "RTSP"}},
+                             "RecordingToken": "no-such-recording"})
