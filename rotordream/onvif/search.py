@@ -11,6 +11,7 @@ changes the event broker saw while a recording was being made (kept in the
 broker's bounded history since the daemon started).
 """
 
+import bisect
 import secrets
 
 from lxml import etree
@@ -26,6 +27,9 @@ MAX_SEARCHES = 16
 MAX_KEEP_ALIVE = 300.0     # seconds a search may wait unused
 MAX_RESULTS = 1000         # results one search keeps
 MAX_FILTER = 1024          # characters of a RecordingInformationFilter
+MAX_PREDICATE_DEPTH = 2    # [..] nested in [..]: each level multiplies the work by the nodes
+MAX_OVERLAP = 4            # recordings one instant may fall in (a new one starts at the
+                           # keyframe before its command, inside the one before)
 QUEUED, SEARCHING, COMPLETED, UNKNOWN = "Queued", "Searching", "Completed", "Unknown"
 # Broker topics whose changes are searchable (the recording state comes from the index).
 HISTORY_TOPICS = (topics.MOTION.name, topics.MOTION_ALARM.name, topics.MOTOR_FAILURE.name)
@@ -142,6 +146,15 @@ def _information_filter(text):
     if len(text) > MAX_FILTER:
         raise soap.invalid_arg("ter:InvalidArgVal", "the filter is longer than %d characters"
                                % MAX_FILTER)
+    # Evaluated on the reactor: predicates nested deeper would cost the nodes' count to the
+    # power of their depth.
+    depth = deepest = 0
+    for c in text:
+        depth += (c == "[") - (c == "]")
+        deepest = max(deepest, depth)
+    if deepest > MAX_PREDICATE_DEPTH:
+        raise soap.invalid_arg("ter:InvalidArgVal", "predicates nest at most %d deep"
+                               % MAX_PREDICATE_DEPTH)
     try:
         expression = etree.XPath(text)
     except etree.XPathError as e:
@@ -295,11 +308,15 @@ def find_events_in(call, start, end, recordings, topic_filter, start_state):
             found.append(_recording_event(e["id"], t, False))
         if start_state and s < start <= t:
             found.append(_recording_event(e["id"], start, True, start_state=True))
+    ordered = sorted((s, t, rid) for rid, (s, t) in spans.items())
+    starts = [s for s, _, _ in ordered]
     for event in _history(call):
         if event.topic.name not in HISTORY_TOPICS:
             continue
-        for rid, (s, t) in spans.items():
-            if s <= event.utc <= t:
+        # The recordings started by then, the latest few: one holds it, if any does.
+        at = bisect.bisect_right(starts, event.utc)
+        for s, t, rid in ordered[max(0, at - MAX_OVERLAP):at]:
+            if event.utc <= t:
                 found.append(_Found(event.utc, rid, event))
     found = [f for f in found if (f.start_state or lo <= f.when and
                                   (hi is None or f.when <= hi)) and

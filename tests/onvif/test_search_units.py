@@ -158,6 +158,9 @@ def test_recording_results_come_in_pages_newest_first(g):
               '<tse:KeepAliveTime>PT5S</tse:KeepAliveTime></tse:FindRecordings>' % NS["tt"])
     status, doc = g.call("search", broken)
     assert status == 400 and "ter:InvalidArgVal" in fault_codes(doc)[1]
+    costly = broken.replace("boolean(//Track[", "count(//*[count(//*[count(//*[1])])])")
+    status, doc = g.call("search", costly)
+    assert status == 400 and "nest" in doc.findtext(".//env:Text", namespaces=N)
 
 
 def test_events_over_the_recordings_in_either_direction_with_filters_and_start_state(g):
@@ -167,14 +170,16 @@ def test_events_over_the_recordings_in_either_direction_with_filters_and_start_s
     for t, moving in ((NOW - 400, True), (NOW - 390, False), (NOW - 250, True), (NOW - 240, False),
                       (NOW - 60, True), (NOW - 10, False)):
         broker.publish(*motion_events(moving)[0], utc=t)
+    broker.publish(topics.MOTOR_FAILURE, {"Token": "ptz_node"}, {"Failed": True}, utc=NOW - 70)
     found = g.events(NOW - 1000, NOW)
     state = "tns1:RecordingHistory/Recording/State"
     motion = "tns1:RuleEngine/CellMotionDetector/Motion"
     assert [(rid, topic, data) for rid, topic, data, _ in found] == [
         ("first", state, {"IsRecording": "true"}), ("first", motion, {"IsMotion": "true"}),
         ("first", motion, {"IsMotion": "false"}), ("first", state, {"IsRecording": "false"}),
-        ("second", state, {"IsRecording": "true"}), ("second", motion, {"IsMotion": "true"}),
-        ("second", state, {"IsRecording": "false"})]
+        ("second", state, {"IsRecording": "true"}),
+        ("second", "tns1:Device/HardwareFailure/MotorFailure", {"Failed": "true"}),
+        ("second", motion, {"IsMotion": "true"}), ("second", state, {"IsRecording": "false"})]
     # Backwards, and only the recording state through a topic filter.
     only_state = ('<wsnt:TopicExpression xmlns:wsnt="http://docs.oasis-open.org/wsn/b-2" '
                   'xmlns:tns1="http://www.onvif.org/ver10/topics" Dialect="http://www.onvif.'
