@@ -177,6 +177,18 @@ class Metrics:
 
 
 @dataclass(frozen=True)
+class HLS:
+    """(Low-Latency) HLS at /hls/<stream>/index.m3u8, packaged in memory while requested."""
+
+    enabled: bool = True
+    part_duration: float = 0.2         # seconds of a partial segment (EXT-X-PART)
+    window: int = 10                   # complete segments kept (about a second each)
+    idle_timeout: int = 30             # seconds without a request before packaging stops
+    max_waiting: int = 1000            # blocking requests (playlist reloads, parts) per stream
+    rate_limit: int = 50               # HLS requests per second per client address; 0 disables
+
+
+@dataclass(frozen=True)
 class Push:
     """One upstream server the encoded stream is pushed to (RTSP ANNOUNCE/RECORD)."""
 
@@ -228,6 +240,7 @@ class Config:
     metrics: Metrics = field(default_factory=Metrics)
     log: Log = field(default_factory=Log)
     push: PushTargets = field(default_factory=PushTargets)
+    hls: HLS = field(default_factory=HLS)
 
     @property
     def recording_dir(self):
@@ -251,7 +264,8 @@ _POSITIVE = {("rtsp", "max_sessions"), ("rtsp", "mtu"), ("rtsp", "session_timeou
              ("rtsp", "max_sessions_per_address"), ("rtsp", "tunnel_timeout"),
              ("rtsp", "max_tunnels_per_address"), ("onvif", "max_subscriptions_per_user"),
              ("onvif", "max_body"), ("webrtc", "max_sessions_per_address"),
-             ("webrtc", "turn_lifetime")}
+             ("webrtc", "turn_lifetime"), ("hls", "window"), ("hls", "idle_timeout"),
+             ("hls", "max_waiting")}
 _ENDPOINT_KEYS = {("server", "http"), ("server", "https"), ("server", "rtsp"), ("server", "rtsps")}
 _PORT_KEYS = {("rtsp", "rtp_port_min"), ("rtsp", "rtp_port_max")}
 # ASCII digits only: str.isdigit() is also true for "²", which int() refuses.

@@ -30,7 +30,7 @@ RESTART_KEYS = frozenset([
     ("rtsp", "tunnel_timeout"), ("rtsp", "max_tunnels_per_address"),
     ("motor", "baud"), ("motor", "command_timeout"), ("motor", "retries"),
     ("onvif", "password_digest"), ("onvif", "created_window"), ("onvif", "password_text"),
-    ("webrtc", "enabled"),
+    ("webrtc", "enabled"), ("hls", "enabled"),
 ])
 
 # Listener endpoints: moved live; switching one on or off needs a restart.

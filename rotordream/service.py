@@ -2,6 +2,8 @@
 
 makeService only assembles, top-down: each part is built from its collaborators,
 then the :class:`rotordream.context.Context` bundle the web tree and ONVIF read.
+
+Why it is long: the one place that builds every part, in order, with its reload hooks.
 """
 
 import asyncio
@@ -129,6 +131,7 @@ def makeService(options):
     from rotordream.motor.service import build_motor_service
     from rotordream.onvif.eventsources import EventsService, make_broker
     from rotordream.onvif.resource import make_onvif_resource
+    from rotordream.hls.service import HlsService
     from rotordream.push.service import PushService
     from rotordream.recording.recorder import build_recorder
     from rotordream.rtsp.server import RTSPServer
@@ -178,6 +181,7 @@ def makeService(options):
 
     events = make_broker(cfg, reactor, has_motor=motor is not None)
     push = PushService(reactor, rtsp.core.fanouts, cfg.push.targets)  # RTP packetized once
+    hls = HlsService(pipeline.hubs, reactor, cfg.hls) if cfg.hls.enabled else None
 
     # What the web tree and ONVIF read: built once every part exists, never changed.
     ctx = Context(config=live, reactor=reactor, state=state, auth=auth, pipeline=pipeline,
@@ -206,8 +210,8 @@ def makeService(options):
     reloader = Reloader(live, partial(configmod.load, options["config"], options["overrides"]))
     metrics = DaemonCollector(pipeline, rtsp=rtsp, webrtc=webrtc, websocket=websocket,
                               recorder=recorder, motor=motor, auth=auth, lag=lag,
-                              reloads=reloader, push=push)
-    site = make_site(ctx, onvif, metrics, push=push)
+                              reloads=reloader, push=push, hls=hls)
+    site = make_site(ctx, onvif, metrics, push=push, hls=hls)
     metrics_resource = site.resource.getStaticEntity(b"metrics")
     metrics_resource.reconfigure(cfg.metrics)
     listeners = [Listener(reactor, cfg.server.http, site, "http")]
@@ -237,6 +241,8 @@ def makeService(options):
     reloader.add("websocket", lambda old, new: websocket.reconfigure(new))
     reloader.add("rtsp", lambda old, new: rtsp.reconfigure(new.rtsp))
     reloader.add("push", lambda old, new: push.reconfigure(new.push.targets))
+    if hls is not None:
+        reloader.add("hls", lambda old, new: hls.reconfigure(new.hls))
     reloader.add("metrics", lambda old, new: metrics_resource.reconfigure(new.metrics))
     reloader.add("discovery", lambda old, new: discovery.reconfigure(new, old))
     if webrtc is not None:

@@ -25,13 +25,17 @@ class SegmentWriter:
     Storage errors (ENOSPC, EIO) surface as OSError from ``write``/``close``.
     """
 
-    def __init__(self, path, width, height, fps):
+    def __init__(self, path, width, height, fps, file=None, options=None):
+        """``file`` (instead of ``path``): a writable object that gets the bytes, not made
+        durable (in-memory packaging); ``options`` are extra muxer options."""
         # Unbuffered: what the muxer hands over at a fragment's end reaches the
         # kernel at once, so a killed process loses nothing already fragmented.
-        self.file = open(path, "xb", buffering=0)
+        self.file = open(path, "xb", buffering=0) if file is None else file
+        self.durable = file is None
         try:
             self.out = av.open(self.file, "w", format="mp4",
-                               options={"movflags": MOVFLAGS, "flush_packets": "1"})
+                               options=dict({"movflags": MOVFLAGS, "flush_packets": "1"},
+                                            **(options or {})))
             self.stream = self.out.add_mux_stream("h264", rate=max(1, round(fps)),
                                                   width=width, height=height)
             self.stream.time_base = TIME_BASE
@@ -50,7 +54,7 @@ class SegmentWriter:
         packet.duration = duration
         packet.is_keyframe = keyframe
         self.out.mux(packet)
-        if keyframe:
+        if keyframe and self.durable:
             self._sync()
 
     def _sync(self):
@@ -69,7 +73,8 @@ class SegmentWriter:
         self.closed = True
         try:
             self.out.close()
-            os.fsync(self.file.fileno())
+            if self.durable:
+                os.fsync(self.file.fileno())
         finally:
             self.file.close()
 

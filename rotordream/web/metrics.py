@@ -116,11 +116,13 @@ class DaemonCollector:
     (``count()``, ``dropped``, ``rate_limited``), ``http`` an :class:`HttpCounts` and
     ``lag`` a :class:`ReactorLag`, ``reloads`` the configuration reloader (its
     ``applied`` and ``failures`` counts), ``push`` the RTSP push service (its
-    ``counters()``: state, bytes, reconnects by target id).
+    ``counters()``: state, bytes, reconnects by target id), ``hls`` the HLS service
+    (its ``counters()`` by stream).
     """
 
     def __init__(self, pipeline, rtsp=None, webrtc=None, websocket=None, recorder=None,
-                 motor=None, auth=None, http=None, lag=None, reloads=None, push=None):
+                 motor=None, auth=None, http=None, lag=None, reloads=None, push=None,
+                 hls=None):
         self.pipeline = pipeline
         self.rtsp = rtsp
         self.webrtc = webrtc
@@ -132,6 +134,7 @@ class DaemonCollector:
         self.lag = lag
         self.reloads = reloads
         self.push = push
+        self.hls = hls
 
     def collect(self):
         """Every metric family, read now."""
@@ -142,6 +145,8 @@ class DaemonCollector:
         yield from self._motor()
         if self.push is not None:
             yield from self._push()
+        if self.hls is not None:
+            yield from self._hls()
         if self.reloads is not None:
             yield CounterMetricFamily("rotordream_config_reloads_total",
                                       "Configuration reloads applied (SIGHUP)",
@@ -200,6 +205,23 @@ class DaemonCollector:
         yield _counter("rotordream_push_reconnects_total",
                        "Failed or lost connections to each push target (each is retried)",
                        "target", {k: v[2] for k, v in targets.items()})
+
+    def _hls(self):
+        streams = self.hls.counters()
+        yield _counter("rotordream_hls_requests_total", "HLS requests (playlists, segments, "
+                       "parts)", "stream", {k: v["requests"] for k, v in streams.items()})
+        yield _counter("rotordream_hls_parts_total", "HLS partial segments packaged",
+                       "stream", {k: v["parts"] for k, v in streams.items()})
+        active = GaugeMetricFamily("rotordream_hls_active", "1 while a stream is packaged for "
+                                   "HLS (someone asked within the idle timeout)",
+                                   labels=["stream"])
+        waiting = GaugeMetricFamily("rotordream_hls_waiting", "Blocking HLS requests waiting",
+                                    labels=["stream"])
+        for name, v in sorted(streams.items()):
+            active.add_metric([name], 1 if v["active"] else 0)
+            waiting.add_metric([name], v["waiting"])
+        yield active
+        yield waiting
 
     def _viewers(self):
         clients = dict.fromkeys(CLIENT_PROTOCOLS, 0)

@@ -16,6 +16,7 @@ from rotordream.rtsp.http_tunnel import install as install_rtsp_tunnel
 from rotordream.web.api import openapi, ptz, push as push_api, recordings, settings, system, \
     users, webrtc
 from rotordream.web.api.base import ApiContext, ApiResource, NotFound
+from rotordream.web.hls import make_hls_resource
 from rotordream.web.metrics import MetricsResource, make_registry
 from rotordream.web.request import BodyLimits, BoundedRequest
 
@@ -88,11 +89,12 @@ def build_api(ctx, http_counts=None, push=None):
     return root
 
 
-def make_site(ctx, onvif, metrics=None, push=None):
+def make_site(ctx, onvif, metrics=None, push=None, hls=None):
     """The twisted.web Site serving everything on the HTTP port; ``onvif`` is the /onvif
     resource (:func:`rotordream.onvif.resource.make_onvif_resource`), ``metrics`` the
     :class:`rotordream.web.metrics.DaemonCollector` served at /metrics (None: no /metrics),
-    ``push`` the :class:`rotordream.push.service.PushService` behind /api/push."""
+    ``push`` the :class:`rotordream.push.service.PushService` behind /api/push, ``hls``
+    the :class:`rotordream.hls.service.HlsService` behind /hls (None: no /hls)."""
     root = resource.Resource()
     root.putChild(b"", static.File(os.path.join(STATIC, "index.html"),
                                    defaultType="text/html; charset=utf-8"))
@@ -104,6 +106,8 @@ def make_site(ctx, onvif, metrics=None, push=None):
     api = build_api(ctx, metrics.http if metrics is not None else None, push)
     root.putChild(b"api", api)
     root.putChild(b"onvif", onvif)
+    if hls is not None:
+        root.putChild(b"hls", make_hls_resource(ctx, hls))
     if metrics is not None:
         root.putChild(b"metrics", MetricsResource(api.api, make_registry(metrics),
                                                   public=ctx.config.metrics.public))
