@@ -120,8 +120,14 @@ function controlsOf(key) {
   return document.querySelectorAll(`[data-key="${CSS.escape(key)}"]`);
 }
 
-// Show a value in a key's controls; a slider the user is dragging keeps its place.
-function show(key, value) {
+const writing = new Map();  // key -> the value still to send while a write is under way
+
+// Show a value in a key's controls; a slider the user is dragging keeps its place, and
+// so do the controls of a key whose newer value is still being written: the camera's echo
+// of an earlier write would put a focused slider back, and the next arrow key press would
+// step from there (seen in Firefox). ``force``: show it anyway (a refused write).
+function show(key, value, force = false) {
+  if (writing.has(key) && !force) return;
   for (const node of controlsOf(key)) {
     if (node.dataset.dragging) continue;
     if (node.type === "checkbox") node.checked = value === true;
@@ -130,8 +136,6 @@ function show(key, value) {
       node.value = value === null || value === undefined ? "" : String(value);
   }
 }
-
-const writing = new Map();  // key -> the value still to send while a write is under way
 
 // One write per key at a time, the latest value last: parallel requests could arrive out
 // of order and leave an older value behind (three quick arrow key presses, say).
@@ -147,7 +151,7 @@ async function write(decl, value, row) {
       await camera.set({[decl.key]: next});
     } catch (e) {
       error.textContent = message(e);
-      show(decl.key, state[decl.key]);  // back to what the camera holds
+      show(decl.key, state[decl.key], true);  // back to what the camera holds
     }
     if (writing.get(decl.key) === next) writing.delete(decl.key);
   }
