@@ -218,3 +218,18 @@ def test_the_recording_job_is_the_record_key_for_operators_only(g):
     status, doc = g.call("recording", body.replace("Active", "Sideways"), "operator1",
                          "operator-password")
     assert status == 400 and "ter:BadConfiguration" in fault_codes(doc)[1]
+
+
+def test_without_a_recorder_profile_g_is_neither_advertised_nor_served(g):
+    g.ctx = type(g.ctx)(**dict(g.ctx.__dict__, recorder=None))
+    g.d = make_onvif_resource(g.ctx).dispatcher
+    status, doc = g.call("device", '<tds:GetServices xmlns:tds="%s"><tds:IncludeCapability>'
+                                   'false</tds:IncludeCapability></tds:GetServices>' % NS["tds"])
+    assert status == 200
+    namespaces = {n.text for n in doc.iterfind(".//tds:Namespace", namespaces=N)}
+    assert NS["trt"] in namespaces and not namespaces & {TSE, TRC,
+                                                         "http://www.onvif.org/ver10/replay/wsdl"}
+    status, doc = g.call("device", '<tds:GetCapabilities xmlns:tds="%s"/>' % NS["tds"])
+    assert b"search_service" not in etree.tostring(doc)
+    status, doc = g.call("search", "<tse:GetRecordingSummary/>")
+    assert status == 500 and "ter:ActionNotSupported" in fault_codes(doc)[1]
