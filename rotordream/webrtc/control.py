@@ -9,19 +9,28 @@ offers no hooks, so three of the sender's own methods are wrapped:
   :class:`~.pacing.Retransmitter`;
 - the sender's ``_retransmit``: a NACKed packet goes again only if allowed;
 - the sender's ``_handle_rtcp_packet``: REMB feeds the estimate, receiver
-  reports the RTT, PLI/FIR restart the viewer at the next keyframe (and ask for a
-  forced IDR only as often as the shared :class:`~.pacing.KeyframeRequests`
-  allows).
+  reports the RTT and loss, NACKs the loss too, PLI/FIR restart the viewer at the
+  next keyframe (and ask for a forced IDR only as often as the shared
+  :class:`~.pacing.KeyframeRequests` allows).
+
+A probe (:mod:`.switching`) pads: copies of recent packets sent again as RTX
+(which the receiver discards, but counts), stamped with the time they leave so
+the receiver's delay estimate sees them as new traffic.
 
 ``now`` is the reactor's clock (``clock.seconds``); waiting is the asyncio
 loop's, which runs under the reactor.
 """
 
 import asyncio
+import copy
 import struct
 
-from aiortc.rtp import (RTCP_PSFB_APP, RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket,
-                        RtcpRrPacket, RtcpSrPacket, is_rtcp, unpack_remb_fci)
+from aiortc import clock as ntp
+from aiortc.rtcrtpsender import wrap_rtx
+from aiortc.rtp import (RTCP_PSFB_APP, RTCP_PSFB_FIR, RTCP_PSFB_PLI, RTCP_RTPFB_NACK,
+                        RtcpPsfbPacket, RtcpRrPacket, RtcpRtpfbPacket, RtcpSrPacket, is_rtcp,
+                        unpack_remb_fci)
+from aiortc.utils import uint16_add
 
 from rotordream.webrtc.pacing import Pacer, Retransmitter
 
@@ -47,6 +56,10 @@ class SenderControl:
         self.fraction_lost = 0.0
         self.picture_losses = 0
         self.paced = 0
+        self.padded = 0
+        self._sent_lately = 0     # media packets since the last loss reading
+        self._nacked_lately = 0   # of them NACKed
+        self._padding = None      # the task sending padding
         self._original_handle = sender._handle_rtcp_packet
         self._original_retransmit = sender._retransmit
         sender._handle_rtcp_packet = self.handle_rtcp
@@ -66,6 +79,7 @@ class SenderControl:
                 return await original(data)
             now = self.now()
             if len(data) >= 12 and struct.unpack_from("!I", data, 8)[0] == ssrc:
+                self._sent_lately += 1
                 self.retransmitter.sent(struct.unpack_from("!H", data, 2)[0], len(data), now)
             wait = self.pacer.send_at(len(data), now) - now
             if wait >= MIN_WAIT:
@@ -91,6 +105,8 @@ class SenderControl:
             self.picture_losses += 1
             self.on_picture_loss()
             return   # aiortc would only flag its (unused) encoder
+        if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            self._nacked_lately += len(packet.lost)
         if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
@@ -109,9 +125,46 @@ class SenderControl:
                 self.rtt = rtt
                 self.retransmitter.set_rtt(rtt)
 
+    def loss(self):
+        """The loss lately: the larger of the last receiver report's fraction and the
+        share of packets NACKed since the previous call."""
+        nacked = self._nacked_lately / self._sent_lately if self._sent_lately else 0.0
+        self._sent_lately = self._nacked_lately = 0
+        return max(self.fraction_lost, min(1.0, nacked))
+
+    def pad(self, bitrate, media_rate, seconds):
+        """Send about ``seconds`` worth of padding so that the viewer receives ``bitrate``
+        in all while the stream brings ``media_rate``; paced like the rest."""
+        self.pacer.set_media_rate(max(bitrate, media_rate))
+        count = int(max(0, bitrate - media_rate) * seconds / 8 / 1200)
+        if count and (self._padding is None or self._padding.done()) and \
+                self._transport is not None:
+            self._padding = asyncio.ensure_future(self._send_padding(count))
+
+    async def _send_padding(self, count):
+        sender = self.sender
+        history = getattr(sender, "_RTCRtpSender__rtp_history", None)
+        payload_type = getattr(sender, "_RTCRtpSender__rtx_payload_type", None)
+        extensions_map = getattr(sender, "_RTCRtpSender__rtp_header_extensions_map", None)
+        if not history or payload_type is None or extensions_map is None:
+            return   # no RTX negotiated: no way to pad without disturbing the picture
+        packets = sorted(history.values(), key=lambda p: p.sequence_number)[-32:]
+        for i in range(count):
+            original = packets[i % len(packets)]
+            seq = sender._RTCRtpSender__rtx_sequence_number
+            sender._RTCRtpSender__rtx_sequence_number = uint16_add(seq, 1)
+            rtx = wrap_rtx(original, payload_type, seq, sender._rtx_ssrc)
+            rtx.extensions = copy.copy(original.extensions)
+            rtx.extensions.abs_send_time = (ntp.current_ntp_time() >> 14) & 0x00FFFFFF
+            self.padded += 1
+            try:
+                await self._transport._send_rtp(rtx.serialize(extensions_map))
+            except ConnectionError:
+                return
+
     def stats(self):
         """What the session listing shows of this viewer's sending."""
         return {"rtt": self.rtt, "fraction_lost": self.fraction_lost,
                 "pacing_rate": int(self.pacer.rate), "paced_packets": self.paced,
-                "picture_losses": self.picture_losses,
+                "picture_losses": self.picture_losses, "padding_packets": self.padded,
                 "nacked": self.retransmitter.counters()}

@@ -43,7 +43,7 @@ log = Logger()
 
 _ENDED = ("failed", "closed")
 AUTO = "auto"
-TICK = 0.5            # seconds between switching decisions
+TICK = 0.25           # seconds between switching decisions
 HISTORY = 20          # switches kept per session
 
 
@@ -220,14 +220,19 @@ class WebRTCService(service.Service):
         now = self.clock.seconds()
         rates = {name: hub.bitrate for name, hub in self.hubs.items()}
         for session in list(self.sessions.values()):
-            if session.control is not None:
-                session.control.pacer.set_media_rate(rates.get(session.stream, 0))
+            control = session.control
+            if control is None:
+                continue
+            media = rates.get(session.stream, 0)
+            control.pacer.set_media_rate(media)
             if session.auto is None or session.pc.connectionState != "connected":
                 continue
-            rtt = session.control.rtt if session.control is not None else None
-            wanted = session.auto.update(now, session.estimate, rates, rtt)
+            wanted = session.auto.update(now, session.estimate, rates, control.rtt,
+                                         control.loss())
             if wanted != session.stream:
                 self._switch_to(session, wanted, "estimate" if wanted == "stream2" else "probe")
+            elif session.auto.probe_rate:
+                control.pad(session.auto.probe_rate, media, TICK)
 
     def switch_counters(self):
         """Dict (from, to, reason) -> how many switches (reason: manual, estimate, probe)."""

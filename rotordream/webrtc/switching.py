@@ -1,19 +1,30 @@
 """When a ``stream=auto`` viewer should change streams, pure (given the time).
 
-Down: the viewer's estimate cannot carry stream1 with ``margin`` (estimate below
-``margin * stream1``) for ``down_hold`` seconds. A browser's first estimates
-start low and ramp up, so nothing is decided during ``grace`` seconds after the
-start.
+Signals, from the viewer: its bandwidth estimate (REMB), its round-trip time
+and its loss (receiver reports and NACKs). The link counts as *congested* when
+the loss exceeds ``loss_limit``, the round trip is ``rtt_slack`` above the best
+seen, or the estimate fell below ``drop`` times its peak of the last ``trend``
+seconds (a REMB receiver cuts its estimate on overuse).
+
+Down: the estimate cannot carry stream1 with ``margin`` (below ``margin *
+stream1``) while the link is congested, for ``down_hold`` seconds. (A REMB
+estimate that is merely low, still ramping up with nothing lost, is no reason:
+browsers raise it slowly.) Nothing is decided during ``grace`` seconds after
+the start.
 
 Up: a receiver's REMB is capped near 1.5 times what it receives, so on stream2
-it can never show stream1's bitrate; what it does show is whether the link is
-congested. The viewer goes back up once for ``up_hold`` seconds the estimate has
-held above ``up_margin`` times what it receives (stream2) and the round-trip
-time stayed near the best seen: that is a probe. A probe that ends with a
-switch down within ``probe_window`` seconds failed: the next probe waits
-``backoff`` seconds, doubled after every failed probe up to ``max_backoff``; a
-probe that lasts resets it. The caller switches at keyframes only.
+it cannot show that stream1 would fit. After ``up_hold`` seconds on stream2
+without congestion, a *probe* runs: for ``probe_time`` seconds the sender pads
+up towards stream1's rate (:attr:`probe_rate`, ramping from 1.5 times stream2's
+rate to ``margin`` times stream1's) with the picture still
+on stream2. Congestion during the probe fails it, cheaply: the next probe waits
+``backoff`` seconds, doubled after every failure up to ``max_backoff``. A probe
+that passes switches the viewer up; going down again within ``probe_window``
+seconds counts as a failure too, and staying up that long resets the backoff.
+The caller switches at keyframes only.
 """
+
+from collections import deque
 
 HIGH, LOW = "stream1", "stream2"
 
@@ -21,14 +32,19 @@ HIGH, LOW = "stream1", "stream2"
 class AutoSwitch:
     """The switching decision for one viewer; :meth:`update` returns the stream wanted."""
 
-    def __init__(self, now, margin=1.2, down_hold=1.0, grace=4.0, up_margin=1.2, up_hold=5.0,
-                 rtt_slack=0.03, probe_window=10.0, backoff=10.0, max_backoff=120.0):
+    def __init__(self, now, margin=1.2, down_hold=0.25, grace=4.0, up_margin=1.2, up_hold=5.0,
+                 rtt_slack=0.05, loss_limit=0.05, drop=0.85, trend=3.0, probe_time=3.0,
+                 probe_window=10.0, backoff=10.0, max_backoff=20.0):
         self.margin = margin
         self.down_hold = down_hold
         self.grace = grace
         self.up_margin = up_margin
         self.up_hold = up_hold
         self.rtt_slack = rtt_slack
+        self.loss_limit = loss_limit
+        self.drop = drop
+        self.trend = trend
+        self.probe_time = probe_time
         self.probe_window = probe_window
         self.first_backoff = backoff
         self.max_backoff = max_backoff
@@ -36,68 +52,103 @@ class AutoSwitch:
         self.started = now
         self.current = HIGH
         self.best_rtt = None
-        self._short_since = None   # since when the estimate cannot carry stream1
-        self._good_since = None    # since when stream2's link looks uncongested
-        self._probe_at = None      # when the last switch up happened
-        self._next_probe = now
         self.failed_probes = 0
+        self.probe_rate = None     # bit/s the sender should pad up to now (probing), or None
+        self._recent = deque()     # (time, estimate) over the last `trend` seconds
+        self._short_since = None   # since when stream1 does not fit
+        self._calm_since = None    # since when stream2's link shows no congestion
+        self._probe_start = None   # the padding probe running, or None
+        self._up_at = None         # when the last probe switched up
+        self._next_probe = now
 
-    def update(self, now, estimate, rates, rtt=None):
+    def congested(self, now, estimate, rtt, loss):
+        """True when the viewer's link shows congestion now (see the module docstring)."""
+        if loss is not None and loss > self.loss_limit:
+            return True
+        if rtt is not None and self.best_rtt is not None and \
+                rtt > self.best_rtt + self.rtt_slack:
+            return True
+        peak = max((e for _, e in self._recent), default=estimate)
+        return estimate < self.drop * peak
+
+    def update(self, now, estimate, rates, rtt=None, loss=None):
         """The stream this viewer should get now.
 
         ``estimate``: its bandwidth estimate, bit/s (None: none yet); ``rates``: dict
-        stream name -> current bitrate, bit/s; ``rtt``: its round-trip time, seconds.
+        stream name -> current bitrate, bit/s; ``rtt``: its round-trip time, seconds;
+        ``loss``: the fraction of its packets lost lately.
         """
         if rtt is not None and (self.best_rtt is None or rtt < self.best_rtt):
             self.best_rtt = rtt
-        if estimate is None or now - self.started < self.grace:
+        if estimate is None:
             return self.current
-        high = rates.get(HIGH) or 0
+        congested = self.congested(now, estimate, rtt, loss)
+        self._recent.append((now, estimate))
+        while self._recent and now - self._recent[0][0] > self.trend:
+            self._recent.popleft()
+        if now - self.started < self.grace:
+            return self.current
+        high, low = rates.get(HIGH) or 0, rates.get(LOW) or 0
         if self.current == HIGH:
-            if estimate < self.margin * high:
+            if estimate < self.margin * high and congested:
                 if self._short_since is None:
                     self._short_since = now
                 if now - self._short_since >= self.down_hold:
                     return self._down(now)
             else:
                 self._short_since = None
-                if self._probe_at is not None and now - self._probe_at >= self.probe_window:
-                    self._probe_at = None
-                    self.backoff = self.first_backoff   # the probe held: start afresh
+            if self._up_at is not None and now - self._up_at >= self.probe_window:
+                self._up_at = None
+                self.backoff = self.first_backoff   # the probe held: start afresh
             return self.current
-        low = rates.get(LOW) or 0
-        calm = rtt is None or self.best_rtt is None or rtt <= self.best_rtt + self.rtt_slack
-        if estimate >= self.up_margin * low and calm:
-            if self._good_since is None:
-                self._good_since = now
-            if now - self._good_since >= self.up_hold and now >= self._next_probe:
+        if self._probe_start is not None:
+            if congested:
+                self._fail(now)
+            elif now - self._probe_start >= self.probe_time:
                 return self._up(now)
+            else:
+                self.probe_rate = self._ramp(now - self._probe_start, low, high)
+            return self.current
+        if not congested and estimate >= self.up_margin * low:
+            if self._calm_since is None:
+                self._calm_since = now
+            if now - self._calm_since >= self.up_hold and now >= self._next_probe:
+                self._probe_start = now
+                self.probe_rate = self._ramp(0.0, low, high)
         else:
-            self._good_since = None
+            self._calm_since = None
         return self.current
 
+    def _ramp(self, elapsed, low, high):
+        start = 1.5 * low
+        share = min(1.0, elapsed / self.probe_time)
+        return start + share * max(0.0, self.margin * high - start)
+
+    def _fail(self, now):
+        self.failed_probes += 1
+        self._next_probe = now + self.backoff
+        self.backoff = min(self.max_backoff, self.backoff * 2)
+        self._probe_start = self.probe_rate = self._calm_since = None
+
     def _down(self, now):
-        self._short_since = None
-        self._good_since = None
-        if self._probe_at is not None and now - self._probe_at < self.probe_window:
-            self.failed_probes += 1
-            self._next_probe = now + self.backoff
-            self.backoff = min(self.max_backoff, self.backoff * 2)
+        self._short_since = self._calm_since = None
+        if self._up_at is not None and now - self._up_at < self.probe_window:
+            self._fail(now)
         else:
             self._next_probe = now + self.first_backoff
-        self._probe_at = None
+        self._up_at = None
         self.current = LOW
         return LOW
 
     def _up(self, now):
-        self._good_since = None
-        self._short_since = None
-        self._probe_at = now
+        self._probe_start = self.probe_rate = self._calm_since = self._short_since = None
+        self._up_at = now
         self.current = HIGH
         return HIGH
 
     def forced(self, stream, now):
         """The viewer was put on ``stream`` by other means (a manual switch)."""
         self.current = stream
-        self._short_since = self._good_since = self._probe_at = None
+        self._short_since = self._calm_since = self._up_at = None
+        self._probe_start = self.probe_rate = None
         self._next_probe = now

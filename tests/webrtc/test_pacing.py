@@ -240,51 +240,97 @@ def test_a_viewer_more_than_max_lag_behind_skips_ahead_but_a_replayed_gop_does_n
 RATES = {"stream1": 2_000_000, "stream2": 200_000}
 
 
-def drive(switch, timeline, step=0.5, rtt=0.01):
-    """Feed ``switch`` estimates from ``timeline`` [(until, estimate[, rtt])]; the switches
-    made."""
-    seen, now, current = [], getattr(switch, "_driven", switch.started), switch.current
-    for until, estimate, *phase_rtt in timeline:
-        while now < until:
-            now += step
-            got = switch.update(now, estimate, RATES, phase_rtt[0] if phase_rtt else rtt)
-            if got != current:
-                seen.append((round(now, 1), got))
-                current = got
-    switch._driven = now   # the next drive goes on from here
+def drive(switch, until, link, step=0.5):
+    """Run ``switch`` until ``until`` on ``link(now, switch) -> (estimate, rtt, loss)``;
+    the switches made, as (time, stream). Goes on from where the last drive stopped."""
+    seen, now = [], getattr(switch, "_driven", switch.started)
+    while now < until:
+        now += step
+        before = switch.current
+        estimate, rtt, loss = link(now, switch)
+        got = switch.update(now, estimate, RATES, rtt, loss)
+        if got != before:
+            seen.append((round(now, 1), got))
+    switch._driven = now
     return seen
 
 
-def test_auto_goes_down_when_stream1_no_longer_fits_and_up_after_a_calm_while():
-    switch = AutoSwitch(0.0, grace=4, down_hold=1, up_hold=5, backoff=10)
-    # Low first estimates during the grace period do not count.
-    seen = drive(switch, [(4, 300_000), (20, 3_000_000), (40, 350_000, 0.11),
-                          (80, 3_000_000)])
-    assert seen == [(21.5, "stream2"), (45.5, "stream1")]
-    # 350 kbit/s does not carry 2 Mbit/s: down 1 s after the squeeze; no probe while the
-    # round trip is inflated; up once the link has been calm for 5 s.
+def phases(*spans):
+    """A link from spans (until, estimate, rtt, loss): each holds until its time."""
+    def link(now, switch):
+        for until, estimate, rtt, loss in spans:
+            if now <= until:
+                return estimate, rtt, loss
+        return spans[-1][1:]
+    return link
 
 
-def test_a_failed_probe_backs_off_doubling_and_a_lasting_one_resets():
-    switch = AutoSwitch(0.0, grace=0, down_hold=1, up_hold=2, backoff=10, probe_window=10)
-    timeline = [(2, 300_000)]
-    # Calm on stream2 (300k > 1.2 * 200k) but stream1 never fits: every probe fails.
-    seen = drive(switch, timeline + [(120, 300_000)])
-    ups = [t for t, s in seen if s == "stream1"]
-    gaps = [b - a for a, b in zip(ups, ups[1:])]
-    assert len(ups) >= 3 and all(b > a for a, b in zip(gaps, gaps[1:])), seen
-    assert switch.failed_probes == len(ups) - (1 if seen[-1][1] == "stream1" else 0)
-    backoff = switch.backoff
-    # Now the link carries stream1: the next probe lasts and the backoff starts afresh.
-    drive(switch, [(400, 3_000_000)])
-    assert switch.current == "stream1" and switch.backoff == 10 < backoff
+def test_auto_goes_down_on_a_squeeze_and_up_after_a_calm_while_and_a_probe():
+    switch = AutoSwitch(0.0, grace=4, down_hold=0.5, up_hold=5, probe_time=2, backoff=5)
+    probes = []
+    link = phases((4, 300_000, 0.01, 0.0),           # low first estimates: the grace period
+                  (20, 3_000_000, 0.01, 0.0),
+                  (40, 350_000, 0.11, 0.3),          # squeezed: queueing and loss
+                  (80, 3_000_000, 0.01, 0.0))
+
+    def watched(now, s):
+        if s.probe_rate:
+            probes.append((now, s.probe_rate))
+        return link(now, s)
+    assert drive(switch, 80, watched) == [(21.0, "stream2"), (47.5, "stream1")]
+    # Down 1 s into the squeeze; no probe while it lasts; after 5 calm seconds a 2 s probe
+    # pads up towards 1.2 * stream1 with the picture still on stream2, then up.
+    assert [t for t, _ in probes] == [46.0, 46.5, 47.0, 47.5]   # as seen on the next step
+    rates = [r for _, r in probes]
+    assert rates == sorted(rates) and rates[-1] <= 1.2 * RATES["stream1"]
+
+
+def test_a_low_but_clean_estimate_is_no_reason_to_go_down():
+    # A browser ramps its REMB up slowly after a switch up: below stream1, nothing lost.
+    switch = AutoSwitch(0.0, grace=0)
+    ramp = lambda now, s: (300_000 * 1.08 ** now, 0.01, 0.0)   # noqa: E731
+    assert drive(switch, 20, ramp) == [] and switch.current == "stream1"
+
+
+def test_failed_probes_back_off_doubling_up_to_the_limit_and_cost_no_picture():
+    switch = AutoSwitch(0.0, grace=0, down_hold=0.5, up_hold=2, probe_time=2, backoff=5,
+                        max_backoff=20)
+    starts = []
+
+    def narrow(now, s):   # 400 kbit/s: stream2 fits, anything much more is lost
+        if s.probe_rate and not starts or s.probe_rate and now - starts[-1] > 3:
+            starts.append(now)
+        sending = s.probe_rate or RATES[s.current]
+        return 300_000, 0.01, 0.2 if sending > 400_000 else 0.0
+    switch.forced("stream2", 0.0)
+    assert drive(switch, 150, narrow) == []        # the picture never left stream2
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert len(starts) >= 5 and switch.failed_probes == len(starts)
+    assert gaps == sorted(gaps) and max(gaps) <= 20 + 2 + 1.5, gaps
+    assert switch.backoff == 20
+    # The link opens: the next probe passes, the viewer goes up and stays; the backoff
+    # starts afresh once it has held.
+    seen = drive(switch, 200, phases((200, 3_000_000, 0.01, 0.0)))
+    assert [s for _, s in seen] == ["stream1"] and seen[0][0] <= 150 + 20 + 2 + 2 + 1
+    assert switch.backoff == 5
+
+
+def test_going_down_right_after_a_probe_counts_as_a_failed_probe():
+    switch = AutoSwitch(0.0, grace=0, down_hold=0.5, up_hold=1, probe_time=1, backoff=5,
+                        probe_window=10)
+    switch.forced("stream2", 0.0)
+    drive(switch, 10, phases((10, 3_000_000, 0.01, 0.0)))
+    assert switch.current == "stream1" and switch.failed_probes == 0
+    drive(switch, 13, phases((13, 300_000, 0.2, 0.3)))
+    assert switch.current == "stream2" and switch.failed_probes == 1 and switch.backoff == 10
 
 
 def test_no_probe_while_the_round_trip_is_inflated():
-    switch = AutoSwitch(0.0, grace=0, down_hold=1, up_hold=2)
-    drive(switch, [(5, 300_000)], rtt=0.01)
-    assert switch.current == "stream2"
-    assert drive(switch, [(60, 300_000)], rtt=0.15) == []   # queueing: stay down
+    switch = AutoSwitch(0.0, grace=0, up_hold=2)
+    switch.forced("stream2", 0.0)
+    drive(switch, 3, phases((3, 300_000, 0.01, 0.0)))   # the best round trip: 10 ms
+    assert drive(switch, 60, phases((60, 300_000, 0.15, 0.0))) == []
+    assert switch.probe_rate is None and switch.current == "stream2"
 
 
 # -- the service's tick: estimate -> switch, history and counters ----------------------
@@ -308,6 +354,8 @@ def test_the_service_moves_an_auto_viewer_and_records_the_switch():
         for name, hub in hubs.items():
             hub.__dict__["bitrate"] = rates[name]
         session.estimate = 500_000
+        session.control = types.SimpleNamespace(
+            rtt=0.01, loss=lambda: 0.3, pacer=Pacer(), pad=lambda *a: None)
         for _ in range(4):
             clock.advance(0.5)
             service._tick()
@@ -323,6 +371,7 @@ def test_the_service_moves_an_auto_viewer_and_records_the_switch():
     assert (switch["from"], switch["to"], switch["reason"], switch["estimate"]) == \
         ("stream1", "stream2", "estimate", 500_000)
     assert service.switch_counters() == {("stream1", "stream2", "estimate"): 1}
+    session.control = None
     listed = session.public()
     assert listed["mode"] == "auto" and listed["switches"] == [switch]
     session.track.stop()
