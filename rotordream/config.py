@@ -49,7 +49,7 @@ class TLS:
 class Video:
     """Encoder settings that are not camera state."""
 
-    profile: str = "baseline"  # baseline (Constrained Baseline) | main | high
+    profile: str = "baseline"  # the `profile` setting's default: baseline | main | high
     threads: int = 1           # libx264 threads per encoder
     snapshot_threads: int = 2  # thread pool size for JPEG encoding
 

@@ -136,7 +136,7 @@ def makeService(options):
     from rotordream.recording.recorder import build_recorder
     from rotordream.rtsp.server import RTSPServer
     from rotordream.rtsp.service import build_rtsp_service
-    from rotordream.state import CameraState
+    from rotordream.state import CameraState, with_defaults
     from rotordream.web.site import make_site
     from rotordream.web.metrics import DaemonCollector, ReactorLag
     from rotordream.web.tls import make_tls_context_factory
@@ -156,7 +156,9 @@ def makeService(options):
 
     # Its own thread: a settings write (two fsyncs) never waits behind snapshots.
     state_pool = threadpool.ThreadPool(minthreads=1, maxthreads=1, name="rotordream-state")
-    state = CameraState(state_dir, clock=reactor, pool=state_pool)
+    # The config file gives the H.264 profile's factory default; a profile someone set wins.
+    state = CameraState(state_dir, clock=reactor, pool=state_pool,
+                        keys=with_defaults(profile=cfg.video.profile))
     top.addService(_Running(state_pool.start, partial(_stop_state, state, state_pool)))
 
     # Password hashes (scrypt, ~40 ms each) are checked here, never on the event loop;
@@ -167,7 +169,7 @@ def makeService(options):
     auth = AuthService(cfg, state_dir, reactor, pool=hash_pool)
 
     source = make_source(*configmod.parse_source(cfg.server.source))
-    pipeline = VideoPipeline(reactor, state, source, pool, profile=cfg.video.profile,
+    pipeline = VideoPipeline(reactor, state, source, pool,
                              threads=cfg.video.threads)
     pipeline.setServiceParent(top)
 

@@ -29,7 +29,7 @@ import json
 import math
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from twisted.internet import threads
 from twisted.logger import Logger
@@ -76,6 +76,7 @@ class StateError(Exception):
 
 RESOLUTIONS = ("1920x1080", "1280x720", "960x540", "640x360", "640x480", "320x240")
 STREAM2_RESOLUTIONS = ("1280x720", "960x540", "640x360", "480x270", "320x180")
+PROFILES = ("baseline", "main", "high")   # H.264 (baseline: Constrained Baseline)
 
 _RECORD_WORDS = {"on": True, "off": False, "pause": "paused", "pause_release": True,
                  "paused": "paused"}  # "paused" is what the key reads back
@@ -221,6 +222,9 @@ KEYS = (
             minimum=100, maximum=20000, description="Main stream bitrate, kbit/s"),
     KeySpec("stream1-gop", "int", 30, write=roles.CAMERA_CONTROL, persisted=True,
             minimum=1, maximum=600, description="Main stream keyframe interval, frames"),
+    KeySpec("profile", "choice", "baseline", write=roles.CAMERA_CONTROL, persisted=True,
+            choices=PROFILES, description="H.264 profile of both streams (baseline plays "
+            "everywhere, WebRTC included; main and high compress better)"),
     KeySpec("stream2-resolution", "choice", "640x360", write=roles.CAMERA_CONTROL,
             persisted=True, choices=STREAM2_RESOLUTIONS,
             description="Secondary stream (stream2) resolution"),
@@ -271,6 +275,17 @@ KEYS = (
             description="ONVIF discovery mode (admins only)"),
 )
 
+
+
+def with_defaults(keys=KEYS, **defaults):
+    """``keys`` with other factory defaults (``profile="high"``), e.g. from the config file;
+    a value someone set and the camera kept still wins."""
+    by_name = {k.replace("_", "-"): v for k, v in defaults.items()}
+    unknown = set(by_name) - {spec.name for spec in keys}
+    if unknown:
+        raise KeyError(sorted(unknown)[0])
+    return tuple(replace(spec, default=by_name[spec.name]) if spec.name in by_name else spec
+                 for spec in keys)
 
 
 def declarations(keys=KEYS, choices=None):

@@ -7,7 +7,7 @@ import pytest
 from twisted.internet.task import Clock
 
 from rotordream.auth.roles import Principal, anonymous
-from rotordream.state import KEYS, CameraState, StateError
+from rotordream.state import KEYS, CameraState, StateError, with_defaults
 
 ADMIN = Principal("admin", "admin")
 OPERATOR = Principal("op", "operator")
@@ -271,3 +271,17 @@ def test_a_failed_write_is_logged_not_retried_in_a_loop(tmp_path, monkeypatch):
     clock.advance(0)
     pool.run_next()
     assert stored(tmp_path)["brightness"] == 70 and stored(tmp_path)["contrast"] == 20
+
+
+def test_the_config_gives_factory_defaults_and_a_kept_setting_wins(tmp_path):
+    keys = with_defaults(profile="high")
+    assert CameraState(keys=keys).get("profile") == "high"
+    assert CameraState().get("profile") == "baseline"
+    kept = CameraState(str(tmp_path))
+    kept.update({"profile": "main"})
+    kept.flush()
+    assert CameraState(str(tmp_path), keys=keys).get("profile") == "main"
+    with pytest.raises(KeyError):
+        with_defaults(no_such_key=1)
+    with pytest.raises(StateError):
+        CameraState().set({"profile": "extended"}, Principal("admin", "admin"))

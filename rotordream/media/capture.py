@@ -28,7 +28,8 @@ STREAM_KEYS = {
     "stream1": ("resolution", "fps", "stream1-bitrate", "stream1-gop"),
     "stream2": ("stream2-resolution", "stream2-fps", "stream2-bitrate", "stream2-gop"),
 }
-WATCHED = frozenset(IMAGE_KEYS) | {k for keys in STREAM_KEYS.values() for k in keys}
+WATCHED = frozenset(IMAGE_KEYS) | {k for keys in STREAM_KEYS.values() for k in keys} | \
+    {"profile"}
 
 
 def _size(resolution):
@@ -45,9 +46,10 @@ class CaptureSettings:
     image: ImageSettings
 
     @classmethod
-    def from_state(cls, state, profile="baseline", threads=1):
+    def from_state(cls, state, threads=1):
         """Read the stream and image keys (in the reactor thread)."""
         streams = {}
+        profile = state.get("profile")
         for name, (res_key, fps_key, rate_key, gop_key) in STREAM_KEYS.items():
             w, h = _size(state.get(res_key))
             streams[name] = EncoderSettings(w, h, state.get(fps_key), state.get(rate_key),

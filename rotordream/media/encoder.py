@@ -38,6 +38,12 @@ class EncodedUnit:
     pts: int
 
 
+# The ultrafast preset leaves out every tool beyond Constrained Baseline, and x264 then
+# writes the lowest profile the stream fits whatever "profile" asks: these tools make a
+# main or high profile stream what it says (CABAC; and the 8x8 transform for high).
+PROFILE_TOOLS = {"main": ":cabac=1", "high": ":cabac=1:8x8dct=1"}
+
+
 class H264Encoder:
     """One libx264 encoder; ``encode(frame, pts)`` returns the units it produced."""
 
@@ -58,8 +64,9 @@ class H264Encoder:
             # repeat-headers: SPS/PPS in-band before every IDR; scenecut off
             # keeps keyframes on a fixed grid that consumers can rely on.
             "x264-params": "repeat-headers=1:keyint=%d:min-keyint=%d:scenecut=0:"
-                           "vbv-maxrate=%d:vbv-bufsize=%d"
-                           % (s.gop, s.gop, s.bitrate * 2, s.bitrate * 2),
+                           "vbv-maxrate=%d:vbv-bufsize=%d%s"
+                           % (s.gop, s.gop, s.bitrate * 2, s.bitrate * 2,
+                              PROFILE_TOOLS.get(s.profile, "")),
         }
         ctx.open()
         self._ctx = ctx

@@ -42,7 +42,7 @@ class VideoPipeline(service.Service):
     name = "pipeline"
     MAX_SNAPS = 10
 
-    def __init__(self, reactor, state, source, threadpool, profile="baseline", threads=1):
+    def __init__(self, reactor, state, source, threadpool, threads=1):
         self.reactor = reactor
         self.state = state
         self.source = source
@@ -50,7 +50,6 @@ class VideoPipeline(service.Service):
         self.snapshots = SnapshotCache(reactor, threadpool, self.latest_frame,
                                        lambda: state.get("jpeg-quality"))
         self.snaps = SnapStore(self.snapshot, self.MAX_SNAPS)
-        self._profile = profile
         self._threads = threads
         self._mailbox = SettingsMailbox(self._settings())
         self.supervisor = SourceSupervisor(source, on_signal=self._set_signal)
@@ -92,7 +91,7 @@ class VideoPipeline(service.Service):
                                          thread.join, 5.0)
 
     def _settings(self):
-        return CaptureSettings.from_state(self.state, self._profile, self._threads)
+        return CaptureSettings.from_state(self.state, self._threads)
 
     def _state_changed(self, changes, origin):
         if WATCHED.intersection(changes):
