@@ -234,10 +234,11 @@ class DaemonCollector:
             drops.update(c["slow_drops"])
             packets.update(c["packets"])
             loss, jitter = c["loss"], c["jitter"]
-        estimates = []
+        estimates, switches = [], {}
         if self.webrtc is not None:
             clients["webrtc"] = sum(self.webrtc.counts().values())
             estimates = self.webrtc.estimates()
+            switches = self.webrtc.switch_counters()
         if self.websocket is not None:
             clients["websocket"] = self.websocket.count()
             drops["websocket"] = self.websocket.dropped
@@ -259,6 +260,12 @@ class DaemonCollector:
         yield _summary("rotordream_webrtc_estimated_bitrate_bits",
                        "Each WebRTC viewer's latest bandwidth estimate (REMB), bit/s",
                        estimates)
+        moved = CounterMetricFamily("rotordream_webrtc_stream_switches_total",
+                                    "WebRTC viewers moved between streams (reason: manual, "
+                                    "estimate, probe)", labels=["from", "to", "reason"])
+        for (old, new, reason), n in sorted(switches.items()):
+            moved.add_metric([old, new, reason], n)
+        yield moved
 
     def _access(self):
         family = CounterMetricFamily("rotordream_http_requests_total",

@@ -375,3 +375,14 @@ def test_the_service_moves_an_auto_viewer_and_records_the_switch():
     listed = session.public()
     assert listed["mode"] == "auto" and listed["switches"] == [switch]
     session.track.stop()
+
+
+def test_switches_are_counted_for_prometheus(tmp_path):
+    from tests.metrics.test_collector import parts as make_parts, value
+    parts = make_parts.__wrapped__(tmp_path)   # the collector test's fixture, called directly
+    parts.webrtc.switch_counts[("stream1", "stream2", "estimate")] += 2
+    parts.webrtc.switch_counts[("stream2", "stream1", "probe")] += 1
+    assert value(parts, "rotordream_webrtc_stream_switches_total", **{
+        "from": "stream1", "to": "stream2", "reason": "estimate"}) == 2
+    assert value(parts, "rotordream_webrtc_stream_switches_total", **{
+        "from": "stream2", "to": "stream1", "reason": "probe"}) == 1
