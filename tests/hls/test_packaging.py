@@ -130,3 +130,18 @@ def test_window_drops_old_segments(encoded):
 ])
 def test_names(name, parsed):
     assert parse_name(name) == parsed
+
+
+def test_a_reopened_encoder_gets_a_new_init_and_a_discontinuity(encoded):
+    packager, playlist = Packager(0.2), Playlist(0.2, 10)
+    for i in range(2 * FPS + 8):
+        # The encoder is re-opened at unit 45 (mid-GOP): the packager waits for the
+        # next keyframe of the new generation before going on.
+        for item in packager.add(unit(encoded, i, generation=0 if i < 45 else 1)):
+            (playlist.add_init if isinstance(item, Init) else playlist.add_part)(item)
+    assert [s.init for s in playlist.segments] == [1, 1, 2]
+    assert [s.discontinuity for s in playlist.segments] == [False, False, True]
+    text = playlist.render()
+    assert text.count("#EXT-X-DISCONTINUITY") == 1
+    assert text.index('#EXT-X-MAP:URI="init-2.mp4"') > text.index("#EXT-X-DISCONTINUITY")
+    assert playlist.file("init-1.mp4") and playlist.file("init-2.mp4")
