@@ -58,6 +58,7 @@ class MotorService(service.Service):
     """
 
     name = "motor"
+    _jog_timeout = None   # the delayed stop of a continuous move with a timeout
 
     def __init__(self, reactor, state, config, state_dir, kind, device=None, baud=None,
                  sim_clock=None, clock=None):
@@ -95,7 +96,7 @@ class MotorService(service.Service):
 
     def stopService(self):
         service.Service.stopService(self)
-        for call in (self._retry, self._silence, self._rest_check):
+        for call in (self._retry, self._silence, self._rest_check, self._jog_timeout):
             if call is not None and call.active():
                 call.cancel()
         self._close()
@@ -327,12 +328,23 @@ class MotorService(service.Service):
         return self.proto.send(*args)
 
     def continuous_move(self, pan_velocity, tilt_velocity, timeout=None):
+        self._end_jog_timeout()
         d = self._send("MOVE", "VEL", "%.3f" % pan_velocity, "%.3f" % tilt_velocity)
         # A zero velocity brakes like a stop.
         d.addCallback(self._jogging if pan_velocity or tilt_velocity else self._stopping)
         if timeout:
-            self.clock.callLater(timeout, lambda: self.stop().addErrback(lambda f: None))
+            self._jog_timeout = self.clock.callLater(timeout, self._jog_expired)
         return d
+
+    def _end_jog_timeout(self):
+        # A later command replaces the jog: its timeout must not stop that command's move.
+        if self._jog_timeout is not None and self._jog_timeout.active():
+            self._jog_timeout.cancel()
+        self._jog_timeout = None
+
+    def _jog_expired(self):
+        self._jog_timeout = None
+        self.stop().addErrback(lambda f: None)
 
     def _jogging(self, result):
         # The targets follow once the jog has started and ended (report()).
@@ -343,18 +355,21 @@ class MotorService(service.Service):
         return ["MOVE", "ABS", "%.2f" % pan, "%.2f" % tilt] + (["%.1f" % speed] if speed else [])
 
     def absolute_move(self, pan=None, tilt=None, speed=None):
+        self._end_jog_timeout()
         pan = self.state.get("pan-position") if pan is None else pan
         tilt = self.state.get("tilt-position") if tilt is None else tilt
         return self._send(*self._abs_args(pan, tilt, speed)).addCallback(
             self._targets(pan, tilt))
 
     def relative_move(self, pan=0.0, tilt=0.0, speed=None):
+        self._end_jog_timeout()
         args = ["MOVE", "REL", "%.2f" % pan, "%.2f" % tilt] + (["%.1f" % speed] if speed else [])
         # The controller moves from where the axes are now.
         target = (self.state.get("pan-position") + pan, self.state.get("tilt-position") + tilt)
         return self._send(*args).addCallback(self._targets(*target))
 
     def stop(self, pan=True, tilt=True):
+        self._end_jog_timeout()
         which = "ALL" if pan and tilt else "PAN" if pan else "TILT"
         return self._send("STOP", which).addCallback(self._stopping)
 
@@ -366,6 +381,7 @@ class MotorService(service.Service):
         return result
 
     def home(self):
+        self._end_jog_timeout()
         home = self._presets.get("home")
         if home:
             return self.absolute_move(home["pan"], home["tilt"])

@@ -274,3 +274,26 @@ def test_a_write_from_inside_a_change_is_refused():
     state.subscribe(observer)
     state.set({"tilt": 3.0}, OPERATOR)
     assert len(errors) == 1 and state.get("pan") == 0.0
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_move_after_a_timed_jog_is_not_stopped_by_the_jogs_timeout(motors):
+    svc, state, sim, host = motors
+    yield svc.when_connected().addTimeout(10, reactor)
+    yield svc.continuous_move(0.5, 0.0, timeout=1.0)
+    advance(sim, 0.5)
+    yield svc.absolute_move(-60.0, 20.0)   # replaces the jog before its timeout
+    host.advance(1.0)                      # the jog's timeout passes: no stop now
+    yield svc.proto.send("STATUS")
+    assert (svc.model.pan.target, svc.model.tilt.target) == (-60.0, 20.0)
+    advance(sim, 6)
+    yield when(state, lambda s: s.get("pan-position") == -60.0 and
+               s.get("tilt-position") == 20.0 and s.get("motor-state") == "idle")
+    # A jog left alone still ends at its timeout.
+    yield svc.continuous_move(0.5, 0.0, timeout=1.0)
+    advance(sim, 0.5)
+    assert svc.model.pan.moving
+    host.advance(1.0)
+    yield svc.proto.send("STATUS")
+    advance(sim, 2)
+    assert not svc.model.pan.moving
