@@ -30,6 +30,7 @@ from rotordream.state import StateError
 log = Logger()
 
 PRE_AUTH = "pre-auth"
+NEEDS_CREDENTIALS = "this operation needs credentials (WS-Security UsernameToken or HTTP Digest)"
 NONCES_FILE = "onvif-nonces.json"  # WS-Security nonces handed from one run to the next
 
 # ONVIF user levels <-> our roles (Core 5.9.4: Administrator, Operator, User, Anonymous).
@@ -191,20 +192,19 @@ class Dispatcher:
             d = defer.maybeDeferred(auth.authenticate, http.get("method", "POST"),
                                     http.get("uri", ""), authorization=http["authorization"],
                                     client=client)
-            return d.addCallbacks(self._http_principal, self._http_refused)
-        raise self._challenge("this operation needs credentials (WS-Security UsernameToken "
-                              "or HTTP Digest)")
+            return d.addCallbacks(self._http_principal, self._http_refused,
+                                  callbackArgs=(http,), errbackArgs=(http,))
+        raise self._challenge(http, NEEDS_CREDENTIALS)
 
-    def _http_principal(self, principal):
+    def _http_principal(self, principal, http):
         if principal is not None and principal.authenticated:
             return principal
-        raise self._challenge("this operation needs credentials (WS-Security UsernameToken "
-                              "or HTTP Digest)")
+        raise self._challenge(http, NEEDS_CREDENTIALS)
 
-    def _http_refused(self, failure):
+    def _http_refused(self, failure, http):
         failure.trap(AuthError)
         e = failure.value
-        raise self._challenge(e.message, stale=e.stale, retry_after=e.retry_after)
+        raise self._challenge(http, e.message, stale=e.stale, retry_after=e.retry_after)
 
     def _wsse_principal(self, token, client):
         auth = self.ctx.auth
@@ -243,8 +243,10 @@ class Dispatcher:
         headers = {b"retry-after": b"%d" % e.retry_after} if e.retry_after else {}
         return soap.not_authorized(e.message, headers=headers)
 
-    def _challenge(self, reason, stale=False, retry_after=None):
-        headers = {b"www-authenticate": [c.encode() for c in self.ctx.auth.challenges(stale)]}
+    def _challenge(self, http, reason, stale=False, retry_after=None):
+        headers = {}
+        if not http.get("quiet"):
+            headers[b"www-authenticate"] = [c.encode() for c in self.ctx.auth.challenges(stale)]
         if retry_after:
             headers[b"retry-after"] = b"%d" % retry_after
         return soap.not_authorized(reason, http_status=401, headers=headers)

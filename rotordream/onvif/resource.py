@@ -82,7 +82,9 @@ class ServiceResource(resource.Resource):
                 "authorization": authorization.decode("latin-1") if authorization else None,
                 "scheme": "https" if request.isSecure() else "http",
                 "host": host, "port": port, "client": getattr(peer, "host", None),
-                "path": [p.decode("utf-8", "replace") for p in request.postpath if p]}
+                "path": [p.decode("utf-8", "replace") for p in request.postpath if p],
+                # A page's script: its 401 carries no challenge (no browser password dialog).
+                "quiet": request.getHeader(b"x-requested-with") is not None}
         d = self.dispatcher.handle(self.service, body, http)
         # A client that hangs up cancels its operation (e.g. an events long poll).
         request.notifyFinish().addErrback(lambda _: d.cancel())

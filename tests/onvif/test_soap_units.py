@@ -220,6 +220,12 @@ def test_protected_operation_without_credentials_is_401_with_challenges(onvif):
     assert status == 401
     assert fault_codes(doc) == ("env:Sender", ["ter:NotAuthorized"])
     assert any(v.startswith(b"Digest ") for v in headers[b"www-authenticate"])
+    # A page's script (X-Requested-With): the same 401, no challenge, so no password dialog.
+    for authorization in (None, "Basic " + base64.b64encode(b"admin:wrong").decode()):
+        status, headers, doc = run(d, "device", envelope("<tds:GetDeviceInformation/>"),
+                                   quiet=True, authorization=authorization)
+        assert status == 401 and b"www-authenticate" not in headers
+        assert fault_codes(doc) == ("env:Sender", ["ter:NotAuthorized"])
 
 
 def test_wsse_flow_wrong_password_stale_replay(onvif):
