@@ -141,6 +141,11 @@ def test_viewer_auth_token_and_bearer_make_answers_private(tmp_path_factory, tmp
                 headers={"Authorization": "Bearer " + login["token"]})
         assert r.status_code == 200
         assert get(d, "/hls/stream2/index.m3u8", params={"token": "nope"}).status_code == 401
+        session = requests.Session()   # the dashboard's way: the login cookie
+        assert session.post(d.http + "/api/login", json={
+            "username": "admin", "password": d.admin_password}, timeout=30).status_code == 200
+        r = session.get(d.http + "/hls/stream2/classic.m3u8", timeout=30)
+        assert r.status_code == 200 and r.headers["cache-control"] == "private, max-age=1"
     finally:
         d.stop()
 

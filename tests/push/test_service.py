@@ -2,7 +2,7 @@
 the cached keyframe, RTCP sender reports, keep-alives, retry with backoff, stop."""
 
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.internet.testing import MemoryReactor, MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from rotordream.media.hub import AccessUnit, StreamHub
@@ -126,3 +126,23 @@ def test_no_answer_in_time_fails_the_attempt_and_stop_tears_down():
     assert fanout.targets == [] and target.status()["state"] == "stopped"
     clock.advance(60)
     assert len(reactor.tcpClients) == 2    # nothing more after a stop
+
+
+def test_reload_replaces_changed_config_targets_and_keeps_the_api_ones():
+    reactor = MemoryReactorClock()
+    hub = StreamHub("stream1")
+    fanouts = {"stream1": StreamFanout("stream1", hub, 1400),
+               "stream2": StreamFanout("stream2", StreamHub("stream2"), 1400)}
+    a = {"url": "rtsp://127.0.0.1:1/a"}
+    b = {"url": "rtsp://127.0.0.1:1/b", "stream": "stream2"}
+    svc = push.PushService(reactor, fanouts, [a, b])
+    svc.startService()
+    api = svc.add(push.PushSpec("rtsp://127.0.0.1:1/c", enabled=False))
+    assert [t.id for t in svc.targets] == ["0", "1", "2"]
+    assert api.status()["state"] == "disabled"
+    svc.reconfigure([a, dict(b, transport="udp")])
+    assert [(t.id, t.origin) for t in svc.targets] == [("0", "config"), ("2", "api"),
+                                                       ("3", "config")]
+    assert svc.remove("2") and not svc.remove("2")
+    svc.stopService()
+    assert all(t.state in ("stopped", "disabled") for t in svc.targets)
