@@ -386,3 +386,29 @@ def test_switches_are_counted_for_prometheus(tmp_path):
         "from": "stream1", "to": "stream2", "reason": "estimate"}) == 2
     assert value(parts, "rotordream_webrtc_stream_switches_total", **{
         "from": "stream2", "to": "stream1", "reason": "probe"}) == 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_plis_of_all_viewers_share_the_forced_keyframe_limit_and_reload_changes_it():
+    async def go():
+        clock = task.Clock()
+        hub = StreamHub("stream1")
+        hub.publish(au(0, True))
+        forced = []
+        hub.request_keyframe = lambda: forced.append(clock.seconds())
+        service = WebRTCService({"stream1": hub}, clock, WebRTC())
+        viewers = [types.SimpleNamespace(track=HubTrack(hub)) for _ in range(3)]
+        for t in (0.0, 0.2, 0.5, 1.1):    # every viewer reports a picture loss each time
+            clock.advance(t - clock.seconds())
+            for viewer in viewers:
+                service._picture_lost(viewer)
+        service.reconfigure(WebRTC(max_keyframe_requests_per_s=0))
+        clock.advance(5)
+        service._picture_lost(viewers[0])
+        resyncs = [v.track.resyncs for v in viewers]
+        for v in viewers:
+            v.track.stop()
+        return forced, resyncs
+    forced, resyncs = yield run(go())
+    assert forced == [0.0, 1.1]          # 12 PLIs, one forced IDR a second for all
+    assert resyncs == [5, 4, 4]          # each viewer restarts at the next keyframe
