@@ -10,9 +10,10 @@ from zope.interface import Attribute, Interface
 class ICredentialChecker(Interface):
     """The two checks a control session makes when a client logs in over WebSocket."""
 
-    def check_password(username, password, client=None):
+    def check_password(username, password, client=None, protocol="http"):
         """The Principal (or a Deferred of it) for correct credentials; AuthError (raised
-        or as the Deferred's failure) otherwise. ``client`` is the source address."""
+        or as the Deferred's failure) otherwise. ``client`` is the source address,
+        ``protocol`` what a wrong password counts under."""
 
     def check_token(token):
         """The Principal a bearer/session token belongs to; raises AuthError if invalid."""

@@ -95,7 +95,7 @@ class FakeAuth:
     OPERATOR = Principal("op", "operator")
     ADMIN = Principal("admin", "admin")
 
-    def check_password(self, username, password, client=None):
+    def check_password(self, username, password, client=None, protocol="http"):
         """The operator for ``op``/``secret``; AuthError otherwise."""
         if (username, password) == ("op", "secret"):
             return self.OPERATOR

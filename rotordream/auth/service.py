@@ -45,6 +45,10 @@ SESSION_COOKIE = "rotordream_session"
 _LOGGED_NAME = 64
 
 
+# What credentials come over; wrong ones are counted by it (rotordream_auth_failures_total).
+PROTOCOLS = ("http", "rtsp", "websocket", "onvif")
+
+
 class AuthError(Exception):
     """Refused credentials. ``code``: UNAUTHORIZED or RATE_LIMITED (with ``retry_after``,
     and the ``limit`` of attempts per ``period`` seconds that refused, when one did)."""
@@ -128,9 +132,9 @@ class AuthService:
                                        a.cache_seconds)
         self.anonymous_role = a.anonymous
         self.users.observe(self._user_changed)
-        # Read by metrics: wrong credentials by kind ("password", "digest", "onvif") and
-        # logins refused while locked out.
-        self.failures = {"password": 0, "digest": 0, "onvif": 0}
+        # Read by metrics: wrong credentials by the protocol they came over, and logins
+        # refused while locked out.
+        self.failures = dict.fromkeys(PROTOCOLS, 0)
         self.locked_out = 0
 
     def reconfigure(self, config):
@@ -183,16 +187,17 @@ class AuthService:
                             % everywhere, code="RATE_LIMITED", retry_after=everywhere,
                             limit=a.user_failures, period=a.login_window)
 
-    def count_failure(self, username, client, protocol=""):
-        """Count a wrong password (or Digest/WS-Security response) for ``username`` at ``client``."""
+    def count_failure(self, username, client, protocol="http", how="password"):
+        """Count a wrong password (``how``: or a Digest/WS-Security response) for ``username``
+        at ``client``, over ``protocol`` (one of :data:`PROTOCOLS`)."""
         key = _name_key(username)
-        kind = "onvif" if protocol.startswith("ONVIF") else protocol.lower() or "password"
-        self.failures[kind] = self.failures.get(kind, 0) + 1
+        self.failures[protocol] = self.failures.get(protocol, 0) + 1
         locked = self.lockouts.failed((key, client or ""))
         self.user_failures.hit(key)
         # The name as typed is user input: at most 64 characters reach the log.
-        log.info("failed login for {user} from {client} ({protocol})", event="login_failed",
-                 protocol=protocol or "password", user=short_name(username), client=client)
+        log.info("failed login over {protocol} ({how}) for {user} from {client}",
+                 event="login_failed", protocol=protocol, how=how, user=short_name(username),
+                 client=client)
         if locked:
             log.warn("{user} locked out at {client} for {seconds} s", event="lockout",
                      user=short_name(username), client=client, seconds=locked)
@@ -203,7 +208,7 @@ class AuthService:
 
     # -- checks ---------------------------------------------------------
 
-    def check_password(self, username, password, client=None):
+    def check_password(self, username, password, client=None, protocol="http"):
         """Deferred of the Principal for correct credentials; errback AuthError.
 
         Refused at once (RATE_LIMITED) while the name is locked at ``client``, while
@@ -212,11 +217,11 @@ class AuthService:
         """
         try:
             if not isinstance(username, str) or not isinstance(password, str):
-                self.count_failure(username, client)
+                self.count_failure(username, client, protocol)
                 raise AuthError("wrong user name or password")
             self.refuse_if_locked(username, client)
             if self.checker.cached(username, password):
-                return defer.succeed(self._verified(True, username, client))
+                return defer.succeed(self._verified(True, username, client, protocol))
             if not self.checker.joinable(username, password):
                 if self.checker.full:
                     raise AuthError("too many logins at once; try again in 1 s",
@@ -230,15 +235,15 @@ class AuthService:
         except AuthError:
             return defer.fail()
         d = self.checker.check(username, password)
-        d.addCallback(self._verified, username, client, password)
+        d.addCallback(self._verified, username, client, protocol, password)
         return d
 
-    def _verified(self, outcome, username, client, password=None):
+    def _verified(self, outcome, username, client, protocol, password=None):
         if outcome == CHANGED:
             raise AuthError("the password changed during the check; try again")
         principal = self.principal_for_user(username) if outcome else None
         if principal is None:
-            self.count_failure(username, client)
+            self.count_failure(username, client, protocol)
             raise AuthError("wrong user name or password")
         self.count_success(username, client)
         if password is not None:
@@ -254,15 +259,16 @@ class AuthService:
         return principal
 
     def authenticate(self, method, uri, authorization=None, token=None, cookie=None,
-                     client=None):
+                     client=None, protocol="http"):
         """Deferred of who is asking: from an Authorization header, a token or a cookie.
 
-        ``uri`` is the request target as sent (Digest responses are bound to it).
+        ``uri`` is the request target as sent (Digest responses are bound to it);
+        ``protocol`` (one of :data:`PROTOCOLS`) is what wrong credentials count under.
         """
         return defer.maybeDeferred(self._authenticate, method, uri, authorization, token,
-                                   cookie, client)
+                                   cookie, client, protocol)
 
-    def _authenticate(self, method, uri, authorization, token, cookie, client):
+    def _authenticate(self, method, uri, authorization, token, cookie, client, protocol):
         if authorization:
             scheme, _, rest = authorization.strip().partition(" ")
             scheme = scheme.lower()
@@ -272,9 +278,9 @@ class AuthService:
                         .decode("utf-8").partition(":")
                 except (ValueError, UnicodeDecodeError):
                     raise AuthError("malformed Basic credentials") from None
-                return self.check_password(user, password, client)
+                return self.check_password(user, password, client, protocol)
             if scheme == "digest":
-                return self._digest(method, uri, rest, client)
+                return self._digest(method, uri, rest, client, protocol)
             if scheme == "bearer":
                 return self.check_token(rest.strip())
             raise AuthError("unsupported authorization scheme")
@@ -284,7 +290,7 @@ class AuthService:
             return self.check_token(cookie)
         return self.anonymous()
 
-    def _digest(self, method, uri, params_text, client):
+    def _digest(self, method, uri, params_text, client, protocol):
         try:
             params = digest.parse_params(params_text)
         except digest.DigestError as e:
@@ -295,7 +301,7 @@ class AuthService:
             name = digest.verify(params, method, uri, self.users.ha1, self.nonces)
         except digest.DigestError as e:
             if not e.stale:
-                self.count_failure(username, client, "Digest")
+                self.count_failure(username, client, protocol, "Digest")
             raise AuthError(str(e), stale=e.stale) from None
         principal = self.principal_for_user(name)
         if principal is None:

@@ -191,7 +191,7 @@ class Dispatcher:
         if http.get("authorization"):
             d = defer.maybeDeferred(auth.authenticate, http.get("method", "POST"),
                                     http.get("uri", ""), authorization=http["authorization"],
-                                    client=client)
+                                    client=client, protocol="onvif")
             return d.addCallbacks(self._http_principal, self._http_refused,
                                   callbackArgs=(http,), errbackArgs=(http,))
         raise self._challenge(http, NEEDS_CREDENTIALS)
@@ -215,14 +215,14 @@ class Dispatcher:
             if tok.text:
                 self.verifier.refuse_text_unless_allowed(tok)
                 d = defer.maybeDeferred(auth.check_password, tok.username, tok.password,
-                                        client=client)
+                                        client=client, protocol="onvif")
                 return d.addErrback(self._wsse_auth_refused)
             name = self.verifier.verify_digest(tok)
         except AuthError as e:
             raise self._not_authorized(e)
         except wsse.WsseError as e:
             if e.counts:
-                auth.count_failure(e.username or "", client, "ONVIF WS-Security")
+                auth.count_failure(e.username or "", client, "onvif", "WS-Security")
             else:
                 log.info("ONVIF WS-Security refused for {user} from {client}: {why}",
                          user=loggable_name(e.username or ""), client=client, why=e.message)

@@ -211,7 +211,7 @@ class RTSPServer:
         if isinstance(step, effects.Authenticate):
             d = defer.maybeDeferred(self.auth.authenticate, step.method, step.uri,
                                     authorization=step.authorization, token=step.token,
-                                    client=step.client)
+                                    client=step.client, protocol="rtsp")
             return d.addCallbacks(lambda principal: self._step(step.then, principal),
                                   self._refused)
         if isinstance(step, effects.WaitKeyframe):

@@ -276,8 +276,8 @@ class DaemonCollector:
         yield family
         failures = dict(getattr(self.auth, "failures", None) or {})
         yield _counter("rotordream_auth_failures_total",
-                       "Wrong credentials, by how they came: password (Basic, login, "
-                       "WebSocket), digest (HTTP/RTSP Digest), onvif (WS-Security)",
+                       "Wrong credentials, by the protocol they came over (http, rtsp, "
+                       "websocket, onvif)",
                        "protocol", failures)
         limited = {"http": sum(limiter.refused for limiter in self.http.limiters),
                    "login": getattr(self.auth, "locked_out", 0)}

@@ -74,7 +74,8 @@ class ControlProtocol(WebSocketServerProtocol):
         # The whole target as sent: a Digest response is bound to it.
         uri = getattr(self, "http_request_uri", None) or request.path
         d = defer.maybeDeferred(f.auth.authenticate, "GET", uri, authorization=authorization,
-                                token=token, cookie=cookie, client=client)
+                                token=token, cookie=cookie, client=client,
+                                protocol="websocket")
         return d.addCallbacks(self._authenticated, self._refused, callbackArgs=(client,))
 
     def _authenticated(self, principal, client):

@@ -119,7 +119,7 @@ class ControlSession:
             return [self._token_login(msg["token"])]
         if set(msg) == {"username", "password"}:
             d = defer.maybeDeferred(self.auth.check_password, msg["username"], msg["password"],
-                                    self.client)
+                                    self.client, protocol="websocket")
             d.addCallbacks(self._logged_in, self._login_refused)
             d.addErrback(self._login_crashed)
             return d.addCallback(lambda reply: [reply])

@@ -138,13 +138,14 @@ def test_access_counters(parts):
     parts.collector.http.request("GET", 200)
     parts.collector.http.request("BREW", 405)
     parts.auth.count_failure("admin", "10.0.0.1")
-    parts.auth.count_failure("admin", "10.0.0.1", "Digest")
-    parts.auth.count_failure("admin", "10.0.0.1", "ONVIF WS-Security")
+    parts.auth.count_failure("admin", "10.0.0.1", "rtsp", "Digest")
+    parts.auth.count_failure("admin", "10.0.0.1", "websocket")
+    parts.auth.count_failure("admin", "10.0.0.1", "onvif", "WS-Security")
     parts.websocket.rate_limited = 4
     assert value(parts, "rotordream_http_requests_total", method="GET", code="200") == 2
     assert value(parts, "rotordream_http_requests_total", method="OTHER", code="405") == 1
-    for kind in ("password", "digest", "onvif"):
-        assert value(parts, "rotordream_auth_failures_total", protocol=kind) == 1
+    for protocol in ("http", "rtsp", "websocket", "onvif"):
+        assert value(parts, "rotordream_auth_failures_total", protocol=protocol) == 1
     assert value(parts, "rotordream_rate_limited_total", protocol="websocket") == 4
     assert value(parts, "rotordream_rate_limited_total", protocol="http") == 0
     assert value(parts, "rotordream_rate_limited_total", protocol="login") == 0

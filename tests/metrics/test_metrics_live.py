@@ -9,7 +9,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.live import wait_frames
-from tests.support.rawrtsp import RawRtsp
+from tests.support.rawrtsp import RawRtsp, basic
 
 TCP = "RTP/AVP/TCP;unicast;interleaved=%d-%d"
 SMALL = {"resolution": "640x360", "fps": 15}
@@ -107,3 +107,33 @@ def test_a_viewer_through_the_http_tunnel_counts_as_rtsp_http(daemon):
         assert sample(during, "rotordream_rtp_packets_sent_total", transport="tcp") > 0
     poll(lambda: scrape(daemon),
          lambda r: sample(r, "rotordream_clients", protocol="rtsp_http") == before)
+
+
+def test_wrong_credentials_count_under_the_protocol_they_came_over(daemon):
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+    wrong = ("admin", "not-the-password")
+    before = scrape(daemon)
+    assert requests.get(daemon.http + "/api/users", auth=wrong, timeout=10).status_code == 401
+    try:
+        connect(daemon.ws, additional_headers={"Authorization": basic(*wrong)},
+                open_timeout=10).close()
+        raise AssertionError("the upgrade with a wrong password was accepted")
+    except InvalidStatus as e:
+        assert e.response.status_code == 401
+    soap = ('<?xml version="1.0"?><s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope">'
+            '<s:Body><GetDeviceInformation xmlns="http://www.onvif.org/ver10/device/wsdl"/>'
+            '</s:Body></s:Envelope>')
+    r = requests.post(daemon.http + "/onvif/device_service", data=soap, auth=wrong, timeout=10,
+                      headers={"Content-Type": "application/soap+xml"})
+    assert r.status_code == 401
+    rtsp = RawRtsp(daemon.rtsp_port)
+    try:
+        assert rtsp.ask("DESCRIBE", "stream1", Authorization=basic(*wrong))[0] == 401
+    finally:
+        rtsp.close()
+    after = scrape(daemon)
+    for protocol in ("http", "websocket", "onvif", "rtsp"):
+        grown = sample(after, "rotordream_auth_failures_total", protocol=protocol) - \
+            sample(before, "rotordream_auth_failures_total", protocol=protocol)
+        assert grown >= 1, protocol

@@ -20,7 +20,7 @@ class SlowAuth(FakeAuth):
     def __init__(self):
         self.checks = []
 
-    def check_password(self, username, password, client=None):
+    def check_password(self, username, password, client=None, protocol="http"):
         d = defer.Deferred()
         self.checks.append((d, username, password))
         return d
