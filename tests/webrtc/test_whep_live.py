@@ -112,3 +112,37 @@ def test_a_whep_offer_without_h264_is_refused_and_leaves_nothing(daemon):
     reply = run(go())
     assert reply.status_code == 400, reply.text
     assert not set(listing(daemon)) - set(before)
+
+
+def test_whep_cors_for_a_configured_origin(fresh_daemon, tmp_path):
+    origin = "https://player.example"
+    conf = tmp_path / "cors.toml"
+    conf.write_text('[http]\ncors_origins = ["%s"]\nallowed_origins = ["%s"]\n'
+                    '[webrtc]\naddresses = ["127.0.0.1"]\n' % (origin, origin))
+    d = fresh_daemon(extra=["--config", str(conf)],
+                     settings={"resolution": "320x240", "stream2-resolution": "320x180"})
+    endpoint = d.http + "/api/webrtc/whep"
+    preflight = requests.options(endpoint, headers={
+        "origin": origin, "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == origin
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert "content-type" in preflight.headers["access-control-allow-headers"]
+    assert preflight.headers["accept-post"] == SDP
+    # Another origin gets no CORS headers.
+    other = requests.options(endpoint, headers={"origin": "https://elsewhere.example",
+                                                "access-control-request-method": "POST"})
+    assert "access-control-allow-origin" not in other.headers
+
+    async def go():
+        client = WhepClient()
+        reply = await client.play(endpoint, headers={"origin": origin})
+        gone = requests.delete(client.resource, headers={"origin": origin})
+        await client.pc.close()
+        return reply, gone
+    reply, gone = run(go())
+    assert reply.headers["access-control-allow-origin"] == origin
+    exposed = reply.headers["access-control-expose-headers"].lower()
+    assert "location" in exposed and "link" in exposed
+    assert gone.status_code == 200 and gone.headers["access-control-allow-origin"] == origin
