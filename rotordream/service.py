@@ -126,6 +126,7 @@ def makeService(options):
     from rotordream.auth.service import AuthService
     from rotordream.context import Context
     from rotordream.discovery.service import build_discovery_service
+    from rotordream.media import motion
     from rotordream.media.pipeline import VideoPipeline
     from rotordream.media.sources import make_source
     from rotordream.motor.service import build_motor_service
@@ -172,6 +173,9 @@ def makeService(options):
     pipeline = VideoPipeline(reactor, state, source, pool,
                              threads=cfg.video.threads)
     pipeline.setServiceParent(top)
+    # Motion in the picture is camera status: the `motion` key (WebSocket, ONVIF, the page).
+    motion.attach(pipeline, reactor,
+                  lambda moving, _: state.update({"motion": moving}, origin="camera"))
 
     motor = build_motor_service(reactor, state, cfg)
     _add(top, motor)

@@ -264,6 +264,7 @@ KEYS = (
     _status("tilt-position", "float", 0.0, "Tilt actual position, degrees"),
     _status("motor-state", "choice", "idle", "Motor controller: idle, moving or fault",
             choices=("idle", "moving", "fault")),
+    _status("motion", "bool", False, "Motion in the picture (frame differences on stream2)"),
     # Device identity and discovery (ONVIF scopes, WS-Discovery).
     KeySpec("device-name", "str", "RotorDream", write=roles.SYSTEM_ADMIN, persisted=True,
             description="Device name (ONVIF name scope)"),

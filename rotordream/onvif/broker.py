@@ -65,7 +65,6 @@ class Broker:
         self.subscriptions = {}
         self.properties = {}      # Event.key -> latest Event of a property topic
         self.history = collections.deque(maxlen=HISTORY)  # the changes, oldest first
-        self.detector = None
         self._detach = []
 
     def publish(self, topic, source, data, utc=None):
@@ -145,5 +144,3 @@ class Broker:
         for detach in self._detach:
             detach()
         self._detach = []
-        if self.detector is not None:
-            self.detector.enabled = False

@@ -1,8 +1,7 @@
 """What feeds the ONVIF event broker, and the service that runs it with the daemon.
 
-The camera state (``record``, ``motor-state``, the motor's fault events) and a
-:mod:`rotordream.media.motion` detector on the pipeline's frames become
-property events on the broker's topics. The assembler makes the broker
+The camera state (``record``, ``motor-state``, ``motion``, the motor's fault events)
+becomes property events on the broker's topics. The assembler makes the broker
 (:func:`make_broker`) and puts it in the context; :class:`EventsService` feeds
 it from the daemon's start, so motion is tracked before anyone asks, and ends
 every subscription at shutdown.
@@ -50,9 +49,9 @@ def motion_events(moving):
             (MOTION_ALARM, {"Source": VIDEO_SOURCE}, {"State": bool(moving)}))
 
 
-def attach_sources(broker, ctx, motion_detector=True):
-    """Feed ``broker`` from ``ctx.state`` (record, motor-state, motor faults) and a motion
-    detector on ``ctx.pipeline``; publish the current values first."""
+def attach_sources(broker, ctx):
+    """Feed ``broker`` from ``ctx.state`` (record, motor-state, motion, motor faults);
+    publish the current values first."""
     state = ctx.state
     has_motor = ctx.motor is not None
 
@@ -64,13 +63,15 @@ def attach_sources(broker, ctx, motion_detector=True):
     publish(record_events(state.get("record")))
     if has_motor:
         publish(motor_events(state.get("motor-state")))
-    publish(motion_events(False))
+    publish(motion_events(state.get("motion")))
 
     def changed(changes, origin):
         if "record" in changes:
             publish(record_events(changes["record"]))
         if "motor-state" in changes and has_motor:
             publish(motor_events(changes["motor-state"]))
+        if "motion" in changes:
+            publish(motion_events(changes["motion"]))
 
     def happened(event):
         # The motor service announces a lost controller as an event, too.
@@ -79,10 +80,6 @@ def attach_sources(broker, ctx, motion_detector=True):
 
     broker.on_stop(state.subscribe(changed))
     broker.on_stop(state.subscribe_events(happened))
-    if motion_detector:
-        from rotordream.media import motion
-        broker.detector = motion.attach(ctx.pipeline, ctx.reactor,
-                                        lambda moving, t: publish(motion_events(moving), t))
 
 
 def make_broker(config, reactor, has_motor):
@@ -101,13 +98,12 @@ class EventsService(service.Service):
 
     name = "onvif-events"
 
-    def __init__(self, ctx, motion_detector=True):
+    def __init__(self, ctx):
         self.ctx = ctx
-        self.motion_detector = motion_detector
 
     def startService(self):
         service.Service.startService(self)
-        attach_sources(self.ctx.events, self.ctx, self.motion_detector)
+        attach_sources(self.ctx.events, self.ctx)
 
     def stopService(self):
         service.Service.stopService(self)

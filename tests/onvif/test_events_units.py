@@ -2,7 +2,6 @@
 expiry, renew, cap), synchronization points, Notify subscriptions, the state and motion
 sources. No sockets, no sleeps."""
 
-import numpy as np
 import pytest
 from lxml import etree
 from twisted.internet import defer
@@ -17,7 +16,7 @@ from rotordream.onvif.eventsources import EventsService, make_broker
 from rotordream.onvif.subscriptions import PullPoint
 from rotordream.onvif.resource import make_onvif_resource
 from rotordream.state import CameraState
-from rotordream.testing import FakeMotor, FakePipeline, ThreadClock
+from rotordream.testing import FakeMotor, ThreadClock
 from tests.support.soapkit import NS, created_now, envelope, fault_codes, security
 
 NOW = 1_800_000_000
@@ -434,24 +433,17 @@ def test_motor_state_drives_ptz_and_failure_topics(make_ev):
         ("tns1:Device/HardwareFailure/MotorFailure", "Changed", {"Failed": "true"})]
 
 
-def test_motion_detector_on_the_pipeline_raises_the_motion_topic(make_ev):
-    pipeline = FakePipeline()
-    ev = make_ev(pipeline=pipeline)
-    assert pipeline.frame_observers == [ev.broker.detector.feed]
+def test_the_motion_setting_raises_the_motion_topics(make_ev):
+    ev = make_ev()
     _, path, _ = ev.create()
     drain(ev, path)
-
-    def luma(x):
-        y = np.full((360, 640), 60, np.uint8)
-        y[:, x:x + 80] = 230
-        return y
-    for i in range(4):
-        pipeline.frame_observers[0](luma(100 * i), NOW + i / 15)
+    ev.ctx.state.update({"motion": True}, origin="camera")
     got = drain(ev, path)
     assert got == [("tns1:RuleEngine/CellMotionDetector/Motion", "Changed", {"IsMotion": "true"}),
                    ("tns1:VideoSource/MotionAlarm", "Changed", {"State": "true"})]
-    ev.broker.stop()
-    assert ev.broker.detector.enabled is False
+    ev.ctx.state.update({"motion": False}, origin="camera")
+    assert [data for _, _, data in drain(ev, path)] == [{"IsMotion": "false"},
+                                                         {"State": "false"}]
 
 
 def test_notify_subscription_posts_to_the_consumer(make_ev):
@@ -519,7 +511,7 @@ def test_events_service_starts_the_broker_and_stops_subscriptions(tmp_path):
     cfg = from_dict({"server": {"state_dir": str(tmp_path)}})
     broker = make_broker(cfg, clock, has_motor=False)
     ctx = Context(config=cfg, reactor=clock, state=CameraState(None), events=broker)
-    svc = EventsService(ctx, motion_detector=False)
+    svc = EventsService(ctx)
     svc.startService()
     assert isinstance(broker, Broker)
     assert broker.properties[(topics.RECORDING_JOB.name, (("RecordingJobToken",

@@ -26,7 +26,7 @@ const GROUPS = [
 // Keys the settings leave out: commands and the motor and recording state.
 const NOT_SETTINGS = new Set(["record", "snap", "rotor-enabled", "rotor-speed",
   "rotor-direction", "rotor-rpm", "pan", "tilt", "pan-position", "tilt-position",
-  "motor-state"]);
+  "motor-state", "motion"]);
 
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -654,6 +654,9 @@ function noteChanges(changes) {
     logEvent("recording", r === true ? "started or resumed" : r === "paused" ? "paused" : "stopped");
   }
   if (changes["motor-state"] === "fault" && state["motor-state"] !== "fault") logEvent("error", "motor fault");
+  if ("motion" in changes && "motion" in state && state.motion !== changes.motion) {
+    logEvent("motion", changes.motion ? "started" : "ended");
+  }
 }
 
 async function refreshStatus() {
