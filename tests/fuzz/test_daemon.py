@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rotordream.onvif import topics
+from rotordream.onvif.resource import SERVICES as ONVIF_SERVICES
 from tests.conftest import NO_LIMITS, make_daemon
 from tests.support.fuzz import NUMBERS, fuzz_settings, hostile_text, mutated
 from tests.fuzz.test_rtsp_server import _basic, request_text
@@ -335,8 +336,9 @@ def test_websocket_messages(daemon, watch, texts, as_admin, origin):
 
 # -- ONVIF ----------------------------------------------------------------------------
 
-SERVICES = ["device", "media", "ptz", "imaging", "events", "deviceio"]
-SERVICE_OF = {"tds": "device", "trt": "media", "tptz": "ptz", "timg": "imaging"}
+SERVICES = list(ONVIF_SERVICES)
+SERVICE_OF = {"tds": "device", "trt": "media", "tptz": "ptz", "timg": "imaging",
+              "tr2": "media2", "trc": "recording", "tse": "search", "trp": "replay"}
 
 
 @st.composite

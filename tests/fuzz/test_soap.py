@@ -36,6 +36,19 @@ BODIES = [
     "<timg:SetImagingSettings><timg:VideoSourceToken>src1</timg:VideoSourceToken>"
     "<timg:ImagingSettings><tt:Brightness>50</tt:Brightness></timg:ImagingSettings>"
     "</timg:SetImagingSettings>",
+    # Media2 and Profile G declare their own prefixes.
+    '<tr2:GetProfiles xmlns:tr2="http://www.onvif.org/ver20/media/wsdl"><tr2:Type>All</tr2:Type>'
+    "</tr2:GetProfiles>",
+    '<tr2:GetStreamUri xmlns:tr2="http://www.onvif.org/ver20/media/wsdl"><tr2:Protocol>RTSP'
+    "</tr2:Protocol><tr2:ProfileToken>profile1</tr2:ProfileToken></tr2:GetStreamUri>",
+    '<trc:GetRecordings xmlns:trc="http://www.onvif.org/ver10/recording/wsdl"/>',
+    '<tse:FindRecordings xmlns:tse="http://www.onvif.org/ver10/search/wsdl"><tse:Scope>'
+    "<tt:IncludedRecordings>x</tt:IncludedRecordings></tse:Scope><tse:KeepAliveTime>PT10S"
+    "</tse:KeepAliveTime></tse:FindRecordings>",
+    '<trp:GetReplayUri xmlns:trp="http://www.onvif.org/ver10/replay/wsdl"><trp:StreamSetup>'
+    "<tt:Stream>RTP-Unicast</tt:Stream><tt:Transport><tt:Protocol>RTSP</tt:Protocol>"
+    "</tt:Transport></trp:StreamSetup><trp:RecordingToken>x</trp:RecordingToken>"
+    "</trp:GetReplayUri>",
 ]
 _WSA = ('<wsa:MessageID xmlns:wsa="http://www.w3.org/2005/08/addressing">urn:uuid:1</wsa:MessageID>'
         '<wsa:Action xmlns:wsa="http://www.w3.org/2005/08/addressing">urn:a</wsa:Action>')
