@@ -209,8 +209,8 @@ class PushTargets:
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 # Areas [log] levels may name: the daemon's packages (a logger's namespace is
 # rotordream.<area>...), plus "service" for the daemon's own start, stop and reloads.
-LOG_AREAS = ("auth", "discovery", "media", "motor", "onvif", "recording", "rtp", "rtsp",
-             "service", "web", "webrtc")
+LOG_AREAS = ("auth", "discovery", "hls", "media", "motor", "onvif", "push", "recording", "rtp",
+             "rtsp", "service", "web", "webrtc")
 
 
 @dataclass(frozen=True)
