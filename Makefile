@@ -12,7 +12,7 @@ DEBS := ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp \
 	gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 socat curl iproute2 util-linux wrk chromium \
 	dpkg-dev debhelper dh-virtualenv python3-venv python3-dev systemd git nodejs prometheus \
-	firefox-esr coturn nginx
+	firefox-esr coturn nginx openssl
 
 .PHONY: run test venv system-deps bench clean
 
