@@ -213,7 +213,8 @@ class WebRTCService(service.Service):
                                  "reason": reason, "estimate": session.estimate})
         del session.switches[:-HISTORY]
         session.stream = stream
-        session.track.switch(self.hubs[stream])
+        # Down for congestion: stream1's frames would only hold up stream2's keyframe.
+        session.track.switch(self.hubs[stream], cut=reason == "estimate")
 
     def _tick(self):
         """Feed each sender its stream's bitrate; move auto viewers as their estimate says."""

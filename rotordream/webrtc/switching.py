@@ -7,7 +7,8 @@ seen, or the estimate fell below ``drop`` times its peak of the last ``trend``
 seconds (a REMB receiver cuts its estimate on overuse).
 
 Down: the estimate cannot carry stream1 with ``margin`` (below ``margin *
-stream1``) while the link is congested, for ``down_hold`` seconds. (A REMB
+stream1``) while the link is congested, or the loss exceeds ``severe_loss``
+whatever the estimate says (it lags), for ``down_hold`` seconds. (A REMB
 estimate that is merely low, still ramping up with nothing lost, is no reason:
 browsers raise it slowly.) Nothing is decided during ``grace`` seconds after
 the start.
@@ -15,9 +16,10 @@ the start.
 Up: a receiver's REMB is capped near 1.5 times what it receives, so on stream2
 it cannot show that stream1 would fit. After ``up_hold`` seconds on stream2
 without congestion, a *probe* runs: for ``probe_time`` seconds the sender pads
-up towards stream1's rate (:attr:`probe_rate`, ramping from 1.5 times stream2's
-rate to ``margin`` times stream1's) with the picture still
-on stream2. Congestion during the probe fails it, cheaply: the next probe waits
+up towards stream1's rate (:attr:`probe_rate`, ramping geometrically from 1.5
+times stream2's rate to ``margin`` times stream1's) with the picture still on
+stream2. Congestion during the probe (there an estimate below ``probe_drop``
+times its peak already counts: padding only adds traffic) fails it, cheaply: the next probe waits
 ``backoff`` seconds, doubled after every failure up to ``max_backoff``. A probe
 that passes switches the viewer up; going down again within ``probe_window``
 seconds counts as a failure too, and staying up that long resets the backoff.
@@ -34,7 +36,10 @@ class AutoSwitch:
 
     def __init__(self, now, margin=1.2, down_hold=0.25, grace=4.0, up_margin=1.2, up_hold=5.0,
                  rtt_slack=0.05, loss_limit=0.05, drop=0.85, trend=3.0, probe_time=3.0,
-                 probe_window=10.0, backoff=10.0, max_backoff=20.0):
+                 probe_window=10.0, backoff=10.0, max_backoff=20.0, severe_loss=0.2,
+                 probe_drop=0.95):
+        self.severe_loss = severe_loss
+        self.probe_drop = probe_drop
         self.margin = margin
         self.down_hold = down_hold
         self.grace = grace
@@ -69,7 +74,8 @@ class AutoSwitch:
                 rtt > self.best_rtt + self.rtt_slack:
             return True
         peak = max((e for _, e in self._recent), default=estimate)
-        return estimate < self.drop * peak
+        drop = self.probe_drop if self._probe_start is not None else self.drop
+        return estimate < drop * peak
 
     def update(self, now, estimate, rates, rtt=None, loss=None):
         """The stream this viewer should get now.
@@ -90,7 +96,8 @@ class AutoSwitch:
             return self.current
         high, low = rates.get(HIGH) or 0, rates.get(LOW) or 0
         if self.current == HIGH:
-            if estimate < self.margin * high and congested:
+            if (estimate < self.margin * high and congested) or \
+                    (loss is not None and loss > self.severe_loss):
                 if self._short_since is None:
                     self._short_since = now
                 if now - self._short_since >= self.down_hold:
@@ -120,9 +127,10 @@ class AutoSwitch:
         return self.current
 
     def _ramp(self, elapsed, low, high):
-        start = 1.5 * low
+        # Geometric: a link only a little wider than stream2 is overrun gently.
+        start = max(1.5 * low, 1.0)
         share = min(1.0, elapsed / self.probe_time)
-        return start + share * max(0.0, self.margin * high - start)
+        return start * max(1.0, self.margin * high / start) ** share
 
     def _fail(self, now):
         self.failed_probes += 1

@@ -50,16 +50,25 @@ class HubTrack(MediaStreamTrack):
         self._sub = hub.subscribe(self._take, replay=True)
         self._stamp = None
 
-    def switch(self, hub):
+    def switch(self, hub, cut=False):
         """Go on with ``hub`` from its next keyframe; the old hub feeds until then.
 
         No renegotiation: the keyframe carries the new SPS/PPS in-band, and the
         two streams share one capture clock, so their timestamps follow on.
+        ``cut``: the old stream stops at once (a congested link: its frames would
+        only delay the new keyframe, and the picture is broken already).
         """
         if self._next is not None:
             self._next.cancel()
             self._next = None
         if self._sub is None or hub is self.hub:
+            return
+        if cut:
+            self._sub.cancel()
+            self._drain()
+            self._waiting_keyframe = True
+            self.hub = hub
+            self._sub = hub.subscribe(self._take, replay=False)
             return
 
         switched = False

@@ -8,6 +8,7 @@ packet classes through a sender that behaves as aiortc's does.
 import asyncio
 import types
 
+import pytest
 import pytest_twisted
 from aiortc.rtp import (RTCP_PSFB_APP, RTCP_PSFB_FIR, RTCP_PSFB_PLI, RTCP_RTPFB_NACK,
                         RtcpPsfbPacket, RtcpReceiverInfo, RtcpRrPacket, RtcpRtpfbPacket,
@@ -412,3 +413,37 @@ def test_plis_of_all_viewers_share_the_forced_keyframe_limit_and_reload_changes_
     forced, resyncs = yield run(go())
     assert forced == [0.0, 1.1]          # 12 PLIs, one forced IDR a second for all
     assert resyncs == [5, 4, 4]          # each viewer restarts at the next keyframe
+
+
+def test_heavy_loss_goes_down_even_while_the_estimate_still_looks_fine():
+    switch = AutoSwitch(0.0, grace=0, down_hold=0.25)
+    assert drive(switch, 3, phases((3, 5_000_000, 0.01, 0.3))) == [(1.0, "stream2")]
+
+
+def test_a_probe_fails_on_a_small_estimate_drop():
+    switch = AutoSwitch(0.0, grace=0, up_hold=1, probe_time=3)
+    switch.forced("stream2", 0.0)
+    drive(switch, 1.5, phases((2, 300_000, 0.01, 0.0)))
+    assert switch.probe_rate == 300_000                  # the ramp starts at 1.5 * stream2
+    drive(switch, 2, phases((2, 300_000, 0.01, 0.0)))
+    assert switch.probe_rate == pytest.approx(300_000 * 8 ** (0.5 / 3))   # geometric
+    drive(switch, 3, phases((3, 280_000, 0.01, 0.0)))   # -7 %: the padding hurts
+    assert switch.probe_rate is None and switch.failed_probes == 1
+    assert switch.current == "stream2"
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_cut_switch_stops_the_old_stream_at_once():
+    async def go():
+        one, two = StreamHub("stream1"), StreamHub("stream2")
+        one.publish(au_of("stream1", 0, True))
+        track = HubTrack(one)
+        one.publish(au_of("stream1", 1, False))
+        track.switch(two, cut=True)
+        one.publish(au_of("stream1", 2, False))   # no longer sent
+        two.publish(au_of("stream2", 2, False))   # not a keyframe: skipped
+        two.publish(au_of("stream2", 3, True))
+        got = await asyncio.wait_for(track.recv(), 5)
+        return bytes(got), one.subscribers, track._queue.empty()
+    got, subs_one, empty = yield run(go())
+    assert got == au_of("stream2", 3, True).annexb and subs_one == 0 and empty
