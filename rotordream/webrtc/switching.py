@@ -1,13 +1,14 @@
 """When a ``stream=auto`` viewer should change streams, pure (given the time).
 
 Signals, from the viewer: its bandwidth estimate (REMB), its round-trip time
-and its loss (receiver reports and NACKs). The link counts as *congested* when
-the loss exceeds ``loss_limit``, the round trip is ``rtt_slack`` above the best
-seen, or the estimate fell below ``drop`` times its peak of the last ``trend``
-seconds (a REMB receiver cuts its estimate on overuse).
+and its loss (receiver reports and NACKs). The link is *overrun* when the loss
+exceeds ``loss_limit`` or the round trip is ``rtt_slack`` above the best seen;
+it counts as *congested* when overrun, or when the estimate fell below ``drop``
+times its peak of the last ``trend`` seconds (a REMB receiver cuts its estimate
+on what it takes for overuse: a busy receiver's jitter too).
 
 Down: the estimate cannot carry stream1 with ``margin`` (below ``margin *
-stream1``) while the link is congested, or the loss exceeds ``severe_loss``
+stream1``) while the link is overrun, or the loss exceeds ``severe_loss``
 whatever the estimate says (it lags), for ``down_hold`` seconds. (A REMB
 estimate that is merely low, still ramping up with nothing lost, is no reason:
 browsers raise it slowly.) Nothing is decided during ``grace`` seconds after
@@ -36,7 +37,7 @@ class AutoSwitch:
 
     def __init__(self, now, margin=1.2, down_hold=0.25, grace=4.0, up_margin=1.2, up_hold=5.0,
                  rtt_slack=0.05, loss_limit=0.05, drop=0.85, trend=3.0, probe_time=3.0,
-                 probe_window=10.0, backoff=10.0, max_backoff=20.0, severe_loss=0.2,
+                 probe_window=10.0, backoff=15.0, max_backoff=20.0, severe_loss=0.2,
                  probe_drop=0.95):
         self.severe_loss = severe_loss
         self.probe_drop = probe_drop
@@ -66,12 +67,16 @@ class AutoSwitch:
         self._up_at = None         # when the last probe switched up
         self._next_probe = now
 
-    def congested(self, now, estimate, rtt, loss):
-        """True when the viewer's link shows congestion now (see the module docstring)."""
+    def overrun(self, rtt, loss):
+        """True when the viewer loses packets or its round trip grew (queueing)."""
         if loss is not None and loss > self.loss_limit:
             return True
-        if rtt is not None and self.best_rtt is not None and \
-                rtt > self.best_rtt + self.rtt_slack:
+        return rtt is not None and self.best_rtt is not None and \
+            rtt > self.best_rtt + self.rtt_slack
+
+    def congested(self, now, estimate, rtt, loss):
+        """True when overrun, or when the estimate is falling (see the module docstring)."""
+        if self.overrun(rtt, loss):
             return True
         peak = max((e for _, e in self._recent), default=estimate)
         drop = self.probe_drop if self._probe_start is not None else self.drop
@@ -96,7 +101,7 @@ class AutoSwitch:
             return self.current
         high, low = rates.get(HIGH) or 0, rates.get(LOW) or 0
         if self.current == HIGH:
-            if (estimate < self.margin * high and congested) or \
+            if (estimate < self.margin * high and self.overrun(rtt, loss)) or \
                     (loss is not None and loss > self.severe_loss):
                 if self._short_since is None:
                     self._short_since = now

@@ -90,8 +90,11 @@ def main(result_path, workdir):
     result = {"phases": {}}
     state_dir = os.path.join(workdir, "state")
     os.makedirs(state_dir)
+    # stream2 small, cheap and with a keyframe every half second: a viewer moved down
+    # because its link broke waits for stream2's next keyframe.
     seed_state(state_dir, {"resolution": "1280x720", "fps": 30, "stream1-bitrate": 1500,
-                           "stream2-resolution": "320x180", "stream2-bitrate": 200})
+                           "stream2-resolution": "320x180", "stream2-bitrate": 200,
+                           "stream2-gop": 8})
     config = os.path.join(workdir, "rotordream.toml")
     with open(config, "w") as f:
         f.write('[webrtc]\naddresses = ["127.0.0.1"]\n')

@@ -447,3 +447,10 @@ def test_a_cut_switch_stops_the_old_stream_at_once():
         return bytes(got), one.subscribers, track._queue.empty()
     got, subs_one, empty = yield run(go())
     assert got == au_of("stream2", 3, True).annexb and subs_one == 0 and empty
+
+
+def test_a_falling_estimate_alone_does_not_move_a_viewer_down():
+    # A busy receiver's jitter can make a browser cut its REMB on a clean link.
+    switch = AutoSwitch(0.0, grace=0)
+    link = phases((5, 3_000_000, 0.01, 0.0), (20, 700_000, 0.01, 0.0))
+    assert drive(switch, 20, link) == [] and switch.current == "stream1"
