@@ -60,6 +60,7 @@ class SenderControl:
         self._sent_lately = 0     # media packets since the last loss reading
         self._nacked_lately = 0   # of them NACKed
         self._padding = None      # the task sending padding
+        self.padding_hurt = False  # a NACK came while padding (read by the switcher)
         self._original_handle = sender._handle_rtcp_packet
         self._original_retransmit = sender._retransmit
         sender._handle_rtcp_packet = self.handle_rtcp
@@ -107,6 +108,10 @@ class SenderControl:
             return   # aiortc would only flag its (unused) encoder
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             self._nacked_lately += len(packet.lost)
+            if self._padding is not None and not self._padding.done():
+                # The viewer lost media while padding: the probe overran its link.
+                self._padding.cancel()
+                self.padding_hurt = True
         if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
@@ -131,6 +136,11 @@ class SenderControl:
         nacked = self._nacked_lately / self._sent_lately if self._sent_lately else 0.0
         self._sent_lately = self._nacked_lately = 0
         return max(self.fraction_lost, min(1.0, nacked))
+
+    def hurt(self):
+        """True once after the viewer NACKed media while padding was being sent."""
+        hurt, self.padding_hurt = self.padding_hurt, False
+        return hurt
 
     def pad(self, bitrate, media_rate, seconds):
         """Send about ``seconds`` worth of padding so that the viewer receives ``bitrate``

@@ -11,8 +11,8 @@ Each connection sends one hub's encoded stream through a :class:`HubTrack`
 and negotiates H.264 only. Its sender is paced, answers NACKs within a budget
 and PLI/FIR with the next keyframe (:mod:`.control`). A ``stream=auto`` viewer
 moves between stream1 and stream2 with its bandwidth estimate
-(:mod:`.switching`), checked every ``TICK`` seconds. ICE is gathered whole before the SDP is returned
-(no trickle). aiortc runs on the asyncio loop under the reactor.
+(:mod:`.switching`), checked every ``TICK`` seconds. ICE is gathered whole
+before the SDP is returned (no trickle). aiortc runs on the asyncio loop under the reactor.
 
 Every call names its :class:`~rotordream.webrtc.access.Caller` (principal,
 source address, viewer key); :mod:`rotordream.webrtc.access` decides who gets a
@@ -229,7 +229,7 @@ class WebRTCService(service.Service):
             if session.auto is None or session.pc.connectionState != "connected":
                 continue
             wanted = session.auto.update(now, session.estimate, rates, control.rtt,
-                                         control.loss())
+                                         control.loss(), control.hurt())
             if wanted != session.stream:
                 self._switch_to(session, wanted, "estimate" if wanted == "stream2" else "probe")
             elif session.auto.probe_rate:

@@ -20,7 +20,8 @@ without congestion, a *probe* runs: for ``probe_time`` seconds the sender pads
 up towards stream1's rate (:attr:`probe_rate`, ramping geometrically from 1.5
 times stream2's rate to ``margin`` times stream1's) with the picture still on
 stream2. Congestion during the probe (there an estimate below ``probe_drop``
-times its peak already counts: padding only adds traffic) fails it, cheaply: the next probe waits
+times its peak already counts, and so does any media the viewer NACKed while
+padding went out: padding only adds traffic) fails it, cheaply: the next probe waits
 ``backoff`` seconds, doubled after every failure up to ``max_backoff``. A probe
 that passes switches the viewer up; going down again within ``probe_window``
 seconds counts as a failure too, and staying up that long resets the backoff.
@@ -82,12 +83,13 @@ class AutoSwitch:
         drop = self.probe_drop if self._probe_start is not None else self.drop
         return estimate < drop * peak
 
-    def update(self, now, estimate, rates, rtt=None, loss=None):
+    def update(self, now, estimate, rates, rtt=None, loss=None, hurt=False):
         """The stream this viewer should get now.
 
         ``estimate``: its bandwidth estimate, bit/s (None: none yet); ``rates``: dict
         stream name -> current bitrate, bit/s; ``rtt``: its round-trip time, seconds;
-        ``loss``: the fraction of its packets lost lately.
+        ``loss``: the fraction of its packets lost lately; ``hurt``: it lost media while
+        padding was sent.
         """
         if rtt is not None and (self.best_rtt is None or rtt < self.best_rtt):
             self.best_rtt = rtt
@@ -114,7 +116,7 @@ class AutoSwitch:
                 self.backoff = self.first_backoff   # the probe held: start afresh
             return self.current
         if self._probe_start is not None:
-            if congested:
+            if congested or hurt:
                 self._fail(now)
             elif now - self._probe_start >= self.probe_time:
                 return self._up(now)

@@ -2,10 +2,11 @@
 
 Started by tests/webrtc/test_shaped_link.py as ``unshare -n python THIS RESULT.json WORKDIR``.
 Daemon and browser share a namespace whose only link is ``lo``; an HTB class on
-``lo`` carries all UDP (the WebRTC media, both ways; HTTP and DevTools stay on
-TCP, unshaped): 3 Mbit/s, then 400 kbit/s with a short queue (its overflow is
-the loss), then 3 Mbit/s again. This kernel has no netem and no gact, so delay
-and random loss cannot be added: the squeeze's delay and loss are the queue's.
+``lo`` carries the WebRTC media (UDP datagrams of 256 bytes or more; the
+browser's small RTCP feedback, HTTP and DevTools pass unshaped): 3 Mbit/s,
+then 400 kbit/s with a short queue (its overflow is the loss), then 3 Mbit/s
+again. This kernel has no netem and no gact, so a fixed delay and random loss
+cannot be added: the squeeze's delay and loss are the queue's.
 The page samples ``getStats`` every second; the daemon's session listing shows
 the switches. Results go to RESULT.json.
 """
@@ -24,7 +25,7 @@ from tests.support.chromium import Chromium  # noqa: E402
 from tests.webrtc.netns_turn import only_loopback, sh  # noqa: E402
 
 FAST, SLOW = "3mbit", "400kbit"
-SQUEEZE_QUEUE = 25       # packets: about 0.6 s at 400 kbit/s
+SQUEEZE_QUEUE = 10       # packets: about 0.25 s at 400 kbit/s (tbf latency 250ms)
 
 # The camera offers (stream=auto), the page answers with the offer's ICE servers and
 # samples the inbound video every second into window.samples.
@@ -69,7 +70,13 @@ def shape(rate, queue, first=False):
     sh("tc", "qdisc", "replace", "dev", "lo", "parent", "1:10", "handle", "10:", "pfifo", "limit",
        str(queue))
     if first:
+        # Datagrams under 256 bytes (the browser's RTCP feedback, STUN) pass unshaped: on lo
+        # both directions share one queue, and feedback stuck behind the media it reports
+        # on is no real link's upstream.
         sh("tc", "filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "prio", "1",
+           "u32", "match", "ip", "protocol", "17", "0xff", "match", "u16", "0x0000", "0xff00",
+           "at", "2", "flowid", "1:20")
+        sh("tc", "filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "prio", "2",
            "u32", "match", "ip", "protocol", "17", "0xff", "flowid", "1:10")
 
 
@@ -131,8 +138,9 @@ def main(result_path, workdir):
 
 def _sessions(daemon):
     import requests
-    return requests.get(daemon.http + "/api/webrtc/sessions",
-                        auth=("admin", daemon.admin_password), timeout=10).json()["data"]["sessions"]
+    reply = requests.get(daemon.http + "/api/webrtc/sessions",
+                         auth=("admin", daemon.admin_password), timeout=10)
+    return reply.json()["data"]["sessions"]
 
 
 if __name__ == "__main__":

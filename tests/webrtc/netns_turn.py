@@ -62,12 +62,16 @@ def build_network():
     sh("ip", "addr", "add", CAMERA + "/24", "dev", "c0")
     sh("ip", "link", "set", "c0", "up")
     sh("ip", "route", "add", "default", "via", "10.200.1.1")
-    for cmd in (["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", "10.200.1.1/24", "dev", "t1"],
-                ["ip", "addr", "add", "10.200.2.1/24", "dev", "t2"], ["ip", "link", "set", "t1", "up"],
-                ["ip", "link", "set", "t2", "up"], ["sysctl", "-qw", "net.ipv4.ip_forward=0"]):
+    for cmd in (["ip", "link", "set", "lo", "up"],
+                ["ip", "addr", "add", "10.200.1.1/24", "dev", "t1"],
+                ["ip", "addr", "add", "10.200.2.1/24", "dev", "t2"],
+                ["ip", "link", "set", "t1", "up"], ["ip", "link", "set", "t2", "up"],
+                ["sysctl", "-qw", "net.ipv4.ip_forward=0"]):   # no route between the sides
         sh(*cmd, ns=turn)
-    for cmd in (["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", VIEWER + "/24", "dev", "v0"],
-                ["ip", "link", "set", "v0", "up"], ["ip", "route", "add", "default", "via", "10.200.2.1"]):
+    for cmd in (["ip", "link", "set", "lo", "up"],
+                ["ip", "addr", "add", VIEWER + "/24", "dev", "v0"],
+                ["ip", "link", "set", "v0", "up"],
+                ["ip", "route", "add", "default", "via", "10.200.2.1"]):
         sh(*cmd, ns=viewer)
     return holders, turn, viewer
 
@@ -81,7 +85,8 @@ def start_coturn(workdir, ns):
             "relay-ip=10.200.1.1", "min-port=49152", "max-port=49400",
             "use-auth-secret", "static-auth-secret=" + SECRET, "realm=rotordream.test",
             "fingerprint", "no-tls", "no-dtls", "no-cli", "no-multicast-peers",
-            "log-file=" + log, "simple-log", "verbose", "pidfile=" + os.path.join(workdir, "turn.pid"),
+            "log-file=" + log, "simple-log", "verbose",
+            "pidfile=" + os.path.join(workdir, "turn.pid"),
         ]) + "\n")
     proc = subprocess.Popen(["nsenter", "-t", str(ns), "-n", "turnserver", "-c", conf],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

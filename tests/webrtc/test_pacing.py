@@ -356,7 +356,7 @@ def test_the_service_moves_an_auto_viewer_and_records_the_switch():
             hub.__dict__["bitrate"] = rates[name]
         session.estimate = 500_000
         session.control = types.SimpleNamespace(
-            rtt=0.01, loss=lambda: 0.3, pacer=Pacer(), pad=lambda *a: None)
+            rtt=0.01, loss=lambda: 0.3, hurt=lambda: False, pacer=Pacer(), pad=lambda *a: None)
         for _ in range(4):
             clock.advance(0.5)
             service._tick()
@@ -454,3 +454,29 @@ def test_a_falling_estimate_alone_does_not_move_a_viewer_down():
     switch = AutoSwitch(0.0, grace=0)
     link = phases((5, 3_000_000, 0.01, 0.0), (20, 700_000, 0.01, 0.0))
     assert drive(switch, 20, link) == [] and switch.current == "stream1"
+
+
+def test_a_probe_fails_as_soon_as_padding_hurt_the_viewer():
+    switch = AutoSwitch(0.0, grace=0, up_hold=1, probe_time=3)
+    switch.forced("stream2", 0.0)
+    drive(switch, 1.5, phases((2, 300_000, 0.01, 0.0)))
+    assert switch.probe_rate
+    switch.update(2.0, 300_000, RATES, 0.01, 0.0, hurt=True)
+    assert switch.probe_rate is None and switch.failed_probes == 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_nack_while_padding_stops_the_padding_and_is_reported_once():
+    clock = task.Clock()
+    sender, transport = FakeSender(), FakeTransport()
+    control = SenderControl(sender, clock.seconds)
+    control.attach_transport(transport)
+
+    async def go():
+        control._padding = asyncio.ensure_future(asyncio.sleep(10))   # padding under way
+        await sender._handle_rtcp_packet(RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1,
+                                                         media_ssrc=SSRC, lost=[3]))
+        await asyncio.sleep(0)
+        return control._padding.cancelled()
+    assert (yield run(go()))
+    assert control.hurt() is True and control.hurt() is False

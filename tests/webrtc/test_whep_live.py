@@ -5,7 +5,6 @@ The client is aiortc: it POSTs its offer as ``application/sdp``, applies the
 ``DELETE`` there. It keeps no cookies, as WHEP players do not.
 """
 
-import asyncio
 import urllib.parse
 
 import requests

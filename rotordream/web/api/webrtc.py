@@ -90,7 +90,8 @@ class Offer(ApiResource):
 
     routes = (
         Route("/api/webrtc/offer", "get", "The camera's SDP offer for a live view (?stream=stream1|"
-              "stream2|auto; auto follows the viewer's bandwidth); also sets the session cookie the answer is matched by", VIEWER),
+              "stream2|auto; auto follows the viewer's bandwidth) and the ICE servers to use; "
+              "also sets the session cookie the answer is matched by", VIEWER),
         Route("/api/webrtc/offer", "post", "Answer a viewer's SDP offer (?stream=); WHEP-style",
               VIEWER, body=_description_schema("offer")),
     )
@@ -243,8 +244,8 @@ class WhepEndpoint(_Whep):
     """POST /api/webrtc/whep: a WHEP player's offer in, the answer and its resource out."""
 
     routes = (
-        Route(WHEP_PATH, "post", "WHEP: an application/sdp offer (?stream=stream1|stream2|auto); 201 "
-              "with the application/sdp answer, Location of the session resource and "
+        Route(WHEP_PATH, "post", "WHEP: an application/sdp offer (?stream=stream1|stream2|"
+              "auto); 201 with the application/sdp answer, Location of the session resource and "
               "Link rel=ice-server headers", VIEWER, status=201, media="application/sdp",
               query={"stream": {"enum": list(CHOICES)}}),
     )
