@@ -18,6 +18,11 @@ Every call names its :class:`~rotordream.webrtc.access.Caller` (principal,
 source address, viewer key); :mod:`rotordream.webrtc.access` decides who gets a
 slot and who may touch a session. An offer nobody answers, or a connection
 that never comes up, ends after ``offer_timeout`` and frees its slot.
+
+Why it is long: it is the one place where the three ways in (camera offer, viewer
+offer, WHEP), the session table with its ownership and expiry, and the per-session
+glue to pacing and switching meet; the rules themselves live in the pure modules
+(:mod:`.pacing`, :mod:`.switching`, :mod:`.access`, :mod:`.ice`).
 """
 
 import asyncio

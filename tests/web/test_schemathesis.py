@@ -20,7 +20,7 @@ def test_schemathesis_finds_nothing(fresh_daemon, tmp_path):
                                    "--exclude-path-regex",
                                    # push: its targets would be hosts the fuzzer makes up, and
                                    # tests send only to loopback (tests/push covers it).
-                                   "password|logout|push|webrtc/(offer|answer)"],
+                                   "password|logout|push|webrtc/(offer|answer|whep)"],
                          capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
     assert out.returncode == 0, out.stdout[-5000:]
     assert " passed" in out.stdout and "failures" not in out.stdout.split("SUMMARY")[-1]
@@ -28,7 +28,7 @@ def test_schemathesis_finds_nothing(fresh_daemon, tmp_path):
     # (400): there every check runs but "schema-valid means accepted".
     out = subprocess.run(common + ["--checks", "all", "--exclude-checks",
                                    "positive_data_acceptance",
-                                   "--include-path-regex", "webrtc/(offer|answer)"],
+                                   "--include-path-regex", "webrtc/(offer|answer|whep)"],
                          capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
     assert out.returncode == 0, out.stdout[-5000:]
     assert " passed" in out.stdout

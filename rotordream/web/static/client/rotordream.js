@@ -673,7 +673,9 @@ export class Camera {
     }
     const stream = opts.stream || "stream1";
     const offer = await this._request("GET", "/api/webrtc/offer", {query: {stream}});
-    const pc = new RTCPeerConnection({iceServers: []});
+    // The camera's STUN/TURN servers (TURN with short-lived credentials), for viewers
+    // behind NAT.
+    const pc = new RTCPeerConnection({iceServers: offer.ice_servers || []});
     // Before setRemoteDescription: that is when the browser fires the track event.
     pc.ontrack = (event) => {
       video.srcObject = event.streams[0] || new MediaStream([event.track]);

@@ -784,8 +784,10 @@ async function start() {
   }
 }
 
-const initial = new URLSearchParams(location.search).get("stream") === "stream2"
-  ? "stream2" : "stream1";
+// auto: stream1 while the viewer's link carries it, stream2 when it does not (the camera
+// switches at keyframes); ?stream= picks one.
+const asked = new URLSearchParams(location.search).get("stream");
+const initial = ["stream1", "stream2", "auto"].includes(asked) ? asked : "auto";
 $("stream").value = initial;
 window.rotordream = startLive(initial);  // a promise of the peer connection
 window.rotordream.catch(() => {});        // shown in the page (snapshot fallback)
