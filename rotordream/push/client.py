@@ -23,13 +23,12 @@ import base64
 import hashlib
 import os
 import re
-import struct
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from rotordream.auth.digest import DigestError, parse_params
 from rotordream.rtsp.message import Headers, Interleaved, client_ports, interleaved_channels, \
-    parse_transport
+    parse_transport, take_interleaved
 
 USER_AGENT = "RotorDream push"
 MAX_HEAD = 16384
@@ -126,14 +125,7 @@ class ResponseParser:
         if not self._buf:
             return None
         if self._buf[0] == 0x24:  # '$'
-            if len(self._buf) < 4:
-                return None
-            channel, length = struct.unpack("!BH", self._buf[1:4])
-            if len(self._buf) < 4 + length:
-                return None
-            frame = Interleaved(channel, bytes(self._buf[4:4 + length]))
-            del self._buf[:4 + length]
-            return frame
+            return take_interleaved(self._buf)
         if not self._buf.startswith(b"RTSP/"[:len(self._buf)]):
             raise ValueError("not an RTSP response")
         end = self._buf.find(b"\r\n\r\n")

@@ -105,6 +105,19 @@ class Interleaved:
     data: bytes
 
 
+def take_interleaved(buf):
+    """The interleaved frame (``$``, channel, length, data) at the front of ``buf`` (a
+    bytearray), cut from it; None while it is incomplete."""
+    if len(buf) < 4:
+        return None
+    channel, length = struct.unpack("!BH", buf[1:4])
+    if len(buf) < 4 + length:
+        return None
+    frame = Interleaved(channel, bytes(buf[4:4 + length]))
+    del buf[:4 + length]
+    return frame
+
+
 @dataclass
 class Response:
     """One RTSP response; ``reason`` replaces the standard reason phrase when given."""
@@ -161,14 +174,7 @@ class RequestParser:
         if not self._buf:
             return None
         if self._buf[0] == 0x24:  # '$'
-            if len(self._buf) < 4:
-                return None
-            channel, length = struct.unpack("!BH", self._buf[1:4])
-            if len(self._buf) < 4 + length:
-                return None
-            event = Interleaved(channel, bytes(self._buf[4:4 + length]))
-            del self._buf[:4 + length]
-            return event
+            return take_interleaved(self._buf)
         end = self._buf.find(b"\r\n\r\n")
         if end < 0:
             if len(self._buf) > MAX_HEADER_BYTES:
