@@ -65,7 +65,7 @@ def build_api(ctx, http_counts=None, push=None):
     root = ApiRoot(api)
     root.putChild(b"info", system.Info(api))
     root.putChild(b"health", system.Health(api))
-    root.putChild(b"status", system.Status(api))
+    root.putChild(b"status", system.Status(api, push))
     camera = ApiRoot(api)
     camera.putChild(b"status", system.CameraStatus(api))
     root.putChild(b"camera", camera)

@@ -234,6 +234,17 @@ def test_wrong_password_is_reported_and_not_retried_at_once(camera):
         # The next attempt waits the longest backoff (30 s), not a moment.
         assert status["next_attempt"] - time.time() > 20
         assert gst.lines.empty()   # no frame reached the receiver
+        # /api/status shows it too: whole to operators, its state only to anyone else, and
+        # the password to nobody.
+        for auth in (True, False):
+            r = requests.get(camera.http + "/api/status", timeout=30,
+                             auth=("admin", camera.admin_password) if auth else None)
+            assert r.status_code == 200 and "wrong-pass" not in r.text
+            [shown] = [t for t in r.json()["data"]["push"] if t.get("state") == "auth_failed"]
+            if auth:
+                assert shown["id"] == ident and shown["url"].endswith(":%d/live" % port)
+            else:
+                assert shown == {"stream": "stream1", "state": "auth_failed"}
     finally:
         call(camera, "DELETE", "/api/push/%s" % ident)
         gst.kill()

@@ -94,14 +94,16 @@ class Status(ApiResource):
     """GET /api/status: uptime, CPU, memory, disk, encoder counters, recording, clients."""
 
     routes = (
-        Route("/api/status", "get", "Uptime, CPU, memory, disk, encoder counters, clients (RTSP "
-              "session ids and client addresses shown to operators and admins only)", VIEWER),
+        Route("/api/status", "get", "Uptime, CPU, memory, disk, encoder counters, clients, push "
+              "targets (RTSP session ids, client addresses and push URLs shown to operators and "
+              "admins only)", VIEWER),
     )
 
     methods = {"GET": ("get", roles.STATUS_READ)}
 
-    def __init__(self, api):
+    def __init__(self, api, push=None):
         super().__init__(api)
+        self.push = push   # the RTSP push service, or None
         self.meter = ProcessMeter()
         self.meter.cpu_percent()
 
@@ -111,10 +113,13 @@ class Status(ApiResource):
         recorder = ctx.recorder.status() if ctx.recorder is not None else None
         rtsp = ctx.rtsp.sessions() if ctx.rtsp is not None else []
         ws = ctx.websocket
+        push = self.push.status() if self.push is not None else []
         if not sees_sessions(principal):
             # A session id is what PAUSE/TEARDOWN name, an address who watches: counts only.
             rtsp = [{"stream": s.get("stream"), "state": s.get("state"),
                      "transport": s.get("transport")} for s in rtsp]
+            # Where the camera pushes to is the operators' business: state only.
+            push = [{"stream": t["stream"], "state": t["state"]} for t in push]
         return {
             "uptime": round(time.time() - ctx.started, 3),
             "cpu_percent": self.meter.cpu_percent(),
@@ -123,6 +128,7 @@ class Status(ApiResource):
             "disk": {"total": disk.total, "used": disk.used, "free": disk.free},
             "camera": ctx.pipeline.stats() if ctx.pipeline else None,
             "recording": recorder,
+            "push": push,
             "clients": {"rtsp": len(rtsp), "rtsp_sessions": rtsp,
                         "websocket": ws.count() if ws else 0,
                         "websocket_dropped": ws.dropped if ws else 0,
