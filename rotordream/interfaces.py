@@ -19,6 +19,24 @@ class ICredentialChecker(Interface):
         """The Principal a bearer/session token belongs to; raises AuthError if invalid."""
 
 
+class IStreamHub(Interface):
+    """One encoded stream's fan-out (rotordream.media.hub.StreamHub), as consumers use it."""
+
+    name = Attribute("str: 'stream1' or 'stream2'")
+    latest = Attribute("the newest AccessUnit, or None before the first")
+    bitrate = Attribute("int: measured bitrate over the last two seconds, bit/s")
+
+    def subscribe(callback, replay=True):
+        """Call ``callback(au)`` for every access unit (the cached GOP first with
+        ``replay``); a Subscription with ``cancel()``."""
+
+    def keyframe():
+        """Deferred firing with a keyframe access unit: the cached one, or the next."""
+
+    def request_keyframe():
+        """Ask the encoder for an IDR as the next picture (thread-safe; no rate limit)."""
+
+
 class IVideoPipeline(Interface):
     """The capture/encode producer: encoded streams, snapshots, counters."""
 

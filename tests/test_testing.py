@@ -14,7 +14,7 @@ from zope.interface.verify import verifyObject
 from rotordream.auth.service import AuthError, AuthService
 from rotordream.config import from_dict
 from rotordream.interfaces import (ICredentialChecker, IMotorController, IRecorder,
-                                   IStreamServer, IVideoPipeline, IWebRTC)
+                                   IStreamHub, IStreamServer, IVideoPipeline, IWebRTC)
 from rotordream.media.pipeline import VideoPipeline
 from rotordream.media.sources import TestPatternSource as PatternSource
 from rotordream.recording.recorder import Recorder
@@ -30,6 +30,9 @@ from rotordream.webrtc.sessions import WebRTCService
 def test_fake_and_real_pipeline_provide_the_interface():
     assert verifyObject(IVideoPipeline, FakePipeline())
     assert verifyObject(IVideoPipeline, VideoPipeline(None, CameraState(), PatternSource(), None))
+    for hubs in (FakePipeline().hubs, VideoPipeline(None, CameraState(), PatternSource(),
+                                                      None).hubs):
+        assert all(verifyObject(IStreamHub, hub) for hub in hubs.values())
 
 
 def test_fake_snapshot_is_a_real_jpeg():

@@ -133,7 +133,9 @@ class CaptureLoop:
 
     ``sink`` receives, in the capture thread: ``unit(name, au, mono)`` for
     every access unit, ``frame(number, frame)`` for every stream1 frame and
-    ``small_frame(luma, wall)`` for every stream2-size frame.
+    ``small_frame(luma, wall)`` for every stream2-size frame; it is asked
+    ``keyframe_wanted(name)`` before each picture of a stream is encoded (True:
+    encode it as an IDR).
     """
 
     def __init__(self, supervisor, mailbox, sink):
@@ -227,8 +229,9 @@ class CaptureLoop:
     def _encode(self, name, frame, pts, wall, mono, settings):
         encoder = self._encoders[name]
         counters = self.counters[name]
+        forced = self.sink.keyframe_wanted(name)
         t = time.perf_counter()
-        units = encoder.encode(frame, pts)
+        units = encoder.encode(frame, pts, keyframe=forced)
         took = time.perf_counter() - t
         counters.encode_ms.append(took * 1000)
         counters.encode_seconds.observe(took)

@@ -74,15 +74,20 @@ class H264Encoder:
         self.pps = b""
         self._last_pts = -1
 
-    def encode(self, frame, pts):
-        """Encode ``frame`` at ``pts`` (90 kHz); return a list of :class:`EncodedUnit`."""
+    def encode(self, frame, pts, keyframe=False):
+        """Encode ``frame`` at ``pts`` (90 kHz); return a list of :class:`EncodedUnit`.
+
+        ``keyframe``: make this picture an IDR (with SPS/PPS) whatever the GOP says;
+        x264 then starts its keyframe interval afresh from it.
+        """
         if pts <= self._last_pts:
             pts = self._last_pts + 1
         self._last_pts = pts
         frame.pts = pts
         frame.time_base = TIME_BASE
-        # Frames from decoders or reformat() may say I, which would force an IDR.
-        frame.pict_type = PictureType.NONE
+        # Frames from decoders or reformat() may say I, which would force an IDR: the
+        # type is set either way (an I frame asked of x264 with a closed GOP is an IDR).
+        frame.pict_type = PictureType.I if keyframe else PictureType.NONE
         out = []
         for packet in self._ctx.encode(frame):
             nals = split_annexb(bytes(packet))

@@ -4,18 +4,22 @@ Encode once, fan out: the capture thread hands each access unit to the
 reactor thread (``reactor.callFromThread(hub.publish, au)``); the hub keeps
 the current GOP so that a new subscriber (an RTSP client, the recorder, a
 WebRTC peer) starts at a keyframe at once instead of waiting for the next.
-Everything here runs in the reactor thread.
+Everything here runs in the reactor thread, except the keyframe request flag
+(:meth:`StreamHub.request_keyframe`), which the capture thread reads.
 """
 
 import collections
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from rotordream.h264 import join_annexb
+from rotordream.interfaces import IStreamHub
 
 log = Logger()
 
@@ -65,6 +69,7 @@ class Subscription:
             self.hub._remove(self)
 
 
+@implementer(IStreamHub)
 class StreamHub:
     """Fan-out of one encoded stream, keeping the current GOP for late joiners."""
 
@@ -82,6 +87,26 @@ class StreamHub:
         self.keyframes = 0
         self.bytes = 0
         self._window = collections.deque()  # (monotonic, bytes) over the last seconds
+        self._keyframe_wanted = threading.Event()
+        self.keyframe_requests = 0
+
+    # -- forced keyframes -------------------------------------------------
+
+    def request_keyframe(self):
+        """Ask the encoder for an IDR as this stream's next picture (any thread).
+
+        Requests until the encoder takes the flag count as one. Rate limits are the
+        caller's (a forced IDR costs every consumer of the stream its bitrate).
+        """
+        self.keyframe_requests += 1
+        self._keyframe_wanted.set()
+
+    def take_keyframe_request(self):
+        """True once after :meth:`request_keyframe` (the encoding thread, per picture)."""
+        if not self._keyframe_wanted.is_set():
+            return False
+        self._keyframe_wanted.clear()
+        return True
 
     # -- producer side --------------------------------------------------
 
@@ -185,6 +210,7 @@ class StreamHub:
             "bytes": self.bytes,
             "bitrate": self.bitrate,
             "subscribers": len(self._subs),
+            "keyframe_requests": self.keyframe_requests,
             "width": au.width if au else None,
             "height": au.height if au else None,
             "fps": au.fps if au else None,

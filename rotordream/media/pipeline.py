@@ -176,6 +176,10 @@ class VideoPipeline(service.Service):
         if self._frame_waiters:
             self.reactor.callFromThread(self._wake_frame_waiters, (number, frame))
 
+    def keyframe_wanted(self, name):
+        """True once after a keyframe request on ``name``'s hub (capture thread)."""
+        return self.hubs[name].take_keyframe_request()
+
     def small_frame(self, luma, wall):
         """A stream2-size frame's luma plane: to the frame observers (motion detection)."""
         for fn in list(self.frame_observers):

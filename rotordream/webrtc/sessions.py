@@ -248,9 +248,8 @@ class WebRTCService(service.Service):
         # The viewer's decoder lost its reference: what is queued cannot be decoded, the
         # next keyframe can. A forced IDR would cost every viewer of the shared encoder.
         session.track.resync()
-        request = getattr(session.track.hub, "request_keyframe", None)
-        if request is not None and self.keyframes.allow(self.clock.seconds()):
-            request()
+        if self.keyframes.allow(self.clock.seconds()):
+            session.track.hub.request_keyframe()
 
     def visible(self, caller):
         """The sessions ``caller`` may see: every one for operators, else its own."""
