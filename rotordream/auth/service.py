@@ -295,14 +295,29 @@ class AuthService:
             params = digest.parse_params(params_text)
         except digest.DigestError as e:
             raise AuthError(str(e)) from None
-        username = params.get("username")
+        try:
+            return self.verify_response(
+                params.get("username"), client, protocol, "Digest",
+                lambda: digest.verify(params, method, uri, self.users.ha1, self.nonces),
+                digest.DigestError, lambda e: not e.stale)
+        except digest.DigestError as e:
+            raise AuthError(str(e), stale=e.stale) from None
+
+    def verify_response(self, username, client, protocol, how, verify, refusal, counts):
+        """The Principal for a challenge-response (Digest, WS-Security) ``verify()`` accepts.
+
+        One lockout for every way a password is proved: refused while ``username`` is
+        locked at ``client``; ``verify()`` returns the user name or raises ``refusal``,
+        which is counted as a wrong password when ``counts(error)`` says it is one
+        (a stale nonce or Created is not) and raised again.
+        """
         self.refuse_if_locked(username, client)
         try:
-            name = digest.verify(params, method, uri, self.users.ha1, self.nonces)
-        except digest.DigestError as e:
-            if not e.stale:
-                self.count_failure(username, client, protocol, "Digest")
-            raise AuthError(str(e), stale=e.stale) from None
+            name = verify()
+        except refusal as e:
+            if counts(e):
+                self.count_failure(username, client, protocol, how)
+            raise
         principal = self.principal_for_user(name)
         if principal is None:
             raise AuthError("wrong user name or password")

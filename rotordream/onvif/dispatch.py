@@ -209,29 +209,29 @@ class Dispatcher:
     def _wsse_principal(self, token, client):
         auth = self.ctx.auth
         try:
-            tok = wsse.read_token(token)
-            # The same lockout as every other login (REST, RTSP, WebSocket).
-            auth.refuse_if_locked(tok.username, client)
+            try:
+                tok = wsse.read_token(token)
+            except wsse.WsseError as e:
+                # A malformed token that names a user counts as a wrong password for it.
+                auth.count_failure(e.username or "", client, "onvif", "WS-Security")
+                raise soap.not_authorized(e.message) from None
             if tok.text:
+                # The same lockout as every other login (REST, RTSP, WebSocket).
+                auth.refuse_if_locked(tok.username, client)
                 self.verifier.refuse_text_unless_allowed(tok)
                 d = defer.maybeDeferred(auth.check_password, tok.username, tok.password,
                                         client=client, protocol="onvif")
                 return d.addErrback(self._wsse_auth_refused)
-            name = self.verifier.verify_digest(tok)
+            return auth.verify_response(tok.username, client, "onvif", "WS-Security",
+                                        lambda: self.verifier.verify_digest(tok),
+                                        wsse.WsseError, lambda e: e.counts)
         except AuthError as e:
             raise self._not_authorized(e)
         except wsse.WsseError as e:
-            if e.counts:
-                auth.count_failure(e.username or "", client, "onvif", "WS-Security")
-            else:
+            if not e.counts:
                 log.info("ONVIF WS-Security refused for {user} from {client}: {why}",
                          user=loggable_name(e.username or ""), client=client, why=e.message)
             raise soap.not_authorized(e.message) from None
-        auth.count_success(name, client)
-        principal = auth.principal_for_user(name)
-        if principal is None:
-            raise soap.not_authorized("unknown user")
-        return principal
 
     def _wsse_auth_refused(self, failure):
         failure.trap(AuthError)
