@@ -11,6 +11,7 @@ and the checks that turn a bad value into one line, belong in one place.
 """
 
 import dataclasses
+import ipaddress
 import math
 import os
 import re
@@ -111,6 +112,10 @@ class RTSP:
     reserved_sessions: int = 2         # of max_sessions, kept for authenticated users
     tunnel_timeout: int = 10           # seconds an RTSP-over-HTTP tunnel lives without a session
     max_tunnels_per_address: int = 4   # RTSP-over-HTTP tunnels (and waiting halves) per address
+    multicast_group: str = ""          # IPv4 group of stream1 (stream2: the next address); "" = off
+    multicast_port: int = 40000        # RTP port of stream1 (RTCP +1; stream2 +2, +3)
+    multicast_ttl: int = 1             # hops multicast RTP may travel (1-255)
+    multicast_interface: str = ""      # local IPv4 address to send from; "" = the routing table's
 
 
 @dataclass(frozen=True)
@@ -267,7 +272,7 @@ _POSITIVE = {("rtsp", "max_sessions"), ("rtsp", "mtu"), ("rtsp", "session_timeou
              ("webrtc", "turn_lifetime"), ("hls", "window"), ("hls", "idle_timeout"),
              ("hls", "max_waiting")}
 _ENDPOINT_KEYS = {("server", "http"), ("server", "https"), ("server", "rtsp"), ("server", "rtsps")}
-_PORT_KEYS = {("rtsp", "rtp_port_min"), ("rtsp", "rtp_port_max")}
+_PORT_KEYS = {("rtsp", "rtp_port_min"), ("rtsp", "rtp_port_max"), ("rtsp", "multicast_port")}
 # ASCII digits only: str.isdigit() is also true for "²", which int() refuses.
 _DIGITS = re.compile(r"[0-9]{1,10}\Z")
 
@@ -432,7 +437,32 @@ def from_dict(data, overrides=None):
     if rtsp.rtp_port_min >= rtsp.rtp_port_max:
         raise ConfigError("[rtsp] rtp_port_min = %d, rtp_port_max = %d: the range holds no "
                           "port pair" % (rtsp.rtp_port_min, rtsp.rtp_port_max))
+    _check_multicast(rtsp)
     return Config(**built)
+
+
+def _check_multicast(rtsp):
+    """The [rtsp] multicast keys: a group with room for both streams, ports, TTL, interface."""
+    if rtsp.multicast_group:
+        try:
+            group = ipaddress.IPv4Address(rtsp.multicast_group)
+        except ValueError:
+            group = None
+        if group is None or not group.is_multicast or \
+                not (group + 1).is_multicast:  # stream2 takes the next address
+            raise ConfigError("[rtsp] multicast_group = %r: expected an IPv4 multicast address "
+                              "(224.0.0.0/4, e.g. 239.255.42.1)" % rtsp.multicast_group)
+    if rtsp.multicast_port % 2 or rtsp.multicast_port > 65532:
+        raise ConfigError("[rtsp] multicast_port = %d: expected an even port up to 65532 "
+                          "(RTP even, RTCP +1, stream2 +2)" % rtsp.multicast_port)
+    if not 1 <= rtsp.multicast_ttl <= 255:
+        raise ConfigError("[rtsp] multicast_ttl = %d: must be 1-255" % rtsp.multicast_ttl)
+    if rtsp.multicast_interface:
+        try:
+            ipaddress.IPv4Address(rtsp.multicast_interface)
+        except ValueError:
+            raise ConfigError("[rtsp] multicast_interface = %r: expected a local IPv4 address"
+                              % rtsp.multicast_interface) from None
 
 
 def _push_targets(value):

@@ -74,6 +74,7 @@ class RTSPCore:
         self.playback = playback
         self.sessions_by_id = {}
         self.udp_server_port = None   # the RTP port of the server's pair, once bound
+        self.multicast_groups = {}    # {stream: transport.Group} once the socket is bound
         # Totals of ended sessions: RTP packets by transport, slow-client drops by protocol.
         self.ended_packets, self.ended_drops = {}, {}
 
@@ -131,7 +132,7 @@ class RTSPCore:
             return True
         session = self.sessions_by_id.get(session_id(request))
         return session is not None and session.connection is not conn and \
-            session.transport_name == "udp"
+            session.transport_name in (transport.UDP, transport.MULTICAST)
 
     @staticmethod
     def _url(request):
@@ -234,7 +235,7 @@ class RTSPCore:
                 raise RtspError(455, "already playing")
         else:
             self._admit(conn, principal)
-        chosen = self._choose_transport(conn, request, session)
+        chosen = self._choose_transport(conn, request, session, stream)
         if session is None:
             session = self._new_session(conn, principal, stream, rid)
         if REPLAY in self.required(request):
@@ -244,13 +245,14 @@ class RTSPCore:
         return Answer([("Transport", value), self._session_header(session)],
                       effects=(UseTransport(session, chosen, conn),))
 
-    def _choose_transport(self, conn, request, session):
+    def _choose_transport(self, conn, request, session, stream):
         used = [ch for s in conn.sessions.values() if s is not session
                 and isinstance(s.target, TcpTarget)
                 for ch in (s.target.rtp_channel, s.target.rtcp_channel)]
         try:
             return transport.negotiate(request.headers.get("Transport", ""), conn.pinned,
-                                       used, udp=self.udp_server_port is not None)
+                                       used, udp=self.udp_server_port is not None,
+                                       group=self.multicast_groups.get(stream))
         except transport.Missing as e:
             raise RtspError(461, e.problem) from None
         except transport.Unsupported as e:

@@ -4,7 +4,9 @@ Connections (connection.py) hand it one request at a time; the core answers
 with a step, and this adapter performs it: credential checks (the auth
 service may answer in a thread pool), waits for a keyframe or a recording,
 the RTP targets (the server's UDP port pair, or interleaved on the
-connection), the RTCP sender-report timers and the expiry reaper.
+connection), the RTCP sender-report timers and the expiry reaper. Multicast
+sessions share their stream's group target (multicast.py) on a socket of its
+own, bound when ``[rtsp] multicast_group`` is set.
 """
 
 import time
@@ -18,7 +20,7 @@ from rotordream.auth.service import AuthError
 from rotordream.interfaces import IStreamServer
 from rotordream.netutil import bound_send_buffer, unsent_bytes, write_now
 from rotordream.rtp.sender import StreamFanout, TcpTarget, UdpTarget
-from rotordream.rtsp import core, effects, transport
+from rotordream.rtsp import core, effects, multicast, transport
 from rotordream.rtsp.core import RtspError
 from rotordream.rtsp.message import SERVER_NAME, Response, http_date
 
@@ -53,6 +55,8 @@ class RTSPServer:
         self.rtp_port = RtcpPort(self)
         self.rtcp_port = RtcpPort(self)
         self._udp_ports = None
+        self.multicast = None       # multicast.MulticastGroups while its socket is bound
+        self._multicast_port = None
         self._reaper = LoopingCall(self.reap)
         self._reaper.clock = clock
 
@@ -116,7 +120,30 @@ class RTSPServer:
         else:
             log.error("no free RTP port pair in {lo}-{hi} ({e}); UDP transport is off",
                       lo=cfg.rtp_port_min, hi=cfg.rtp_port_max, e=last_error)
+        self._start_multicast(reactor)
         self._reaper.start(self.reap_interval, now=False)
+
+    def _start_multicast(self, reactor):
+        cfg = self.rtsp_config
+        groups = transport.multicast_groups(cfg, list(self.core.fanouts))
+        if not groups:
+            return
+        sender = multicast.SocketPort()
+        try:
+            self._multicast_port = reactor.listenUDP(0, sender,
+                                                     interface=cfg.multicast_interface)
+            multicast.configure_socket(self._multicast_port.getHandle(), cfg.multicast_ttl,
+                                       cfg.multicast_interface)
+        except Exception as e:
+            log.error("multicast socket on {interface!r} failed ({e}); multicast is off",
+                      interface=cfg.multicast_interface, e=e)
+            if self._multicast_port is not None:
+                self._multicast_port.stopListening()
+                self._multicast_port = None
+            return
+        self.multicast = multicast.MulticastGroups(self.core.fanouts, groups, sender,
+                                                   self.clock, SR_INTERVAL)
+        self.core.multicast_groups = groups
 
     def stop(self):
         """Tear every session down and release the UDP ports."""
@@ -124,6 +151,12 @@ class RTSPServer:
             self.teardown(session)
         if self._reaper.running:
             self._reaper.stop()
+        if self.multicast is not None:
+            self.multicast.release_all()
+            self.core.multicast_groups = {}
+            self.multicast = None
+            self._multicast_port.stopListening()
+            self._multicast_port = None
         if self.udp_ports:
             for p in self.udp_ports:
                 p.stopListening()
@@ -153,6 +186,7 @@ class RTSPServer:
         drops.update(core_.ended_drops)
         packets = {"udp": 0, "tcp": 0}
         packets.update(core_.ended_packets)
+        packets.pop("multicast", None)   # per-session views: the groups' own count is below
         loss, jitter = [], []
         for s in core_.sessions_by_id.values():
             proto = getattr(s.connection, "protocol", "rtsp")
@@ -160,12 +194,16 @@ class RTSPServer:
             t = s.target
             if t is None:
                 continue
+            if isinstance(t, multicast.MulticastView):
+                continue
             drops[proto] = drops.get(proto, 0) + t.dropped_units
             packets[t.transport_name] = packets.get(t.transport_name, 0) + t.packets
             if t.loss is not None:
                 loss.append(t.loss)
             if t.jitter is not None:
                 jitter.append(t.jitter / 90000.0)  # RTP clock units of H.264 (90 kHz)
+        if self.multicast is not None:
+            packets["multicast"] = self.multicast.packets   # each sent once to its group
         return {"clients": clients, "slow_drops": drops, "packets": packets,
                 "loss": loss, "jitter": jitter}
 
@@ -254,7 +292,9 @@ class RTSPServer:
     def _do_UseTransport(self, effect):
         session, chosen, conn = effect.session, effect.chosen, effect.connection
         a, b = chosen.pair
-        if chosen.kind == transport.TCP:
+        if chosen.kind == transport.MULTICAST:
+            session.target = self.multicast.view(session.stream)
+        elif chosen.kind == transport.TCP:
             t = conn.transport
             bound_send_buffer(t, min(self.client_queue, 1 << 20))
             session.target = TcpTarget(lambda data: write_now(t, data),
@@ -274,6 +314,11 @@ class RTSPServer:
         log.info("RTSP session {session} of {client} plays {stream}", event="rtsp_play",
                  session=session.id, client=session.address, user=session.user or "anonymous",
                  stream=session.stream, transport=getattr(session.target, "transport_name", "?"))
+        if isinstance(session.target, multicast.MulticastView):
+            # The group's one target sends (and reports) for every multicast session.
+            session.target.held()
+            self.multicast.hold(session.stream, session.id)
+            return
         source.add(session.target)
         self._send_sr(session, source)
         session.sr_loop = LoopingCall(self._send_sr, session, source)
@@ -291,7 +336,11 @@ class RTSPServer:
         if session.sr_loop is not None and session.sr_loop.running:
             session.sr_loop.stop()
         session.sr_loop = None
-        if session.target is not None and session.source is not None:
+        if isinstance(session.target, multicast.MulticastView):
+            if self.multicast is not None:
+                self.multicast.release(session.stream, session.id)
+            session.target.released()
+        elif session.target is not None and session.source is not None:
             session.source.remove(session.target)
 
     def _do_SendBye(self, effect):

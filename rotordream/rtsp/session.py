@@ -18,7 +18,7 @@ Expiry is one rule, :meth:`Session.expired`:
   other sessions' traffic keep nothing alive.
 
 Ownership, :meth:`Session.owned_by`: a TCP-interleaved session belongs to its
-connection. A UDP session belongs to its connection and, on any other
+connection. A UDP or multicast session belongs to its connection and, on any other
 connection, to requests from the same source address by the same
 authenticated user as its SETUP (anonymous clients are one identity per
 address). Anyone else naming the id is told 454 Session Not Found.
@@ -106,14 +106,14 @@ class Session:
 
     @property
     def transport_name(self):
-        """"tcp", "udp" or None before a transport is set."""
+        """"tcp", "udp", "multicast" or None before a transport is set."""
         return self.target.transport_name if self.target is not None else None
 
     def owned_by(self, connection, principal=None, address=None):
         """May a request on ``connection`` (by ``principal`` from ``address``) use this session?"""
         if connection is self.connection:
             return True
-        if self.transport_name != "udp" or principal is None:
+        if self.transport_name not in ("udp", "multicast") or principal is None:
             return False
         user = principal.name if principal.authenticated else None
         return user == self.user and address == self.address
