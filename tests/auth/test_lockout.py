@@ -103,3 +103,45 @@ def test_absurd_user_names_are_counted_under_a_bounded_key(tmp_path):
     refused(auth.check_password(name, "guess", "10.0.0.1"))
     assert refused(auth.check_password(name, "guess", "10.0.0.1")).code == "RATE_LIMITED"
     assert all(len(key[0]) <= 65 for key in auth.lockouts._keys)
+
+
+class Refused(Exception):
+    """A challenge-response refusal; ``counts`` when it proves a wrong password."""
+
+    def __init__(self, counts):
+        super().__init__("refused")
+        self.counts = counts
+
+
+def test_challenge_responses_share_the_lockout_and_only_wrong_passwords_count(tmp_path):
+    auth, clock = make_auth(tmp_path, login_failures=3, login_window=300, lockout_max=3600)
+
+    def respond(ok, counts=True):
+        def verify():
+            if ok:
+                return "admin"
+            raise Refused(counts)
+        return auth.verify_response("admin", "10.0.0.66", "onvif", "WS-Security", verify,
+                                    Refused, lambda e: e.counts)
+
+    # Refusals that say nothing about the password (a stale nonce) never lock.
+    for _ in range(10):
+        with pytest.raises(Refused):
+            respond(False, counts=False)
+    assert auth.failures.get("onvif", 0) == 0
+    # A correct response clears the address's failures.
+    for _ in range(2):
+        with pytest.raises(Refused):
+            respond(False)
+    assert respond(True).name == "admin"
+    for _ in range(3):
+        with pytest.raises(Refused):
+            respond(False)
+    assert auth.failures["onvif"] == 5
+    # Locked now for every way of proving the password, the right one included.
+    with pytest.raises(AuthError) as e:
+        respond(True)
+    assert e.value.code == "RATE_LIMITED" and e.value.retry_after == 300
+    assert refused(auth.check_password("admin", PASSWORD, "10.0.0.66")).code == "RATE_LIMITED"
+    clock.advance(300)
+    assert respond(True).name == "admin"
