@@ -63,3 +63,26 @@ def wsdl_schema(wsdl_path, extra_xsds=("ver10/schema/onvif.xsd", "ver10/schema/c
         raise AssertionError("the ONVIF schemas did not load")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def zeep_schema(wsdl_names):
+    """One ``etree.XMLSchema`` of the types of onvif-zeep's shipped WSDLs ``wsdl_names``
+    (e.g. ``("devicemgmt", "media")``), the schemas onvif-zeep clients are built from."""
+    from tests.conftest import require_module
+    onvif = require_module("onvif")
+    wsdl = os.path.join(os.path.dirname(os.path.dirname(onvif.__file__)), "wsdl")
+    tmp = tempfile.mkdtemp(prefix="onvif-xsd-")
+    for name in os.listdir(wsdl):
+        os.symlink(os.path.join(wsdl, name), os.path.join(tmp, name))
+    imports = []
+    for name in wsdl_names:
+        inline = etree.parse(os.path.join(wsdl, name + ".wsdl")).find(".//{%s}schema" % XS)
+        path = os.path.join(tmp, name + ".xsd")
+        with open(path, "wb") as f:
+            f.write(etree.tostring(inline))
+        imports.append((inline.get("targetNamespace"), path))
+    master = os.path.join(tmp, "all.xsd")
+    with open(master, "w") as f:
+        f.write('<xs:schema xmlns:xs="%s">%s</xs:schema>' % (XS, "".join(
+            '<xs:import namespace="%s" schemaLocation="%s"/>' % i for i in imports)))
+    return etree.XMLSchema(etree.parse(master))

@@ -7,7 +7,6 @@ import datetime
 import json
 import os
 import subprocess
-import tempfile
 import time
 
 import pytest
@@ -16,10 +15,10 @@ from lxml import etree
 
 from tests.conftest import require_module, require_tool
 from tests.support.live import StateWatcher
+from tests.onvif.schemas import zeep_schema
 from tests.support.soapkit import (NS, ResponseRecorder, created_now, envelope,
                                    fault_codes, security, validate)
 
-XS = "http://www.w3.org/2001/XMLSchema"
 SCHEMA_WSDLS = ("devicemgmt", "media", "ptz", "imaging", "deviceio")
 
 
@@ -28,23 +27,7 @@ SCHEMA_WSDLS = ("devicemgmt", "media", "ptz", "imaging", "deviceio")
 @pytest.fixture(scope="module")
 def schema():
     """One XMLSchema covering the device, media, PTZ and imaging WSDL types."""
-    onvif = require_module("onvif")
-    wsdl = os.path.join(os.path.dirname(os.path.dirname(onvif.__file__)), "wsdl")
-    tmp = tempfile.mkdtemp(prefix="onvif-xsd-")
-    for name in os.listdir(wsdl):
-        os.symlink(os.path.join(wsdl, name), os.path.join(tmp, name))
-    imports = []
-    for name in SCHEMA_WSDLS:
-        inline = etree.parse(os.path.join(wsdl, name + ".wsdl")).find(".//{%s}schema" % XS)
-        path = os.path.join(tmp, name + ".xsd")
-        with open(path, "wb") as f:
-            f.write(etree.tostring(inline))
-        imports.append((inline.get("targetNamespace"), path))
-    master = os.path.join(tmp, "all.xsd")
-    with open(master, "w") as f:
-        f.write('<xs:schema xmlns:xs="%s">%s</xs:schema>' % (XS, "".join(
-            '<xs:import namespace="%s" schemaLocation="%s"/>' % i for i in imports)))
-    return etree.XMLSchema(etree.parse(master))
+    return zeep_schema(SCHEMA_WSDLS)
 
 
 @pytest.fixture(scope="module")

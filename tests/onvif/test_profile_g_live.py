@@ -3,21 +3,18 @@ search.wsdl and replay.wsdl: recording control, recordings and events found over
 recordings index, replay over RTSP from an absolute time; every response validated against
 those WSDLs' types and onvif.xsd."""
 
-import os
-import tempfile
 import time
 
 import pytest
 import requests
-from lxml import etree
 
 from tests.conftest import require_module
 from rotordream.rtsp.message import format_clock
 from tests.support.live import StateWatcher, wait_frames
 from tests.support.rawrtsp import RawRtsp, basic
+from tests.onvif.schemas import zeep_schema
 from tests.support.soapkit import ResponseRecorder, validate
 
-XS = "http://www.w3.org/2001/XMLSchema"
 SCHEMA_WSDLS = ("devicemgmt", "events", "recording", "search", "replay")
 TRC = "http://www.onvif.org/ver10/recording/wsdl"
 try:
@@ -33,23 +30,7 @@ TRP = "http://www.onvif.org/ver10/replay/wsdl"
 @pytest.fixture(scope="module")
 def schema():
     """One XMLSchema of onvif-zeep's device, recording and search WSDL types."""
-    onvif = require_module("onvif")
-    wsdl = os.path.join(os.path.dirname(os.path.dirname(onvif.__file__)), "wsdl")
-    tmp = tempfile.mkdtemp(prefix="onvif-xsd-")
-    for name in os.listdir(wsdl):
-        os.symlink(os.path.join(wsdl, name), os.path.join(tmp, name))
-    imports = []
-    for name in SCHEMA_WSDLS:
-        inline = etree.parse(os.path.join(wsdl, name + ".wsdl")).find(".//{%s}schema" % XS)
-        path = os.path.join(tmp, name + ".xsd")
-        with open(path, "wb") as f:
-            f.write(etree.tostring(inline))
-        imports.append((inline.get("targetNamespace"), path))
-    master = os.path.join(tmp, "all.xsd")
-    with open(master, "w") as f:
-        f.write('<xs:schema xmlns:xs="%s">%s</xs:schema>' % (XS, "".join(
-            '<xs:import namespace="%s" schemaLocation="%s"/>' % i for i in imports)))
-    return etree.XMLSchema(etree.parse(master))
+    return zeep_schema(SCHEMA_WSDLS)
 
 
 @pytest.fixture(scope="module")
