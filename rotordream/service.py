@@ -19,7 +19,7 @@ from twisted.python import threadpool, usage
 
 from rotordream import config as configmod
 from rotordream.listener import Listener
-from rotordream.reload import LiveConfig, Reloader
+from rotordream.reload import LiveConfig, Reloader, check_directory
 
 log = Logger()
 
@@ -106,14 +106,9 @@ def _add(parent, child):
 
 def _state_dir(path):
     try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, ".writable")
-        with open(probe, "w"):
-            pass
-        os.unlink(probe)
-    except OSError as e:
-        raise SystemExit("rotordream: state directory %s is not writable (%s); pick another "
-                         "with --state-dir DIR" % (path, e.strerror))
+        check_directory("server", "state_dir", path)
+    except configmod.ConfigError as e:
+        raise SystemExit("rotordream: %s; pick another with --state-dir DIR" % e)
     return path
 
 

@@ -81,7 +81,8 @@ def test_unwritable_state_dir_is_a_clear_error(tmp_path):
     blocker.write_text("")
     result = run_twistd(["--state-dir", str(blocker / "sub")])
     assert result.returncode != 0
-    assert "state directory %s/sub is not writable" % blocker in result.stderr
+    assert "[server] state_dir = '%s/sub': not a writable directory" % blocker in result.stderr
+    assert "pick another with --state-dir DIR" in result.stderr
 
 
 def test_privileged_port_message():
