@@ -3,6 +3,12 @@
 Everything is read from and written to the camera state, so ONVIF, REST and
 WebSocket always agree: stream1 is ``resolution``/``fps``/``stream1-*``,
 stream2 is ``stream2-*``.
+
+Multicast follows ``[rtsp] multicast_*``: each encoder configuration's
+``Multicast`` shows its stream's group (0.0.0.0 when off), GetStreamUri
+with ``RTP-Multicast`` gives the RTSP URL a client then SETUPs with
+``RTP/AVP;multicast``, and Start/StopMulticastStreaming send to the group
+without an RTSP session (not kept across a restart: AutoStart is false).
 """
 
 from rotordream.auth import roles
@@ -17,6 +23,7 @@ SOURCE_CONFIG = "video_source_config"
 PROFILES = ("stream1", "stream2")
 ENCODERS = {"encoder1": "stream1", "encoder2": "stream2"}
 PROFILE_ENCODER = {"stream1": "encoder1", "stream2": "encoder2"}
+ONVIF_HOLDER = "onvif"   # who holds a group started by StartMulticastStreaming
 
 
 def stream_keys(stream):
@@ -46,9 +53,46 @@ def service_capabilities(call):
     """trt:Capabilities."""
     return E("trt:Capabilities",
              E("trt:ProfileCapabilities", MaximumNumberOfProfiles=len(PROFILES)),
-             E("trt:StreamingCapabilities", RTPMulticast=False, RTP_TCP=True,
+             E("trt:StreamingCapabilities", RTPMulticast=multicast_on(call), RTP_TCP=True,
                RTP_RTSP_TCP=True, NonAggregateControl=False, NoRTSPStreaming=False),
              SnapshotUri=True, Rotation=False, VideoSourceMode=False, OSD=False)
+
+
+# -- multicast ------------------------------------------------------------------
+
+def multicast_on(call):
+    """Is multicast configured (and its socket bound, when the RTSP server is there)?"""
+    groups = _groups(call)
+    return groups is not None and bool(groups.groups)
+
+
+def _groups(call):
+    """The RTSP server's MulticastGroups, or None."""
+    return getattr(call.ctx.rtsp, "multicast", None)
+
+
+def multicast_group(call, stream):
+    """(address, port, ttl) of ``stream``'s group, or None when multicast is off."""
+    groups = _groups(call)
+    group = groups.groups.get(stream) if groups is not None else None
+    return (group.address, group.port, group.ttl) if group is not None else None
+
+
+def multicast_configuration(call, stream):
+    """tt:Multicast of ``stream``'s encoder: its group, or 0.0.0.0 port 0 when off."""
+    address, port, ttl = multicast_group(call, stream) or ("0.0.0.0", 0, 0)
+    return E("tt:Multicast", E("tt:Address", E("tt:Type", "IPv4"),
+                               E("tt:IPv4Address", address)),
+             E("tt:Port", port), E("tt:TTL", ttl), E("tt:AutoStart", False))
+
+
+def _multicast_profile(call):
+    """The profile token of a Start/StopMulticastStreaming; a fault when multicast is off."""
+    token = _profile_token(call)
+    if multicast_group(call, token) is None:
+        raise soap.receiver(("ter:Action", "ter:IncompleteConfiguration"),
+                            "multicast is not configured ([rtsp] multicast_group)")
+    return token
 
 
 # -- building blocks ------------------------------------------------------------
@@ -72,9 +116,7 @@ def video_encoder_configuration(call, token, tag="trt:Configurations"):
              E("tt:RateControl", E("tt:FrameRateLimit", s["fps"]), E("tt:EncodingInterval", 1),
                E("tt:BitrateLimit", s["bitrate"])),
              E("tt:H264", E("tt:GovLength", s["gop"]), E("tt:H264Profile", h264_profile(call))),
-             E("tt:Multicast", E("tt:Address", E("tt:Type", "IPv4"),
-                                 E("tt:IPv4Address", "0.0.0.0")),
-               E("tt:Port", 0), E("tt:TTL", 0), E("tt:AutoStart", False)),
+             multicast_configuration(call, ENCODERS[token]),
              E("tt:SessionTimeout", "PT%dS" % call.ctx.config.rtsp.session_timeout),
              token=token)
 
@@ -287,11 +329,17 @@ def get_stream_uri(call):
     """The RTSP URI of the profile's stream, on the host the client addressed us by."""
     token = _profile_token(call)
     stream = soap.value(call.request, "StreamSetup/Stream") or "RTP-Unicast"
-    if stream != "RTP-Unicast":
-        raise soap.invalid_arg("ter:InvalidStreamSetup", "only RTP-Unicast is offered")
+    if stream not in ("RTP-Unicast", "RTP-Multicast"):
+        raise soap.invalid_arg("ter:InvalidStreamSetup", "unknown stream type %r" % stream)
     protocol = soap.value(call.request, "StreamSetup/Transport/Protocol") or "RTSP"
     if protocol not in ("UDP", "TCP", "RTSP", "HTTP"):
         raise soap.invalid_arg("ter:InvalidStreamSetup", "unknown transport %r" % protocol)
+    if stream == "RTP-Multicast":
+        if multicast_group(call, token) is None:
+            raise soap.invalid_arg("ter:InvalidStreamSetup", "multicast is not configured")
+        if protocol in ("TCP", "HTTP"):
+            raise soap.invalid_arg("ter:InvalidStreamSetup",
+                                   "multicast is RTP over UDP (Protocol UDP or RTSP)")
     return E("trt:GetStreamUriResponse", E(
         "trt:MediaUri", E("tt:Uri", stream_uri(call, token, over_http=protocol == "HTTP")),
         E("tt:InvalidAfterConnect", False),
@@ -308,6 +356,22 @@ def stream_uri(call, token, over_http=False):
 
 def _uri_host(call):
     return "[%s]" % call.host if ":" in call.host else call.host
+
+
+@OPS.op("StartMulticastStreaming", roles.CAMERA_CONTROL)
+def start_multicast_streaming(call):
+    """Send the profile's stream to its group until StopMulticastStreaming."""
+    token = _multicast_profile(call)
+    _groups(call).hold(token, ONVIF_HOLDER)
+    return E("trt:StartMulticastStreamingResponse")
+
+
+@OPS.op("StopMulticastStreaming", roles.CAMERA_CONTROL)
+def stop_multicast_streaming(call):
+    """Stop what StartMulticastStreaming started (RTSP multicast sessions go on)."""
+    token = _multicast_profile(call)
+    _groups(call).release(token, ONVIF_HOLDER)
+    return E("trt:StopMulticastStreamingResponse")
 
 
 @OPS.op("GetSnapshotUri", roles.SNAPSHOT_READ)

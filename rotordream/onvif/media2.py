@@ -5,8 +5,9 @@ shapes (``tr2:MediaProfile`` with a ``ConfigurationSet``,
 ``tt:VideoEncoder2Configuration``); every value is read from and written to the
 camera state through the same keys, so ONVIF, REST and WebSocket agree.
 
-What the camera does not have is answered as such: no multicast (the RTSP
-server streams unicast only), no OSD, one video source mode.
+What the camera does not have is answered as such: no OSD, one video source
+mode, and multicast (``RtspMulticast``, Start/StopMulticastStreaming) only when
+``[rtsp] multicast_group`` is set (media.py has the rules).
 """
 
 from rotordream.auth import roles
@@ -19,8 +20,9 @@ OPS = Table("tr2")
 MODE = "mode1"
 CONFIG_TYPES = ("All", "VideoSource", "VideoEncoder", "AudioSource", "AudioEncoder",
                 "AudioOutput", "AudioDecoder", "Metadata", "Analytics", "PTZ", "Receiver")
-# GetStreamUri protocols we stream; RtspMulticast and the SRTP ones are refused.
+# GetStreamUri protocols we stream; the SRTP ones are refused, RtspMulticast when it is off.
 PROTOCOLS = ("RtspUnicast", "RTSP", "RtspOverHttp")
+MULTICAST = "RtspMulticast"
 
 
 def service_capabilities(call):
@@ -29,7 +31,8 @@ def service_capabilities(call):
     return E("tr2:Capabilities",
              E("tr2:ProfileCapabilities", MaximumNumberOfProfiles=len(media.PROFILES),
                ConfigurationsSupported=types),
-             E("tr2:StreamingCapabilities", RTSPStreaming=True, RTPMulticast=False,
+             E("tr2:StreamingCapabilities", RTSPStreaming=True,
+               RTPMulticast=media.multicast_on(call),
                RTP_RTSP_TCP=True, NonAggregateControl=False, AutoStartMulticast=False),
              SnapshotUri=True, Rotation=False, VideoSourceMode=True, OSD=False,
              TemporaryOSDText=False, Mask=False, SourceMask=False)
@@ -47,6 +50,7 @@ def video_encoder_configuration(call, token, tag="tr2:Configurations"):
              E("tt:Resolution", E("tt:Width", s["width"]), E("tt:Height", s["height"])),
              E("tt:RateControl", E("tt:FrameRateLimit", _float(s["fps"])),
                E("tt:BitrateLimit", s["bitrate"]), ConstantBitRate=False),
+             media.multicast_configuration(call, media.ENCODERS[token]),
              E("tt:Quality", 5.0),
              token=token, GovLength=s["gop"], Profile=media.h264_profile(call),
              GuaranteedFrameRate=False)
@@ -247,15 +251,31 @@ def get_video_source_modes(call):
 
 @OPS.op("GetStreamUri", roles.STREAM_WATCH)
 def get_stream_uri(call):
-    """The RTSP URI of the profile's stream (unicast; RTSP over HTTP on this web port)."""
+    """The RTSP URI of the profile's stream (unicast, multicast when configured; RTSP over
+    HTTP on this web port)."""
     protocol = soap.value(call.request, "Protocol") or ""
     token = _profile_token(call)
-    if protocol not in PROTOCOLS:
+    offered = PROTOCOLS + ((MULTICAST,) if media.multicast_group(call, token) else ())
+    if protocol not in offered:
         raise soap.invalid_arg("ter:InvalidStreamSetup",
-                               "protocol %r is not offered (%s; no multicast)"
-                               % (protocol, ", ".join(PROTOCOLS)))
+                               "protocol %r is not offered (%s)"
+                               % (protocol, ", ".join(offered)))
     return E("tr2:GetStreamUriResponse", E("tr2:Uri", media.stream_uri(
         call, token, over_http=protocol == "RtspOverHttp")))
+
+
+@OPS.op("StartMulticastStreaming", roles.CAMERA_CONTROL)
+def start_multicast_streaming(call):
+    """Send the profile's stream to its group until StopMulticastStreaming (Media's rule)."""
+    media.start_multicast_streaming(call)
+    return E("tr2:StartMulticastStreamingResponse")
+
+
+@OPS.op("StopMulticastStreaming", roles.CAMERA_CONTROL)
+def stop_multicast_streaming(call):
+    """Stop what StartMulticastStreaming started."""
+    media.stop_multicast_streaming(call)
+    return E("tr2:StopMulticastStreamingResponse")
 
 
 @OPS.op("GetSnapshotUri", roles.SNAPSHOT_READ)
