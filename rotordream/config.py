@@ -107,6 +107,7 @@ class RTSP:
     rtp_port_max: int = 50999
     session_timeout: int = 60
     client_queue: int = 4194304        # bytes queued per TCP client before dropping to a keyframe
+    catchup_rate: int = 2000000        # bytes/s a new UDP viewer gets the cached GOP at; 0 = at once
     setup_timeout: int = 10            # seconds a SETUP session lives before PLAY
     max_sessions_per_address: int = 4  # sessions one client address may hold
     reserved_sessions: int = 2         # of max_sessions, kept for authenticated users

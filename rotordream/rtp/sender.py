@@ -7,16 +7,25 @@ keeps the packets of the current GOP so a new client starts at a keyframe
 immediately.
 
 Targets are where one session's packets go: :class:`UdpTarget` (the
-server's shared UDP sockets) and :class:`TcpTarget` (interleaved on an RTSP
-connection). No I/O of its own: targets write through what they are given
-(a datagram port, or ``write``/``backlog`` functions of a TCP transport), so
-RTSP live streams and recording playback share it without depending on RTSP.
+server's shared UDP sockets, runs of equal-size packets batched into one GSO
+send by :mod:`rotordream.rtp.udp`) and :class:`TcpTarget` (interleaved on an
+RTSP connection). No I/O of its own: targets write through what they are
+given (a datagram port, or ``write``/``backlog`` functions of a TCP
+transport), and timers run on the clock passed in, so RTSP live streams and
+recording playback share it without depending on RTSP.
+
+A new UDP target gets the cached GOP at a bounded byte rate
+(:class:`CatchUp`): sent at once it is a burst of up to a second of video,
+more than a default UDP receive buffer holds. TCP has flow control and a
+per-client queue limit, so TCP targets get it at once.
 """
 
+import collections
 import random
 import socket
 import struct
 
+from rotordream.rtp import udp
 from rotordream.rtp.clock import ntp_timestamp, rtp_time
 from rotordream.rtp.h264 import payloads
 from rotordream.rtp.packet import Bye, SenderReport, rtp_header, sdes_cname
@@ -35,6 +44,8 @@ def payload_octets(packets):
 class Target:
     """Where one session's RTP goes; counts what it was sent (for RTCP SR)."""
 
+    paced = False  # whether a new target's catch-up GOP is sent at a bounded rate
+
     def __init__(self):
         self.packets = 0
         self.octets = 0
@@ -46,6 +57,10 @@ class Target:
     def deliver(self, au, timestamp, packets, octets=None):
         """Send one access unit's packets (``octets``: their payload bytes, when known)."""
         self.send_packets(packets)
+        self.count(au, timestamp, packets, octets)
+
+    def count(self, au, timestamp, packets, octets=None):
+        """Add one access unit's ``packets``, once all were sent, to the SR counters."""
         self.packets += len(packets)
         self.octets += payload_octets(packets) if octets is None else octets
         self.last = (au.capture_time, timestamp)
@@ -63,6 +78,7 @@ class UdpTarget(Target):
     """RTP/RTCP to a client's UDP port pair from the server's shared sockets."""
 
     transport_name = "udp"
+    paced = True
 
     def __init__(self, rtp_port, rtcp_port, host, client_rtp, client_rtcp):
         super().__init__()
@@ -72,7 +88,12 @@ class UdpTarget(Target):
         self.rtcp_addr = (host, client_rtcp)
 
     def send_packets(self, packets):
-        write = self.rtp_port.transport.write
+        transport = self.rtp_port.transport
+        sock = getattr(transport, "socket", None)  # a Twisted UDP port's socket object
+        if sock is not None:
+            udp.send(sock, packets, self.rtp_addr)
+            return
+        write = transport.write
         addr = self.rtp_addr
         for p in packets:
             try:
@@ -141,7 +162,7 @@ class RtpSource:
     def _packetize(self, nals, pts):
         ts = rtp_time(self.ts_base, pts)
         parts = payloads(nals, self.mtu)
-        packets = []
+        packets = udp.Packets()
         last = len(parts) - 1
         for i, payload in enumerate(parts):
             packets.append(rtp_header(PAYLOAD_TYPE, self.seq, ts, self.ssrc, i == last) + payload)
@@ -158,13 +179,95 @@ class RtpSource:
         return (report or b"") + bytes(Bye([self.ssrc]))
 
 
-class StreamFanout(RtpSource):
-    """One live stream's RTP: packetized once, sent to every playing target."""
+class CatchUp:
+    """A new target's way from the cached GOP's keyframe to live delivery, at ``rate`` bytes/s.
 
-    def __init__(self, name, hub, mtu):
+    The cached units go out in bursts of at most ``burst`` bytes on ``clock``;
+    live units arriving meanwhile are queued behind them and sent in order, so
+    the target joins live delivery with no gap and no duplicate. Should the
+    backlog ahead of a newer keyframe reach ``max_lag`` seconds of sending,
+    it is skipped (counted in ``dropped_units``): a rate below the stream's
+    bitrate still ends, at a keyframe.
+    """
+
+    def __init__(self, target, units, rate, clock, joined, burst=32768, max_lag=1.0):
+        """``units`` are ``(au, timestamp, packets, octets)`` from a keyframe on;
+        ``joined(catch_up)`` is called once the queue is empty."""
+        self.target = target
+        self.rate = float(rate)
+        self.clock = clock
+        self.joined = joined
+        self.burst = burst
+        self.max_lag = max_lag
+        self.queue = collections.deque(units)
+        self.done = 0  # packets of queue[0] already sent
+        self.credit = float(burst)
+        self.stamp = clock.seconds()
+        self.call = None
+
+    def queued(self, unit):
+        """A live unit: queue it behind the catch-up; a keyframe may cut the backlog short."""
+        self.queue.append(unit)
+        if unit[0].keyframe and len(self.queue) > 1:
+            ahead = sum(u[3] for u in list(self.queue)[:-1])
+            if ahead > self.rate * self.max_lag:
+                keep = [self.queue[0]] if self.done else []  # finish the unit begun
+                self.target.dropped_units += len(self.queue) - 1 - len(keep)
+                self.queue = collections.deque(keep + [unit])
+
+    def pump(self):
+        """Send what the rate allows now; schedule the rest or join live delivery."""
+        self.call = None
+        now = self.clock.seconds()
+        self.credit = min(float(self.burst), self.credit + (now - self.stamp) * self.rate)
+        self.stamp = now
+        target, queue = self.target, self.queue
+        while queue and self.credit > 0:
+            au, ts, packets, octets = queue[0]
+            start = stop = self.done
+            credit = self.credit
+            while stop < len(packets) and credit > 0:
+                credit -= len(packets[stop])
+                stop += 1
+            self.credit = credit
+            target.send_packets(packets if start == 0 and stop == len(packets)
+                                else packets[start:stop])
+            if stop == len(packets):
+                target.count(au, ts, packets, octets)
+                queue.popleft()
+                self.done = 0
+            else:
+                self.done = stop
+        if not queue:
+            self.joined(self)
+            return
+        # Wait for a whole burst's credit, or for what is left when that is less.
+        left = sum(u[3] for u in queue) - sum(len(p) - 12 for p in queue[0][2][:self.done])
+        want = min(float(self.burst), float(left))
+        self.call = self.clock.callLater(max(0.0, want - self.credit) / self.rate, self.pump)
+
+    def cancel(self):
+        """Stop: the target left before it caught up."""
+        if self.call is not None and self.call.active():
+            self.call.cancel()
+        self.call = None
+        self.queue.clear()
+
+
+class StreamFanout(RtpSource):
+    """One live stream's RTP: packetized once, sent to every playing target.
+
+    With a ``clock`` and a ``catchup_rate`` (bytes/s), targets that ask for it
+    (UDP) get the cached GOP through a :class:`CatchUp`; without, at once.
+    """
+
+    def __init__(self, name, hub, mtu, clock=None, catchup_rate=0):
         super().__init__(name, mtu)
         self.hub = hub
+        self.clock = clock
+        self.catchup_rate = catchup_rate
         self.targets = []
+        self.catching_up = {}  # target -> CatchUp
         self.gop = []  # [(au, timestamp, packets, octets)] since the last keyframe
         self._sub = None
         self.units = 0
@@ -172,13 +275,16 @@ class StreamFanout(RtpSource):
     def _on_unit(self, au):
         ts, packets = self._packetize(au.nals, au.pts)
         octets = payload_octets(packets)  # once, not per target
+        unit = (au, ts, packets, octets)
         self.units += 1
         if au.keyframe:
-            self.gop = [(au, ts, packets, octets)]
+            self.gop = [unit]
         elif self.gop:
-            self.gop.append((au, ts, packets, octets))
+            self.gop.append(unit)
         for target in list(self.targets):
             target.deliver(au, ts, packets, octets)
+        for catch_up in list(self.catching_up.values()):
+            catch_up.queued(unit)
 
     def start_info(self):
         """(seq, rtptime) of the first packet a new target will get."""
@@ -191,15 +297,27 @@ class StreamFanout(RtpSource):
         """Start sending to ``target``, from the cached GOP's keyframe."""
         if self._sub is None:
             self._sub = self.hub.subscribe(self._on_unit, replay=True)
+        if target.paced and self.clock is not None and self.catchup_rate > 0 and self.gop:
+            catch_up = CatchUp(target, self.gop, self.catchup_rate, self.clock, self._caught_up)
+            self.catching_up[target] = catch_up
+            catch_up.pump()
+            return
         for au, ts, packets, octets in self.gop:
             target.deliver(au, ts, packets, octets)
         self.targets.append(target)
+
+    def _caught_up(self, catch_up):
+        if self.catching_up.pop(catch_up.target, None) is catch_up:
+            self.targets.append(catch_up.target)
 
     def remove(self, target):
         """Stop sending to ``target``; unsubscribe from the hub after the last one."""
         if target in self.targets:
             self.targets.remove(target)
-        if not self.targets and self._sub is not None:
+        catch_up = self.catching_up.pop(target, None)
+        if catch_up is not None:
+            catch_up.cancel()
+        if not self.targets and not self.catching_up and self._sub is not None:
             self._sub.cancel()
             self._sub = None
             self.gop = []

@@ -49,7 +49,8 @@ class RTSPServer:
         self.clock = clock
         cfg = self.rtsp_config = config
         self.client_queue = cfg.client_queue
-        fanouts = {name: StreamFanout(name, hub, cfg.mtu) for name, hub in hubs.items()}
+        fanouts = {name: StreamFanout(name, hub, cfg.mtu, clock, cfg.catchup_rate)
+                   for name, hub in hubs.items()}
         self.core = core.RTSPCore(cfg, fanouts, auth, clock, playback)
         self.listener = None
         self.rtp_port = RtcpPort(self)
@@ -61,13 +62,16 @@ class RTSPServer:
         self._reaper.clock = clock
 
     def reconfigure(self, config):
-        """Apply a reloaded ``[rtsp]`` section: session limits and timeouts, client queue.
+        """Apply a reloaded ``[rtsp]`` section: session limits and timeouts, client queue,
+        catch-up rate.
 
         Sessions already running keep going; ``mtu``, the RTP port range and the tunnel
         limits are fixed at start (the reloader reports them as needing a restart).
         """
         self.rtsp_config = self.core.config = config
         self.client_queue = config.client_queue
+        for fanout in self.core.fanouts.values():
+            fanout.catchup_rate = config.catchup_rate
 
     auth = property(lambda self: self.core.auth,
                     lambda self, auth: setattr(self.core, "auth", auth),
