@@ -13,6 +13,22 @@ PASSWORD = "bench-admin-password"
 NO_LIMITS = "[http]\nrate_limit = 0\n[auth]\nlogin_failures = 100000\n[websocket]\nrate_limit = 0\n"
 
 
+def cpu_seconds(pid):
+    """User+system CPU seconds process ``pid`` has used (all its threads)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid):
+    """Resident memory of process ``pid`` in MB (VmRSS)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
 def free_port():
     """A free loopback TCP port."""
     with socket.socket() as s:
@@ -21,9 +37,12 @@ def free_port():
 
 
 class BenchDaemon:
-    """``twistd -n rotordream`` on loopback with rate limits off (or ``config`` text)."""
+    """``twistd -n rotordream`` on loopback with rate limits off (or ``config`` text).
 
-    def __init__(self, config=NO_LIMITS, settings=None):
+    ``extra``: more command-line options, e.g. ``["--source", "file:clip.mp4"]``.
+    """
+
+    def __init__(self, config=NO_LIMITS, settings=None, extra=()):
         self.dir = tempfile.mkdtemp(prefix="rd-bench-")
         self.http_port, self.rtsp_port = free_port(), free_port()
         conf = os.path.join(self.dir, "bench.toml")
@@ -40,7 +59,7 @@ class BenchDaemon:
             [twistd, "-n", "--pidfile=", "rotordream", "--config", conf,
              "--http", "tcp:%d:interface=127.0.0.1" % self.http_port,
              "--rtsp", "tcp:%d:interface=127.0.0.1" % self.rtsp_port, "--state-dir", state,
-             "--secret-file", os.path.join(self.dir, "secret.key")],
+             "--secret-file", os.path.join(self.dir, "secret.key")] + list(extra),
             stdout=open(os.path.join(self.dir, "daemon.log"), "w"), stderr=subprocess.STDOUT,
             env=dict(os.environ, ROTORDREAM_ADMIN_PASSWORD=PASSWORD))
         self.http = "http://127.0.0.1:%d" % self.http_port
@@ -51,15 +70,19 @@ class BenchDaemon:
                 break
             except OSError:
                 if time.time() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("daemon did not start")
+                    with open(os.path.join(self.dir, "daemon.log")) as log:
+                        tail = log.read()[-2000:]
+                    raise RuntimeError("daemon did not start:\n" + tail)
                 time.sleep(0.2)  # a benchmark's start-up poll, not a test
         time.sleep(2)  # let the encoders settle before measuring
 
     def cpu_seconds(self):
         """User+system CPU seconds the daemon has used."""
-        with open("/proc/%d/stat" % self.proc.pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.proc.pid)
+
+    def rss_mb(self):
+        """The daemon's resident memory in MB."""
+        return rss_mb(self.proc.pid)
 
     def cpu_percent(self, seconds):
         """The daemon's CPU use (% of one core) over the next ``seconds`` of wall time."""

@@ -1,137 +1,307 @@
-"""A packet-level RTSP load client for bench/rtsp_fanout.py (asyncio, no decoding).
+"""Packet-level RTSP readers for bench/rtsp_fanout.py (asyncio, no decoding).
 
-Each client does DESCRIBE/SETUP/PLAY over UDP or TCP-interleaved and measures: time from
-connect to the end of the first keyframe, RTP loss from sequence gaps, and capture-to-receive
-latency of each access unit from the RTCP SR mapping (NTP wall time <-> RTP time).
+Each reader does DESCRIBE/SETUP/PLAY over UDP or TCP-interleaved at its own start time and
+then only counts: RTP packets and bytes (in total and inside a measuring window), sequence
+gaps (loss), time from its start to the first packet (and whether that packet began a
+keyframe) and to the end of the first complete keyframe, and the capture-to-receive latency
+of each access unit from the RTCP SR mapping (NTP wall time <-> RTP time).
+
+Run as a script, one process holds a share of the readers (bench/rtsp_fanout.py starts
+several so that one Python process does not limit what is measured)::
+
+    .venv/bin/python bench/rtsp_client.py '{"port": 8554, "transport": "udp", ...}'
+
+prints one JSON line with each reader's figures. ``run()`` is the in-process form.
 """
 
 import asyncio
+import json
 import re
+import socket
 import struct
+import sys
 import time
 
 NTP_OFFSET = 2208988800
+KEEPALIVE = 15.0  # seconds between GET_PARAMETERs: well under every server's 60 s timeout
+_SR = struct.Struct("!QI")
 
 
-class Stats:
-    """What one client saw."""
+class Reader:
+    """What one reader saw. Times are ``time.monotonic()`` (one clock for all processes)."""
 
-    def __init__(self):
-        self.t_connect = None
-        self.first_keyframe = None
+    def __init__(self, index=0, window=(0.0, float("inf"))):
+        self.index = index
+        self.w0, self.w1 = window
+        self.t_start = None
+        self.t_first = None       # first RTP packet
+        self.first_at_key = None  # did the first packet begin a keyframe (SPS or IDR)?
+        self.t_key = None         # end of the first complete keyframe
         self.packets = 0
         self.lost = 0
+        self.win_packets = 0
+        self.win_octets = 0
+        self.win_lost = 0
         self.last_seq = None
         self.mapping = None  # (ntp wall seconds, rtp ts)
-        self.latencies = []
-        self.in_keyframe = False
+        self.latencies = []  # ms, inside the window
+        self.in_key = False
+        self.error = None
 
-    def rtp(self, data, now):
-        if len(data) < 14:
-            return
-        seq, ts = struct.unpack("!HI", data[2:8])
-        marker = data[1] & 0x80
-        if self.last_seq is not None:
-            gap = (seq - self.last_seq - 1) & 0xFFFF
-            if gap < 1000:
-                self.lost += gap
+    # Compatibility with the older single-process API (bench/metrics.py).
+    @property
+    def first_keyframe(self):
+        """Seconds from the start to the end of the first keyframe, or None."""
+        return None if self.t_key is None else self.t_key - self.t_start
+
+    def rtp(self, b, off, n, now):
+        """One RTP packet of ``n`` bytes at ``b[off:]`` received at ``now``."""
+        seq = (b[off + 2] << 8) | b[off + 3]
+        last = self.last_seq
+        gap = 0
+        if last is not None:
+            gap = (seq - last - 1) & 0xFFFF
+            if gap >= 0x8000:  # a duplicate or a late packet, not a hole
+                gap = 0
+            self.lost += gap
         self.last_seq = seq
         self.packets += 1
-        nal = data[12] & 0x1F
-        if nal == 24 or (nal == 28 and data[13] & 0x1F == 5) or nal == 5:
-            self.in_keyframe = True
-        if marker:
-            if self.in_keyframe and self.first_keyframe is None:
-                self.first_keyframe = now - self.t_connect
-            self.in_keyframe = False
-            if self.mapping:
-                wall, rts = self.mapping
-                capture = wall + ((ts - rts + 2 ** 31) % 2 ** 32 - 2 ** 31) / 90000.0
-                self.latencies.append((time.time() - capture) * 1000)
+        inside = self.w0 <= now < self.w1
+        if inside:
+            self.win_packets += 1
+            self.win_octets += n
+            self.win_lost += gap
+        if self.t_key is None:
+            self._until_keyframe(b, off, n, now)
+        elif inside and b[off + 1] & 0x80 and self.mapping is not None:
+            wall, rts = self.mapping
+            ts = (b[off + 4] << 24) | (b[off + 5] << 16) | (b[off + 6] << 8) | b[off + 7]
+            capture = wall + ((ts - rts + 0x80000000) % 0x100000000 - 0x80000000) / 90000.0
+            self.latencies.append((time.time() - capture) * 1000)
+
+    def _until_keyframe(self, b, off, n, now):
+        nal = b[off + 12] & 0x1F if n > 12 else 0
+        inner = b[off + 13] if n > 13 else 0
+        # SPS, IDR, a STAP-A (parameter sets, aggregated) or the first FU-A fragment of an IDR
+        starts = nal in (5, 7) or nal == 24 or (nal == 28 and inner & 0x80 and inner & 0x1F == 5)
+        if self.t_first is None:
+            self.t_first = now
+            self.first_at_key = bool(starts)
+        if starts:
+            self.in_key = True
+        if b[off + 1] & 0x80:
+            if self.in_key:
+                self.t_key = now
+            self.in_key = False
 
     def rtcp(self, data):
+        """An RTCP compound packet: keep the SR's time mapping."""
         if len(data) >= 20 and data[1] == 200:
-            ntp, rts = struct.unpack("!QI", data[8:20])
+            ntp, rts = _SR.unpack_from(data, 8)
             self.mapping = ((ntp >> 32) - NTP_OFFSET + (ntp & 0xFFFFFFFF) / 2 ** 32, rts)
+
+    def summary(self):
+        """The figures as a JSON-friendly dict (times relative to the reader's start)."""
+        rel = (lambda t: None if t is None or self.t_start is None else t - self.t_start)
+        return {"index": self.index, "error": self.error, "first": rel(self.t_first),
+                "first_at_key": self.first_at_key, "key": rel(self.t_key),
+                "packets": self.packets, "lost": self.lost, "win_packets": self.win_packets,
+                "win_octets": self.win_octets, "win_lost": self.win_lost}
 
 
 async def request(reader, writer, text):
+    """Send one RTSP request; return (head, body) of the answer."""
     writer.write(text.encode())
     head = await reader.readuntil(b"\r\n\r\n")
-    length = re.search(rb"Content-Length: (\d+)", head)
+    length = re.search(rb"(?i)content-length: *(\d+)", head)
     body = await reader.readexactly(int(length.group(1))) if length else b""
     return head.decode(), body
 
 
-class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, fn):
-        self.fn = fn
+async def _ok(reader, writer, text):
+    head, body = await request(reader, writer, text)
+    status = head.split("\r\n", 1)[0]
+    if " 200 " not in status + " ":
+        raise RuntimeError("%s -> %s" % (text.split(" ", 1)[0], status))
+    return head, body
 
-    def datagram_received(self, data, addr):
-        self.fn(data)
 
-
-async def client(host, port, path, transport, stats, stop):
-    loop = asyncio.get_running_loop()
-    stats.t_connect = time.monotonic()
-    reader, writer = await asyncio.open_connection(host, port)
-    url = "rtsp://%s:%d/%s" % (host, port, path)
-    _, sdp = await request(reader, writer, "DESCRIBE %s RTSP/1.0\r\nCSeq: 1\r\n\r\n" % url)
-    control = re.findall(rb"a=control:(\S+)", sdp)[-1].decode()  # the media's, not "*"
-    track = control if control.startswith("rtsp://") else url + "/" + control
-    if transport == "udp":
-        rtp_t, _ = await loop.create_datagram_endpoint(
-            lambda: _Udp(lambda d: stats.rtp(d, time.monotonic())), local_addr=("127.0.0.1", 0))
-        rtcp_t, _ = await loop.create_datagram_endpoint(
-            lambda: _Udp(stats.rtcp), local_addr=("127.0.0.1", 0))
-        p1 = rtp_t.get_extra_info("sockname")[1]
-        p2 = rtcp_t.get_extra_info("sockname")[1]
-        spec = "RTP/AVP;unicast;client_port=%d-%d" % (p1, p2)
-    else:
-        spec = "RTP/AVP/TCP;unicast;interleaved=0-1"
-    head, _ = await request(reader, writer, "SETUP %s RTSP/1.0\r\nCSeq: 2\r\n"
-                                            "Transport: %s\r\n\r\n" % (track, spec))
-    session = re.search(r"Session: ([^;\r]+)", head).group(1)
-    writer.write(("PLAY %s RTSP/1.0\r\nCSeq: 3\r\nSession: %s\r\n\r\n" % (url, session)).encode())
-    if transport == "udp":
-        await reader.readuntil(b"\r\n\r\n")
-        while not stop.is_set():
-            await asyncio.sleep(0.5)
-            writer.write(("GET_PARAMETER %s RTSP/1.0\r\nCSeq: 4\r\nSession: %s\r\n\r\n"
-                          % (url, session)).encode())
-        rtp_t.close()
-        rtcp_t.close()
-    else:
-        buf = b""
-        while not stop.is_set():
-            chunk = await reader.read(262144)
-            if not chunk:
+def _udp_pair(rcvbuf):
+    """Two bound non-blocking UDP sockets on an even port and the next (RFC 3550)."""
+    while True:
+        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rtp.bind(("127.0.0.1", 0))
+        low = rtp.getsockname()[1]
+        if low % 2 == 0:
+            rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                rtcp.bind(("127.0.0.1", low + 1))
                 break
-            buf += chunk
-            now = time.monotonic()
-            while buf:
-                if buf[:1] == b"$":
-                    if len(buf) < 4:
-                        break
-                    ch, n = struct.unpack("!BH", buf[1:4])
-                    if len(buf) < 4 + n:
-                        break
-                    (stats.rtp if ch == 0 else lambda d, *a: stats.rtcp(d))(buf[4:4 + n], now)
-                    buf = buf[4 + n:]
-                else:
-                    end = buf.find(b"\r\n\r\n")
-                    if end < 0:
-                        break
-                    buf = buf[end + 4:]
-    writer.close()
+            except OSError:
+                rtcp.close()
+        rtp.close()
+    if rcvbuf:
+        rtp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    for s in (rtp, rtcp):
+        s.setblocking(False)
+    return rtp, rtcp, low
+
+
+def _drain_rtp(sock, stats, buf):
+    # One readiness event drains everything queued: the per-event cost of asyncio is paid
+    # once per burst (a frame's packets), not once per packet.
+    recv_into = sock.recv_into
+    now = time.monotonic()
+    while True:
+        try:
+            n = recv_into(buf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return
+        if n >= 12:
+            stats.rtp(buf, 0, n, now)
+
+
+def _drain_rtcp(sock, stats):
+    while True:
+        try:
+            stats.rtcp(sock.recv(2048))
+        except OSError:
+            return
+
+
+async def reader_task(host, port, path, transport, stats, start, end, rcvbuf=0):
+    """One reader: join at ``start`` (monotonic), count until ``end``, then TEARDOWN."""
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(max(0.0, start - time.monotonic()))
+    stats.t_start = time.monotonic()
+    socks = []
+    writer = None
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+        url = "rtsp://%s:%d/%s" % (host, port, path)
+        _, sdp = await _ok(reader, writer, "DESCRIBE %s RTSP/1.0\r\nCSeq: 1\r\n"
+                                           "Accept: application/sdp\r\n\r\n" % url)
+        controls = re.findall(rb"a=control:(\S+)", sdp)
+        control = controls[-1].decode() if controls else ""  # the media's, not "*"
+        track = control if control.startswith("rtsp://") else url + "/" + control
+        if transport == "udp":
+            rtp, rtcp, low = _udp_pair(rcvbuf)
+            socks = [rtp, rtcp]
+            buf = bytearray(65536)
+            loop.add_reader(rtp.fileno(), _drain_rtp, rtp, stats, buf)
+            loop.add_reader(rtcp.fileno(), _drain_rtcp, rtcp, stats)
+            spec = "RTP/AVP;unicast;client_port=%d-%d" % (low, low + 1)
+        else:
+            spec = "RTP/AVP/TCP;unicast;interleaved=0-1"
+        head, _ = await _ok(reader, writer, "SETUP %s RTSP/1.0\r\nCSeq: 2\r\n"
+                                            "Transport: %s\r\n\r\n" % (track, spec))
+        session = re.search(r"(?i)session: *([^;\r]+)", head).group(1)
+        play = "PLAY %s RTSP/1.0\r\nCSeq: 3\r\nSession: %s\r\n\r\n" % (url, session)
+        keepalive = "GET_PARAMETER %s RTSP/1.0\r\nCSeq: %%d\r\nSession: %s\r\n\r\n" % (
+            url, session)
+        if transport == "udp":
+            await _ok(reader, writer, play)
+            cseq = 4
+            while time.monotonic() < end:
+                await asyncio.sleep(min(KEEPALIVE, max(0.0, end - time.monotonic())))
+                if time.monotonic() < end:
+                    await request(reader, writer, keepalive % cseq)
+                    cseq += 1
+        else:
+            writer.write(play.encode())
+            await _read_interleaved(reader, writer, stats, end, keepalive)
+        writer.write(("TEARDOWN %s RTSP/1.0\r\nCSeq: 99\r\nSession: %s\r\n\r\n"
+                      % (url, session)).encode())
+    except (OSError, RuntimeError, asyncio.IncompleteReadError, AttributeError) as e:
+        stats.error = "%s: %s" % (type(e).__name__, e)
+    finally:
+        for s in socks:
+            loop.remove_reader(s.fileno())
+            s.close()
+        if writer is not None:
+            writer.close()
+
+
+async def _read_interleaved(reader, writer, stats, end, keepalive):
+    """Count interleaved RTP until ``end``; skip RTSP answers; keep the session alive."""
+    buf = bytearray()
+    next_keepalive = time.monotonic() + KEEPALIVE
+    cseq = 4
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        try:
+            chunk = await asyncio.wait_for(reader.read(262144), min(left, KEEPALIVE))
+        except asyncio.TimeoutError:
+            chunk = None  # nothing for a while: only the keepalive below
+        if chunk == b"":
+            raise RuntimeError("the server closed the connection")
+        now = time.monotonic()
+        if now >= next_keepalive:
+            writer.write((keepalive % cseq).encode())
+            cseq += 1
+            next_keepalive = now + KEEPALIVE
+        if chunk is None:
+            continue
+        buf += chunk
+        pos, size = 0, len(buf)
+        while size - pos >= 4:
+            if buf[pos] == 36:  # "$", RFC 2326 10.12
+                n = (buf[pos + 2] << 8) | buf[pos + 3]
+                if size - pos - 4 < n:
+                    break
+                channel = buf[pos + 1]
+                if channel == 0 and n >= 12:
+                    stats.rtp(buf, pos + 4, n, now)
+                elif channel == 1:
+                    stats.rtcp(bytes(buf[pos + 4:pos + 4 + n]))
+                pos += 4 + n
+            else:  # an RTSP answer (PLAY, GET_PARAMETER)
+                eoh = buf.find(b"\r\n\r\n", pos)
+                if eoh < 0:
+                    break
+                head = bytes(buf[pos:eoh])
+                status = head.split(b"\r\n", 1)[0]
+                if b" 200 " not in status + b" ":
+                    raise RuntimeError("PLAY -> %s" % status.decode("latin-1"))
+                length = re.search(rb"(?i)content-length: *(\d+)", head)
+                body = int(length.group(1)) if length else 0
+                if size - eoh - 4 < body:
+                    break
+                pos = eoh + 4 + body
+        del buf[:pos]
 
 
 async def run(host, port, path, transport, n, seconds):
-    """Run ``n`` clients for ``seconds``; return their Stats."""
-    stop = asyncio.Event()
-    stats = [Stats() for _ in range(n)]
-    tasks = [asyncio.ensure_future(client(host, port, path, transport, s, stop)) for s in stats]
-    await asyncio.sleep(seconds)
-    stop.set()
-    await asyncio.wait(tasks, timeout=5)
+    """Run ``n`` readers for ``seconds`` (all joining now); return their :class:`Reader`s."""
+    now = time.monotonic()
+    stats = [Reader(i) for i in range(n)]
+    await asyncio.gather(*(reader_task(host, port, path, transport, s, now, now + seconds)
+                           for s in stats))
     return stats
+
+
+async def _serve(spec):
+    window = (spec["w0"], spec["w1"])
+    stats = [Reader(i, window) for i in spec["indices"]]
+    await asyncio.gather(*(
+        reader_task(spec.get("host", "127.0.0.1"), spec["port"], spec.get("path", "stream1"),
+                    spec["transport"], s, spec["t0"] + s.index * spec["ramp"], spec["end"],
+                    spec.get("rcvbuf", 0))
+        for s in stats))
+    return stats
+
+
+def main():
+    """Run the readers described by the JSON argument; print their figures as one line."""
+    spec = json.loads(sys.argv[1])
+    stats = asyncio.run(_serve(spec))
+    latencies = [round(v, 2) for s in stats for v in s.latencies]
+    print(json.dumps({"readers": [s.summary() for s in stats], "latencies": latencies}))
+
+
+if __name__ == "__main__":
+    main()
