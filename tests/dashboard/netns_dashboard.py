@@ -9,7 +9,6 @@ side asserts on; a step that fails records its error and the later steps still r
 import base64
 import json
 import os
-import subprocess
 import sys
 import time
 import urllib.request
@@ -22,6 +21,7 @@ from websockets.sync.client import connect  # noqa: E402
 
 from tests.conftest import NO_LIMITS, Daemon, seed_state  # noqa: E402
 from tests.support.chromium import NO_PROXY, Chromium, Page  # noqa: E402
+from tests.support.netns import finish, only_loopback  # noqa: E402
 
 VIEWER = ("dashviewer", "viewer-password-1")
 
@@ -90,16 +90,6 @@ def until(page, condition, timeout_ms=10000):
     """Wait in the page until the JS ``condition`` is truthy; its value."""
     return page.evaluate(UNTIL % (condition, timeout_ms, json.dumps(condition)),
                          timeout=timeout_ms / 1000 + 10)
-
-
-def only_loopback():
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True,
-                           check=True).stdout
-    names = [line.split(":")[1].strip().split("@")[0] for line in links.splitlines()]
-    if names != ["lo"]:
-        # Not a namespace of our own: WebRTC here could use a real network.
-        raise SystemExit("refusing to run outside a fresh network namespace (links: %s)" % names)
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 
 
 class Rest:
@@ -582,10 +572,7 @@ def main(result_path, workdir):
         daemon.stop()
         step(result, "https", lambda: over_https(workdir, config))
     finally:
-        daemon.stop()
-        result["daemon_log"] = daemon.log()[-6000:]
-        with open(result_path, "w") as f:
-            json.dump(result, f, indent=1)
+        finish(result_path, result, daemon)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 
 from tests.conftest import NO_LIMITS, Daemon, seed_state  # noqa: E402
-from tests.dashboard.netns_dashboard import Rest, only_loopback, step, until  # noqa: E402
+from tests.dashboard.netns_dashboard import Rest, step, until  # noqa: E402
+from tests.support.netns import finish, only_loopback  # noqa: E402
 from tests.support.firefox import Firefox  # noqa: E402
 
 ENTER, ARROW_RIGHT = "\ue007", "\ue014"  # WebDriver key codes
@@ -124,10 +125,7 @@ def main(result_path, workdir):
             result["console"] = tab.console
             tab.close()
     finally:
-        daemon.stop()
-        result["daemon_log"] = daemon.log()[-6000:]
-        with open(result_path, "w") as f:
-            json.dump(result, f, indent=1)
+        finish(result_path, result, daemon)
 
 
 def until_rest(rest, key, value):

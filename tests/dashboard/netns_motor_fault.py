@@ -19,8 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 
 from tests.conftest import NO_LIMITS, Daemon, seed_state  # noqa: E402
-from tests.dashboard.netns_dashboard import (LOGIN, Rest, context_page, only_loopback,  # noqa: E402
-                                             step, until)
+from tests.dashboard.netns_dashboard import LOGIN, Rest, context_page, step, until  # noqa: E402
+from tests.support.netns import only_loopback  # noqa: E402
 from tests.support.chromium import Chromium  # noqa: E402
 
 # What the page shows of the motor state: the readout, its colour, the events list.

@@ -8,18 +8,16 @@ machine. It records what the page and the daemon saw into RESULT.json; the
 pytest side asserts on it.
 """
 
-import json
 import os
-import subprocess
 import sys
 import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
 from tests.support.chromium import Chromium  # noqa: E402
 from tests.conftest import Daemon, seed_state  # noqa: E402
+from tests.support.netns import admin_get, finish, only_loopback  # noqa: E402
 
 # In the page: once the live view's peer connection exists, count presented frames
 # with requestVideoFrameCallback and report size, timing and the chosen ICE pair.
@@ -108,25 +106,6 @@ SHRUNK = """new Promise((resolve) => {
 })"""
 
 
-def only_loopback():
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True,
-                           check=True).stdout
-    names = [line.split(":")[1].strip().split("@")[0] for line in links.splitlines()]
-    if names != ["lo"]:
-        # Not a namespace of our own: WebRTC here could use a real network.
-        raise SystemExit("refusing to run outside a fresh network namespace (links: %s)" % names)
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-
-
-def sessions(daemon):
-    request = urllib.request.Request(daemon.http + "/api/webrtc/sessions")
-    import base64
-    token = base64.b64encode(("admin:" + daemon.admin_password).encode()).decode()
-    request.add_header("Authorization", "Basic " + token)
-    with urllib.request.urlopen(request, timeout=10) as reply:
-        return json.load(reply)["data"]["sessions"]
-
-
 def main(result_path, workdir):
     only_loopback()
     result = {}
@@ -146,7 +125,7 @@ def main(result_path, workdir):
             result["stream1"] = page.evaluate(WATCH % 90, timeout=60)
             page2 = browser.open(daemon.http + "/?stream=stream2")
             result["stream2"] = page2.evaluate(WATCH % 30, timeout=60)
-            result["sessions"] = sessions(daemon)
+            result["sessions"] = admin_get(daemon, "/api/webrtc/sessions")["sessions"]
             page3 = browser.open(daemon.http + "/api/info")
             try:
                 result["reference_state"] = page3.evaluate(REFERENCE, timeout=60)
@@ -164,7 +143,7 @@ def main(result_path, workdir):
             # Chromium's first bandwidth estimate (REMB) comes a few seconds in.
             daemon.wait_output(lambda out: any(sid + ": first bandwidth estimate" in line
                                                for line in out), timeout=30)
-            result["switch_sessions"] = sessions(daemon)
+            result["switch_sessions"] = admin_get(daemon, "/api/webrtc/sessions")["sessions"]
             result["switch_reply"] = page4.evaluate(SWITCH)
             try:
                 result["switch_after"] = page4.evaluate(SHRUNK % 320, timeout=60)
@@ -175,10 +154,7 @@ def main(result_path, workdir):
             result["exit_status"] = daemon.stop()
             result["stop_seconds"] = time.monotonic() - t
     finally:
-        daemon.stop()
-        result["daemon_log"] = daemon.log()[-6000:]
-        with open(result_path, "w") as f:
-            json.dump(result, f, indent=1)
+        finish(result_path, result, daemon)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,9 @@ nothing leaves the machine). Pages of the daemon's own origin import
 /client/rotordream.js; what they saw goes into RESULT.json for the pytest side.
 """
 
-import base64
 import json
 import os
-import subprocess
 import sys
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
@@ -19,6 +16,7 @@ sys.path.insert(0, ROOT)
 
 from tests.conftest import NO_LIMITS, Daemon, seed_state  # noqa: E402
 from tests.support.chromium import Chromium  # noqa: E402
+from tests.support.netns import admin_get, finish, only_loopback  # noqa: E402
 
 # Presented frames of a <video>, counted with requestVideoFrameCallback.
 HELPERS = """
@@ -143,23 +141,6 @@ DASHBOARD_LOGIN_AND_LIGHT = """(async () => {
 })()"""
 
 
-def only_loopback():
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True,
-                           check=True).stdout
-    names = [line.split(":")[1].strip().split("@")[0] for line in links.splitlines()]
-    if names != ["lo"]:
-        raise SystemExit("refusing to run outside a fresh network namespace (links: %s)" % names)
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-
-
-def admin_get(daemon, path):
-    request = urllib.request.Request(daemon.http + path)
-    token = base64.b64encode(("admin:" + daemon.admin_password).encode()).decode()
-    request.add_header("Authorization", "Basic " + token)
-    with urllib.request.urlopen(request, timeout=10) as reply:
-        return json.load(reply)["data"]
-
-
 def main(result_path, workdir):
     only_loopback()
     result = {}
@@ -194,10 +175,7 @@ def main(result_path, workdir):
             result["console"] += dash.console
             dash.close()
     finally:
-        daemon.stop()
-        result["daemon_log"] = daemon.log()[-6000:]
-        with open(result_path, "w") as f:
-            json.dump(result, f, indent=1)
+        finish(result_path, result, daemon)
 
 
 if __name__ == "__main__":
