@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -20,6 +19,7 @@ sys.path.insert(0, ROOT)
 
 from tests.conftest import NO_LIMITS, Daemon, seed_state  # noqa: E402
 from tests.dashboard.netns_dashboard import LOGIN, Rest, context_page, step, until  # noqa: E402
+from tests.support.live import eventually  # noqa: E402
 from tests.support.netns import only_loopback  # noqa: E402
 from tests.support.chromium import Chromium  # noqa: E402
 
@@ -30,17 +30,6 @@ SHOWN = """(() => {
           color: getComputedStyle(node).color,
           events: [...document.querySelectorAll("#events li")].map((l) => l.textContent)};
 })()"""
-
-
-def wait_for(predicate, timeout, what):
-    """Poll ``predicate`` (an external process's doing) until truthy; its value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise TimeoutError(what)
 
 
 def pty_pair(proc):
@@ -83,9 +72,9 @@ def main(result_path, workdir):
                                                   "--motor", "serial:" + host_end])
         daemon.start()
         rest = Rest(daemon)
-        result["link"] = wait_for(
+        result["link"] = eventually(
             lambda: rest.call("GET", "/api/settings/motor-state")["motor-state"] == "idle" and
-            "idle", 20, "the serial controller never reported idle")
+            "idle", timeout=20, what="the serial controller never reported idle", interval=0.05)
         with Chromium() as browser:
             page = context_page(browser, daemon.http + "/")
             page.evaluate(LOGIN % (json.dumps("admin"), json.dumps(daemon.admin_password)))

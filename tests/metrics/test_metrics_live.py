@@ -1,30 +1,17 @@
 """GET /metrics on a running daemon: the Prometheus text format, counters that move, and
 who may read it ([metrics] public, enabled)."""
 
-import time
 
 import av
 import requests
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.live import wait_frames
+from tests.support.live import eventually, wait_frames
 from tests.support.rawrtsp import RawRtsp, basic
 
 TCP = "RTP/AVP/TCP;unicast;interleaved=%d-%d"
 SMALL = {"resolution": "640x360", "fps": 15}
-
-
-def poll(fetch, done, timeout=15):
-    """``fetch()`` again until ``done(result)``; the result, or AssertionError at the deadline
-    (the daemon is another process: there is nothing to wait on but its answers)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = fetch()
-        if done(result):
-            return result
-        assert time.monotonic() < deadline, "no change within %d s" % timeout
-        time.sleep(0.1)
 
 
 def scrape(daemon, **kwargs):
@@ -52,7 +39,7 @@ def test_metrics_are_prometheus_text_readable_anonymously(daemon):
     assert first.headers["content-type"] == CONTENT_TYPE_LATEST
     assert first.headers["content-type"].startswith("text/plain; version=")
     captured = sample(first, "rotordream_frames_captured_total")
-    second = poll(lambda: scrape(daemon),
+    second = eventually(lambda: scrape(daemon),
                   lambda r: sample(r, "rotordream_frames_captured_total") > captured)
     assert sample(second, "process_cpu_seconds_total") >= \
         sample(first, "process_cpu_seconds_total")
@@ -105,7 +92,7 @@ def test_a_viewer_through_the_http_tunnel_counts_as_rtsp_http(daemon):
         during = scrape(daemon)
         assert sample(during, "rotordream_clients", protocol="rtsp_http") == before + 1
         assert sample(during, "rotordream_rtp_packets_sent_total", transport="tcp") > 0
-    poll(lambda: scrape(daemon),
+    eventually(lambda: scrape(daemon),
          lambda r: sample(r, "rotordream_clients", protocol="rtsp_http") == before)
 
 

@@ -5,12 +5,12 @@ an RTSP viewer come and go."""
 import json
 import os
 import subprocess
-import time
 
 import pytest
 import requests
 
 from tests.conftest import free_port, require_tool
+from tests.support.live import eventually
 from tests.support.rawrtsp import RawRtsp
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
@@ -71,11 +71,9 @@ def prometheus(fresh_daemon, tmp_path):
 
 
 def wait_until(condition, timeout, why=lambda: ""):
-    """Poll another process until ``condition()`` holds, failing at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out: %s" % why()
-        time.sleep(0.2)
+    """Poll Prometheus or the daemon until ``condition()`` holds, failing at the deadline."""
+    return eventually(condition, timeout=timeout, what=lambda _: "timed out: %s" % why(),
+                      interval=0.2)
 
 
 def test_prometheus_scrapes_frames_and_sees_a_viewer_come_and_go(prometheus):

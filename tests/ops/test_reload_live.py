@@ -12,6 +12,7 @@ from websockets.sync.client import connect
 
 from tests.conftest import Daemon, free_port
 from tests.support.rawrtsp import RawRtsp
+from tests.support.live import eventually
 
 SMALL = {"resolution": "320x240", "fps": 15, "stream2-resolution": "320x180"}
 LOOPBACK = "tcp:%d:interface=127.0.0.1"
@@ -40,16 +41,6 @@ def reload(daemon, path, text, outcome="configuration reloaded"):
     os.kill(daemon.proc.pid, signal.SIGHUP)
     assert daemon.wait_output(lambda out: sum(outcome in line for line in out) > before, 20), \
         daemon.log()[-3000:]
-
-
-def poll(fetch, done, timeout=15):
-    """``fetch()`` again until ``done(result)``: the daemon is another process."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = fetch()
-        if done(result):
-            return result
-        assert time.monotonic() < deadline, "no change within %d s: %r" % (timeout, result)
 
 
 class RtpWatch:
@@ -83,7 +74,7 @@ class RtpWatch:
     def wait_packets(self, count, timeout=15):
         """Wait until ``count`` more chunks than now arrived."""
         target = len(self.arrivals) + count
-        poll(lambda: len(self.arrivals), lambda n: n >= target or self.error, timeout)
+        eventually(lambda: len(self.arrivals), lambda n: n >= target or self.error, timeout)
         assert self.error is None, self.error
 
     def longest_gap(self, since, until):

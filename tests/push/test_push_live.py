@@ -18,6 +18,7 @@ import requests
 
 from tests.conftest import (REQUIRE_ALL, free_port, make_daemon, require_module,
                             require_tool)
+from tests.support.live import eventually
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIZE = (640, 360)
@@ -40,14 +41,7 @@ def call(camera, method, path, body=None, auth=True):
 
 def wait_for(what, predicate, timeout):
     """Poll ``predicate()`` until it returns something true; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("%s: not within %s s" % (what, timeout))
-        time.sleep(0.1)  # an external process: polled with a deadline
+    return eventually(predicate, timeout=timeout, what=what)
 
 
 def target(camera, ident):

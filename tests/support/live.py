@@ -1,4 +1,5 @@
-"""Waiting on a live daemon's own events instead of sleeping: state broadcasts and frames."""
+"""Waiting on a live daemon's own events instead of sleeping: state broadcasts and frames;
+and, where another process gives nothing to wait on, polling it with a deadline."""
 
 import json
 import time
@@ -58,3 +59,21 @@ def wait_frames(daemon, count, stream="stream1"):
             if n >= count:
                 return n
     raise AssertionError("the stream ended after fewer than %d frames" % count)
+
+
+def eventually(fetch, done=bool, timeout=15, what="", interval=0.1):
+    """``fetch()`` again until ``done(result)``; that result, or AssertionError at the deadline.
+
+    For another process (a daemon, a browser, Prometheus) that offers nothing to wait on but
+    its answers. ``what`` (a string, or a function of the last result) names the wait.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = fetch()
+        if done(result):
+            return result
+        if time.monotonic() >= deadline:
+            why = what(result) if callable(what) else what
+            raise AssertionError("%s: not within %s s (last: %r)" % (why or "no change", timeout,
+                                                                     result))
+        time.sleep(interval)
