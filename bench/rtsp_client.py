@@ -214,7 +214,9 @@ async def reader_task(host, port, path, transport, stats, start, end, rcvbuf=0):
             await _read_interleaved(reader, writer, stats, end, keepalive)
         writer.write(("TEARDOWN %s RTSP/1.0\r\nCSeq: 99\r\nSession: %s\r\n\r\n"
                       % (url, session)).encode())
-    except (OSError, RuntimeError, asyncio.IncompleteReadError, AttributeError) as e:
+    except asyncio.CancelledError:
+        stats.error = "no answer before the end"
+    except Exception as e:  # one reader's failure is a figure, not the end of the others
         stats.error = "%s: %s" % (type(e).__name__, e)
     finally:
         for s in socks:
@@ -287,11 +289,16 @@ async def run(host, port, path, transport, n, seconds):
 async def _serve(spec):
     window = (spec["w0"], spec["w1"])
     stats = [Reader(i, window) for i in spec["indices"]]
-    await asyncio.gather(*(
-        reader_task(spec.get("host", "127.0.0.1"), spec["port"], spec.get("path", "stream1"),
-                    spec["transport"], s, spec["t0"] + s.index * spec["ramp"], spec["end"],
-                    spec.get("rcvbuf", 0))
-        for s in stats))
+    tasks = [asyncio.ensure_future(reader_task(
+        spec.get("host", "127.0.0.1"), spec["port"], spec.get("path", "stream1"),
+        spec["transport"], s, spec["t0"] + s.index * spec["ramp"], spec["end"],
+        spec.get("rcvbuf", 0))) for s in stats]
+    # A server that stops answering must not keep the readers past the end.
+    _, late = await asyncio.wait(tasks, timeout=spec["end"] + 5 - time.monotonic())
+    for task in late:
+        task.cancel()
+    if late:
+        await asyncio.wait(late)
     return stats
 
 

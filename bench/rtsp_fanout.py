@@ -34,6 +34,8 @@ SERVERS = ("rotordream", "gst")
 LABEL = {"rotordream": "RotorDream", "gst": "gst-rtsp"}
 START_MARGIN = 1.5   # s from spawning the reader processes to the first join
 READER_BUSY = 90.0   # % of a core: above this a reader process limits what is measured
+HOST_BUSY = 95.0     # % of every core: above this the servers were starved
+LOAD_SPREAD = 0.15   # per-reader bitrates further apart than this are not equal load
 
 
 def pct(values, p):
@@ -209,7 +211,7 @@ def show(row):
     print("%-10s %-3s N=%-4d ramp %2.0f ms  CPU %5.1f%%  %7.0f pkt/s (%3.0f/reader, %4.0f kbit/s, "
           "%4.0f B/pkt)  lost %d (%.3f%%)  silent %d  first pkt p50/p99 %.0f/%.0f ms "
           "(%d/%d at a keyframe)  keyframe p50/p99 %.0f/%.0f ms  latency p50/p99 %.1f/%.1f ms  "
-          "RSS %.0f MB  readers %d procs max %.0f%% CPU  host %.0f%%  kernel UDP rcvbuf drops %d"
+          "RSS %.0f MB  readers %d procs max %.0f%% CPU  host %.0f%%  UDP rcvbuf drops (host) %d"
           % (LABEL[row["server"]], row["transport"], row["n"], row["ramp_ms"], row["cpu"],
              row["pps"], row["pps_each"], row["kbps_each"], row["bytes_per_packet"], row["lost"],
              row["lost_pct"], row["silent"], row["first_p50"], row["first_p99"],
@@ -223,6 +225,9 @@ def show(row):
               "raise --procs" % row["reader_cpu"], flush=True)
     if row["died"]:
         print("    the server exited during this step", flush=True)
+    if row["host_busy"] >= HOST_BUSY * os.cpu_count():
+        print("    the machine was saturated (%.0f %% of %d cores busy): this row's CPU and "
+              "delivery are not comparable" % (row["host_busy"], os.cpu_count()), flush=True)
 
 
 def series(args):
@@ -259,17 +264,59 @@ def marginal(rows):
     return out
 
 
+def slopes(rows):
+    """{(server, transport, ramp): least-squares CPU per 1,000 packets/s over every N}."""
+    groups, out = {}, {}
+    for r in rows:
+        if r["cpu"] == r["cpu"]:
+            groups.setdefault((r["server"], r["transport"], r["ramp_ms"]), []).append(r)
+    for key, group in groups.items():
+        if len(group) < 2:
+            continue
+        mx = sum(r["pps"] for r in group) / len(group)
+        my = sum(r["cpu"] for r in group) / len(group)
+        sxx = sum((r["pps"] - mx) ** 2 for r in group)
+        if sxx > 0:
+            out[key] = sum((r["pps"] - mx) * (r["cpu"] - my) for r in group) / sxx * 1000
+    return out
+
+
 def span(values, fmt):
-    """``fmt`` of the single value, or "lo-hi" over runs."""
+    """``fmt`` of the single value, or "lo to hi" over runs."""
     values = [v for v in values if v == v]
     if not values:
         return "-"
     lo, hi = min(values), max(values)
-    return fmt % lo if len(values) == 1 or fmt % lo == fmt % hi else (fmt % lo + "-" + fmt % hi)
+    return fmt % lo if fmt % lo == fmt % hi else "%s to %s" % (fmt % lo, fmt % hi)
+
+
+def check_load(runs, args):
+    """Print each server's delivered bitrate and packets/s per reader at the smallest N."""
+    print("\n== load per reader at the smallest N (asked: %d kbit/s) ==" % args.bitrate)
+    for transport, counts in (("udp", args.udp), ("tcp", args.tcp)):
+        if not counts:
+            continue
+        kbps = {}
+        for name in args.servers:
+            rs = [r for rows in runs for r in rows if r["server"] == name and
+                  r["transport"] == transport and r["n"] == counts[0] and
+                  r["ramp_ms"] == args.ramp_ms]
+            kbps[name] = [r["kbps_each"] for r in rs]
+            print("%-10s %s N=%d: %s kbit/s, %s packets/s, %s bytes/packet per reader"
+                  % (LABEL[name], transport.upper(), counts[0], span(kbps[name], "%.0f"),
+                     span([r["pps_each"] for r in rs], "%.0f"),
+                     span([r["bytes_per_packet"] for r in rs], "%.0f")))
+        every = [v for vs in kbps.values() for v in vs]
+        if every and (min(every) < (1 - LOAD_SPREAD) * args.bitrate or
+                      max(every) - min(every) > LOAD_SPREAD * max(every)):
+            print("    NOT equal load over %s: per-reader bitrates %.0f-%.0f kbit/s (a starved "
+                  "server, or a clip that does not fill %d kbit/s: see --noise)"
+                  % (transport.upper(), min(every), max(every), args.bitrate))
 
 
 def report(runs, args):
     """Costs, ratios and ranges over the runs."""
+    check_load(runs, args)
     costs = [marginal(rows) for rows in runs]
     ramp = args.ramp_ms
     print("\n== marginal CPU per 1,000 packets/s delivered (%% of one core), against the smallest "
@@ -286,6 +333,18 @@ def report(runs, args):
                           ("gst", transport, ramp, n) in c and c[("gst", transport, ramp, n)] > 0]
                 parts.append("RotorDream/gst %s" % span(ratios, "%.2f"))
             print("%s N=%d: %s" % (transport.upper(), n, ", ".join(parts)))
+    fits = [slopes(rows) for rows in runs]
+    for transport in ("udp", "tcp"):
+        parts = []
+        for name in args.servers:
+            parts.append("%s %s" % (LABEL[name], span(
+                [f.get((name, transport, ramp), float("nan")) for f in fits], "%.3f")))
+        if set(SERVERS) <= set(args.servers):
+            parts.append("RotorDream/gst %s" % span(
+                [f[("rotordream", transport, ramp)] / f[("gst", transport, ramp)] for f in fits
+                 if ("rotordream", transport, ramp) in f and ("gst", transport, ramp) in f and
+                 f[("gst", transport, ramp)] > 0], "%.2f"))
+        print("%s, least-squares slope over every N: %s" % (transport.upper(), ", ".join(parts)))
     print("\n== per N over runs ==")
     keys = []
     for rows in runs:
@@ -307,6 +366,10 @@ def report(runs, args):
     if busy:
         print("\nreader processes were near 100 %% CPU in %d row(s): those rows measure the "
               "readers too; raise --procs" % len(busy))
+    starved = [r for rows in runs for r in rows if r["host_busy"] >= HOST_BUSY * os.cpu_count()]
+    if starved:
+        print("\nthe machine was saturated in %d of %d rows: run again on a quiet machine"
+              % (len(starved), sum(len(rows) for rows in runs)))
 
 
 def main():
@@ -346,6 +409,12 @@ def main():
         args.tcp = [n for n in args.tcp if n <= args.max]
     args.udp, args.tcp = sorted(set(args.udp)), sorted(set(args.tcp))
     clip, annexb = make_clip(args)
+    # The daemon runs from the working tree: say which code was measured.
+    head = subprocess.run(["git", "-C", HERE, "log", "-1", "--format=%h"], capture_output=True,
+                          text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", HERE, "status", "--porcelain", "--", "../rotordream"],
+                           capture_output=True, text=True).stdout.strip()
+    print("rotordream at %s%s" % (head or "?", " with local changes" if dirty else ""))
     print("rtsp fan-out bench: %d cores, %s, %s; %s at %d kbit/s %dx%d@%d; UDP N=%s, TCP N=%s; "
           "ramp %g ms%s; %d reader processes; %g s windows; %d run(s), about %.0f min"
           % (os.cpu_count(), time.strftime("%Y-%m-%d %H:%M"), os.uname().release,
