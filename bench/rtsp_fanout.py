@@ -309,9 +309,9 @@ def check_load(runs, args):
         every = [v for vs in kbps.values() for v in vs]
         if every and (min(every) < (1 - LOAD_SPREAD) * args.bitrate or
                       max(every) - min(every) > LOAD_SPREAD * max(every)):
-            print("    NOT equal load over %s: per-reader bitrates %.0f-%.0f kbit/s (a starved "
+            print("    NOT equal load over %s: per-reader bitrates %s kbit/s (a starved "
                   "server, or a clip that does not fill %d kbit/s: see --noise)"
-                  % (transport.upper(), min(every), max(every), args.bitrate))
+                  % (transport.upper(), span(every, "%.0f"), args.bitrate))
 
 
 def report(runs, args):
