@@ -179,18 +179,41 @@ class Playlist:
                 lines.append('#EXT-X-MAP:URI="init-%d.mp4"' % seg.init)
                 init = seg.init
             lines.append("#EXT-X-PROGRAM-DATE-TIME:%s" % _iso(seg.capture_time))
+            ends = _millis(seg.parts)
             if seg.msn in with_parts:
                 for i, part in enumerate(seg.parts):
-                    lines.append('#EXT-X-PART:DURATION=%.3f,URI="part-%d-%d.m4s"%s'
-                                 % (part.duration, seg.msn, i,
+                    lines.append('#EXT-X-PART:DURATION=%s,URI="part-%d-%d.m4s"%s'
+                                 % (_seconds(ends[i + 1] - ends[i]), seg.msn, i,
                                     ",INDEPENDENT=YES" if part.independent else ""))
             if seg.complete:
-                lines += ["#EXTINF:%.3f," % seg.duration, "seg-%d.m4s" % seg.msn]
+                lines += ["#EXTINF:%s," % _seconds(ends[-1]), "seg-%d.m4s" % seg.msn]
         if low_latency and segs:
             last = segs[-1]
             msn, index = (last.msn + 1, 0) if last.complete else (last.msn, len(last.parts))
             lines.append('#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part-%d-%d.m4s"' % (msn, index))
         return "\n".join(lines) + "\n"
+
+
+def _millis(parts):
+    """Where each part ends, in whole milliseconds from its segment's start, rounded down.
+
+    Players place a part at the sum of the durations before it. Durations rounded one by
+    one can add up to more than the media holds (0.200+0.200+0.203+0.221+0.177 = 1.001 s
+    listed for 0.99997 s of frames): hls.js 1.7 then finds its buffer short of the last
+    part's listed end, loads the segment again from its independent part, over and over
+    until the next segment is listed, and stalls meanwhile (it then played a segment
+    behind). Sums rounded down never pass the media's end, and the parts add up to the
+    segment's EXTINF exactly.
+    """
+    ends, total = [0], 0.0
+    for part in parts:
+        total += part.duration
+        ends.append(int(math.floor(total * 1000 + 1e-6)))
+    return ends
+
+
+def _seconds(millis):
+    return "%d.%03d" % divmod(millis, 1000)
 
 
 def _iso(seconds):

@@ -145,3 +145,34 @@ def test_a_reopened_encoder_gets_a_new_init_and_a_discontinuity(encoded):
     assert text.count("#EXT-X-DISCONTINUITY") == 1
     assert text.index('#EXT-X-MAP:URI="init-2.mp4"') > text.index("#EXT-X-DISCONTINUITY")
     assert playlist.file("init-1.mp4") and playlist.file("init-2.mp4")
+
+
+def _listed(text):
+    """(part durations, EXTINF durations) as listed in a playlist, in order."""
+    parts = [float(line.split("DURATION=")[1].split(",")[0]) for line in text.splitlines()
+             if line.startswith("#EXT-X-PART:")]
+    segs = [float(line[8:].rstrip(",")) for line in text.splitlines()
+            if line.startswith("#EXTINF:")]
+    return parts, segs
+
+
+@pytest.mark.parametrize("durations", [
+    [0.2004] * 5,                                  # each rounds down, the sum does not
+    [0.19996, 0.2, 0.2027, 0.2208, 0.17653],       # each rounds up past the media
+    [0.2] * 5,                                      # exact (as floats, 0.2 * 5 > 1.0)
+])
+def test_listed_parts_never_end_past_the_media(durations):
+    """Players place each part at the sum of the durations before it; that sum must not
+    pass the end of the media the player has buffered (hls.js re-loads the segment over
+    and over if it does), and the parts add up to the segment's EXTINF."""
+    playlist = Playlist(0.2, 10)
+    for msn in range(2):
+        for i, duration in enumerate(durations):
+            playlist.add_part(Part(b"", duration, i == 0, T0 + msn + i * 0.2, 1,
+                                   ends_segment=i == len(durations) - 1))
+    listed, extinf = _listed(playlist.render())
+    media = sum(durations)
+    assert len(listed) == 10 and len(extinf) == 2
+    for k in range(1, 6):
+        assert sum(durations[:k]) - 0.001 < sum(listed[:k]) <= sum(durations[:k]) + 1e-9
+    assert round(sum(listed[:5]), 6) == extinf[0] == extinf[1] <= media
