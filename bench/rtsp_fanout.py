@@ -315,7 +315,12 @@ def check_load(runs, args):
 
 
 def report(runs, args):
-    """Costs, ratios and ranges over the runs."""
+    """Costs, ratios and ranges over the runs (rows where the server exited left out)."""
+    died = [r for rows in runs for r in rows if r["died"]]
+    if died:
+        print("\nthe server exited during %d step(s), left out below: %s" % (len(died), ", ".join(
+            "%s %s N=%d" % (LABEL[r["server"]], r["transport"], r["n"]) for r in died)))
+    runs = [[r for r in rows if not r["died"]] for rows in runs]
     check_load(runs, args)
     costs = [marginal(rows) for rows in runs]
     ramp = args.ramp_ms
@@ -378,6 +383,8 @@ def main():
                         help="reader counts over UDP")
     parser.add_argument("--tcp", type=int, nargs="*", default=[1, 50, 100, 200, 300, 500],
                         help="reader counts over TCP")
+    parser.add_argument("--clients", type=int, nargs="+",
+                        help="the same reader counts over UDP and TCP (the older option)")
     parser.add_argument("--max", type=int, help="leave out counts above this")
     parser.add_argument("--seconds", type=float, default=8, help="measuring window")
     parser.add_argument("--settle", type=float, default=2,
@@ -402,6 +409,8 @@ def main():
                         help="readers' UDP receive buffer (0: the kernel's default), so that "
                              "loss is the server's, not a full reader socket")
     args = parser.parse_args()
+    if args.clients:
+        args.udp = args.tcp = args.clients
     if args.no_gst:
         args.servers = ["rotordream"]
     if args.max:
