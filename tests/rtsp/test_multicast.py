@@ -4,7 +4,8 @@ one send per packet for every multicast viewer of a stream, and the group's RTCP
 import socket
 
 import pytest
-from twisted.internet.task import Clock
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rotordream.config import ConfigError, from_dict
 from rotordream.rtp.packet import parse_rtcp
@@ -13,6 +14,7 @@ from rotordream.rtsp.transport import (MULTICAST, TCP, UDP, Chosen, Group, Unsup
                                        multicast_groups, negotiate, reply)
 from rotordream.testing import FakeUDPPort
 from tests.rtsp.test_session_rules import Rig, au
+from tests.support.fuzz import fuzz_settings
 
 GROUP = Group("239.255.42.1", 40000, 3)
 MCAST = "RTP/AVP;multicast"
@@ -224,3 +226,77 @@ def test_session_of_another_connection_from_the_same_address(tmp_path):
     # Like UDP: another connection from the same address and user may PLAY it.
     assert r.connect("127.0.0.5").ask("PLAY", Session=sid)[0] == 200
     assert r.connect("127.0.0.6").ask("PLAY", Session=sid)[0] == 454
+
+
+# -- any order of requests, closes and expiry ------------------------------------------------
+
+STEPS = st.lists(st.tuples(
+    st.sampled_from(["setup", "setup-udp", "play", "pause", "teardown", "close", "expire",
+                     "publish", "onvif-start", "onvif-stop"]),
+    st.integers(0, 2)), min_size=1, max_size=14)
+
+
+@pytest.fixture(scope="module")
+def shared_rig(tmp_path_factory):
+    """One server for every example (its auth set-up hashes a password)."""
+    r = rig(tmp_path_factory.mktemp("mcfuzz"))
+    yield r
+    r.server.stop()
+
+
+@fuzz_settings(150)
+@given(steps=STEPS)
+def test_the_group_is_held_exactly_while_someone_plays_it(shared_rig, steps):
+    from twisted.python.failure import Failure
+    from twisted.internet.error import ConnectionDone
+    r = shared_rig
+    server, groups = r.server, r.server.multicast
+    fanout = server.core.fanouts["stream1"]
+    (port,) = r.reactor.ports
+    clients = {}
+    onvif = False
+    seq = 100
+    for step, n in steps:
+        c = clients.get(n)
+        if c is None or c.proto.connected == 0:
+            c = clients[n] = r.connect("127.0.0.%d" % (n + 2))
+            c.sids = []
+        if step in ("setup", "setup-udp"):
+            code, _, sid = c.setup(transport=MCAST if step == "setup" else
+                                   "RTP/AVP;unicast;client_port=6000-6001")
+            if code == 200:
+                c.sids.append(sid)
+        elif step in ("play", "pause", "teardown") and c.sids:
+            c.ask(step.upper(), Session=c.sids[-1])
+        elif step == "close":
+            c.proto.connectionLost(Failure(ConnectionDone()))
+        elif step == "expire":
+            r.clock.advance(61)
+        elif step == "publish":
+            seq += 1
+            before = len(sent_to(port, ("239.255.42.1", 40000)))
+            r.pipeline.hubs["stream1"].publish(au(seq, seq % 5 == 0))
+            r.clock.advance(0)
+            sent = len(sent_to(port, ("239.255.42.1", 40000))) - before
+            # Sent to the group while anyone holds it, never otherwise (and never twice:
+            # the one target is in the fan-out at most once, checked below).
+            assert (sent > 0) == groups.sending("stream1")
+        elif step == "onvif-start":
+            groups.hold("stream1", multicast.ONVIF)
+            onvif = True
+        elif step == "onvif-stop":
+            groups.release("stream1", multicast.ONVIF)
+            onvif = False
+        r.clock.advance(0)
+        playing = {s.id for s in server.sessions_by_id.values()
+                   if s.transport_name == "multicast" and s.state == "PLAYING"}
+        assert groups.holders["stream1"] == playing | ({multicast.ONVIF} if onvif else set())
+        target = groups.targets["stream1"]
+        joined = target in fanout.targets or target in fanout.catching_up
+        assert joined == bool(groups.holders["stream1"])
+        assert [t for t in fanout.targets if t.transport_name == "multicast"] in ([], [target])
+    # Leave nothing for the next example.
+    for c in clients.values():
+        c.proto.connectionLost(Failure(ConnectionDone()))
+    groups.release("stream1", multicast.ONVIF)
+    assert groups.holders["stream1"] == set() and target not in fanout.targets
