@@ -21,6 +21,7 @@ and RotorDream's cost over gst-rtsp-server's; ``--runs K`` repeats and gives ran
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -194,6 +195,7 @@ def step(server, transport, n, ramp, args):
         "kbps_each": sum(r["win_octets"] for r in live) * 8 / 1000 / secs / max(1, len(live)),
         "bytes_per_packet": sum(r["win_octets"] for r in live) / max(1, packets),
         "lost": lost, "lost_pct": 100.0 * lost / max(1, packets + lost),
+        "lost_since_join": sum(r["lost"] for r in rows),
         "silent": n - len(live), "errors": len(rows) - len(ok) + (n - len(rows)),
         "error_sample": next((r["error"] for r in rows if r["error"]), None),
         "first_p50": pct(firsts, .5), "first_p99": pct(firsts, .99),
@@ -209,12 +211,14 @@ def step(server, transport, n, ramp, args):
 def show(row):
     """Print one measured row."""
     print("%-10s %-3s N=%-4d ramp %2.0f ms  CPU %5.1f%%  %7.0f pkt/s (%3.0f/reader, %4.0f kbit/s, "
-          "%4.0f B/pkt)  lost %d (%.3f%%)  silent %d  first pkt p50/p99 %.0f/%.0f ms "
-          "(%d/%d at a keyframe)  keyframe p50/p99 %.0f/%.0f ms  latency p50/p99 %.1f/%.1f ms  "
+          "%4.0f B/pkt)  lost %d (%.3f%%; %d since joining)  silent %d  "
+          "first pkt p50/p99 %.0f/%.0f ms (%d/%d at a keyframe)  keyframe p50/p99 %.0f/%.0f ms  "
+          "latency p50/p99 %.1f/%.1f ms  "
           "RSS %.0f MB  readers %d procs max %.0f%% CPU  host %.0f%%  UDP rcvbuf drops (host) %d"
           % (LABEL[row["server"]], row["transport"], row["n"], row["ramp_ms"], row["cpu"],
              row["pps"], row["pps_each"], row["kbps_each"], row["bytes_per_packet"], row["lost"],
-             row["lost_pct"], row["silent"], row["first_p50"], row["first_p99"],
+             row["lost_pct"], row["lost_since_join"], row["silent"], row["first_p50"],
+             row["first_p99"],
              row["first_at_key"], row["got_first"], row["key_p50"], row["key_p99"],
              row["lat_p50"], row["lat_p99"], row["rss"], row["procs"], row["reader_cpu"],
              row["host_busy"], row["udp_drops"]), flush=True)
@@ -361,12 +365,15 @@ def report(runs, args):
         rs = [r for rows in runs for r in rows
               if (r["server"], r["transport"], r["ramp_ms"], r["n"]) == k]
         print("%-10s %-3s ramp %2.0f ms N=%-4d CPU %s %%  pkt/s %s (%s/reader, %s kbit/s)  "
-              "lost %s  silent %s  first pkt p50 %s ms p99 %s ms  RSS %s MB"
+              "lost %s (%s since joining)  silent %s  first pkt p50 %s ms p99 %s ms  "
+              "keyframe p50 %s ms  RSS %s MB"
               % (LABEL[k[0]], k[1], k[2], k[3], span([r["cpu"] for r in rs], "%.1f"),
                  span([r["pps"] for r in rs], "%.0f"), span([r["pps_each"] for r in rs], "%.0f"),
                  span([r["kbps_each"] for r in rs], "%.0f"), span([r["lost"] for r in rs], "%d"),
+                 span([r["lost_since_join"] for r in rs], "%d"),
                  span([r["silent"] for r in rs], "%d"), span([r["first_p50"] for r in rs], "%.0f"),
-                 span([r["first_p99"] for r in rs], "%.0f"), span([r["rss"] for r in rs], "%.0f")))
+                 span([r["first_p99"] for r in rs], "%.0f"),
+                 span([r["key_p50"] for r in rs], "%.0f"), span([r["rss"] for r in rs], "%.0f")))
     busy = [r for rows in runs for r in rows if r["reader_cpu"] >= READER_BUSY]
     if busy:
         print("\nreader processes were near 100 %% CPU in %d row(s): those rows measure the "
@@ -409,6 +416,9 @@ def main():
                         help="readers' UDP receive buffer (0: the kernel's default), so that "
                              "loss is the server's, not a full reader socket")
     args = parser.parse_args()
+    # Hundreds of readers, and the servers started from here, need more than 1,024 descriptors.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.clients:
         args.udp = args.tcp = args.clients
     if args.no_gst:
