@@ -15,7 +15,12 @@ reader processes' CPU. Then the marginal cost per 1,000 packets/s delivered,
 and RotorDream's cost over gst-rtsp-server's; ``--runs K`` repeats and gives ranges.
 ``--together`` adds RotorDream series with every reader joining at once (first packet).
 
-    .venv/bin/python bench/rtsp_fanout.py --runs 1 --seconds 4 --udp 1 20 --tcp 1 20
+    .venv/bin/python bench/rtsp_fanout.py --runs 1 --seconds 4 --udp 1 20 --tcp 1 20  # check
+    .venv/bin/python bench/rtsp_fanout.py --runs 3 --together  # all of it, ~27 min, quiet machine
+
+Every row says when the machine was saturated (then nothing in it is comparable), when a
+reader process was near 100 % CPU, and when a server exited (gst-rtsp-server is restarted;
+the step is left out of the costs).
 """
 
 import argparse
