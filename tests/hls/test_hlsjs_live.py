@@ -1,6 +1,6 @@
 """hls.js in headless Chromium plays the Low-Latency playlist from a page on another origin;
-end-to-end latency (wall clock now minus the PROGRAM-DATE-TIME of what is on screen)
-stays under 2 s with 200 ms parts.
+end-to-end latency (wall clock now minus the PROGRAM-DATE-TIME of what is on screen, i.e.
+since capture) stays under 2 s with 200 ms parts.
 
 hls.js comes from npm at test time (``npm install hls.js@HLSJS_VERSION`` into
 ``~/.cache/rotordream-tests``, once) and is served with the page by a local HTTP server.
@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import make_daemon, require_tool
 
 HLSJS_VERSION = "1.7.4"
+SETTLE = 8          # samples (of 250 ms) before hls.js has sought to its start position
 CACHE = os.path.join(os.path.expanduser("~"), ".cache", "rotordream-tests",
                      "hls.js-" + HLSJS_VERSION)
 PAGE = """<!doctype html><meta charset="utf-8"><title>hls.js</title>
@@ -31,6 +32,11 @@ PLAY = """new Promise((resolve, reject) => {
   const hls = new Hls({lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5,
                        liveSyncOnStallIncrease: 0});
   hls.on(Hls.Events.ERROR, (e, d) => { if (d.fatal) reject(new Error(d.type + " " + d.details)); });
+  const loads = {};   // how often each part was loaded: once, unless hls.js loops on a segment
+  hls.on(Hls.Events.FRAG_LOADED, (e, d) => {
+    const key = d.frag.sn + "." + (d.part ? d.part.index : "-");
+    loads[key] = (loads[key] || 0) + 1;
+  });
   hls.loadSource(%(url)r);
   hls.attachMedia(video);
   video.play().catch(() => {});
@@ -42,6 +48,7 @@ PLAY = """new Promise((resolve, reject) => {
     if (samples.length >= 60) {
       clearInterval(timer);
       resolve({samples, width: video.videoWidth, height: video.videoHeight,
+               reloads: Object.values(loads).reduce((n, c) => n + c - 1, 0),
                frames: video.getVideoPlaybackQuality().totalVideoFrames,
                parts: hls.latestLevelDetails ? hls.latestLevelDetails.partList.length : 0});
     } else if (Date.now() - started > 50000) {
@@ -96,10 +103,9 @@ def test_hlsjs_plays_low_latency_under_2_s(tmp_path_factory, page_server):
         camera.stop()
     assert (result["width"], result["height"]) == (640, 360)
     assert result["frames"] > 100 and result["parts"] > 0, result
-    settled = result["samples"][-20:]   # the last 5 s, once hls.js has found the live edge
-    print("hls.js latency: median %.2f s, max %.2f s" % (statistics.median(settled),
-                                                          max(settled)))
-    # The issue's target is under 2 s; hls.js has settled at 0.7-1.0 s in some runs on this
-    # 2-core machine and at 2.25 s in others, so this checks what holds: 2.5 s.
-    assert statistics.median(settled) < 2.5, result["samples"]
-    assert max(settled) < 3.0, result["samples"]
+    # The first 2 s are hls.js finding its start: it plays the first part it has, then seeks
+    # to PART-HOLD-BACK from the live edge. From then on every sample counts.
+    settled = result["samples"][SETTLE:]
+    print("hls.js latency: median %.2f s, max %.2f s, %d parts loaded more than once"
+          % (statistics.median(settled), max(settled), result["reloads"]))
+    assert max(settled) < 2.0, result
