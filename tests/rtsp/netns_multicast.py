@@ -255,8 +255,10 @@ def main(result_path, workdir, mode):
                            "stream2-resolution": "320x180", "stream2-fps": 5})
     config = os.path.join(workdir, "rotordream.toml")
     with open(config, "w") as f:
+        # Sessions time out after 4 s: the 10 s of playing only last through the clients'
+        # RTSP keep-alives (their RTCP goes to the group, never to the server).
         f.write('[rtsp]\nmulticast_group = "%s"\nmulticast_port = %d\nmulticast_ttl = 1\n'
-                'multicast_interface = "%s"\n' % (GROUP, PORT, IFACE))
+                'multicast_interface = "%s"\nsession_timeout = 4\n' % (GROUP, PORT, IFACE))
     daemon = MulticastDaemon(state_dir, HTTP_PORT, RTSP_PORT)
     daemon.config = config
     try:
@@ -270,6 +272,7 @@ def main(result_path, workdir, mode):
     finally:
         result["exit_status"] = daemon.stop(signal.SIGTERM)
         listener.stopped = True
+        result["expired"] = daemon.log().count("event=rtsp_session_expired")
         result["daemon_log"] = daemon.log()[-4000:]
         with open(result_path, "w") as f:
             json.dump(result, f, indent=1)

@@ -54,6 +54,13 @@ def test_ffmpeg_and_gstreamer_at_once_get_every_packet_sent_once(run):
     assert w["tx_v0"]["tx_dropped"] == 0
 
 
+def test_rtsp_keep_alives_keep_multicast_sessions(run):
+    # 10 s of playing with a 4 s session timeout: no RTCP reaches the server, yet no
+    # session expired (both clients' GET_PARAMETER/OPTIONS are their signs of life).
+    assert run["ffmpeg"]["frames"] == run["gstreamer"]["frames"] == 150
+    assert run["expired"] == 0
+
+
 def test_the_group_goes_quiet_with_a_bye_after_the_last_viewer(run):
     assert run["rtcp_sr"] >= 2            # an SR at the start and every 5 s
     assert run["after"] == {"heard": 0, "sessions": 0, "bye": True}
