@@ -202,9 +202,12 @@ class RTSPCore:
         if stream == RECORDING:
             return self._describe_recording(conn, rid, base)
 
+        # "?multicast" asks for the stream's group in the SDP (when multicast is on).
+        group = self.multicast_groups.get(stream) if "multicast" in query else None
+
         def answer(au):
             body = sdp.describe(random.getrandbits(31), conn.server_host, stream, au.sps,
-                                au.pps, au.width, au.height, au.fps)
+                                au.pps, au.width, au.height, au.fps, multicast=group)
             return Answer([("Content-Type", "application/sdp"), ("Content-Base", base)], body)
 
         hub = self.fanouts[stream].hub

@@ -300,3 +300,20 @@ def test_the_group_is_held_exactly_while_someone_plays_it(shared_rig, steps):
         c.proto.connectionLost(Failure(ConnectionDone()))
     groups.release("stream1", multicast.ONVIF)
     assert groups.holders["stream1"] == set() and target not in fanout.targets
+
+
+def test_describe_with_multicast_names_the_group_in_the_sdp(tmp_path):
+    r = rig(tmp_path)
+    c = r.connect()
+    code, _, body = c.ask("DESCRIBE", "rtsp://h/stream2?multicast")
+    assert code == 200
+    lines = body.decode().split("\r\n")
+    assert "c=IN IP4 239.255.42.2/3" in lines and "m=video 40002 RTP/AVP 96" in lines
+    code, _, body = c.ask("DESCRIBE", "rtsp://h/stream2")
+    assert "c=IN IP4 0.0.0.0" in body.decode() and "m=video 0 RTP/AVP 96" in body.decode()
+
+
+def test_describe_with_multicast_when_off_is_plain(tmp_path):
+    r = rig(tmp_path, {})
+    code, _, body = r.connect().ask("DESCRIBE", "rtsp://h/stream1?multicast")
+    assert code == 200 and "c=IN IP4 0.0.0.0" in body.decode()
