@@ -186,7 +186,7 @@ class IWebRTC(Interface):
 
     def switch_counters():
         """Dict (from, to, reason) -> stream switches so far (reason: manual, estimate,
-        probe)."""
+        probe, picture_loss)."""
 
 
 class IStreamServer(Interface):

@@ -209,6 +209,11 @@ class WebRTCService(service.Service):
     def _switch_to(self, session, stream, reason):
         if stream == session.stream:
             return
+        self._record_switch(session, stream, reason)
+        # Down for congestion: stream1's frames would only hold up stream2's keyframe.
+        session.track.switch(self.hubs[stream], cut=reason == "estimate")
+
+    def _record_switch(self, session, stream, reason):
         log.info("WebRTC session {session}: {old} -> {stream} ({reason})",
                  event="webrtc_switch", session=session.id, client=session.client,
                  user=session.user, old=session.stream, stream=stream, reason=reason,
@@ -218,8 +223,6 @@ class WebRTCService(service.Service):
                                  "reason": reason, "estimate": session.estimate})
         del session.switches[:-HISTORY]
         session.stream = stream
-        # Down for congestion: stream1's frames would only hold up stream2's keyframe.
-        session.track.switch(self.hubs[stream], cut=reason == "estimate")
 
     def _tick(self):
         """Feed each sender its stream's bitrate; move auto viewers as their estimate says."""
@@ -241,15 +244,37 @@ class WebRTCService(service.Service):
                 control.pad(session.auto.probe_rate, media, TICK)
 
     def switch_counters(self):
-        """Dict (from, to, reason) -> how many switches (reason: manual, estimate, probe)."""
+        """Dict (from, to, reason) -> how many switches (reason: manual, estimate, probe,
+        picture_loss)."""
         return dict(self.switch_counts)
 
     def _picture_lost(self, session):
         # The viewer's decoder lost its reference: what is queued cannot be decoded, the
-        # next keyframe can. A forced IDR would cost every viewer of the shared encoder.
-        session.track.resync()
-        if self.keyframes.allow(self.clock.seconds()):
-            session.track.hub.request_keyframe()
+        # next keyframe can (an auto viewer's may be the other stream's, see switching).
+        # A forced IDR would cost every viewer of the shared encoder: limited for all.
+        other = None
+        now = self.clock.seconds()
+        if session.auto is not None and session.control is not None:
+            control = session.control
+            other = session.auto.other_after_picture_loss(
+                now, session.estimate, {n: h.bitrate for n, h in self.hubs.items()},
+                control.rtt, control.fraction_lost)
+        if other is None:
+            session.track.resync()
+            wanted = session.track.hub
+        else:
+            session.track.resync(self.hubs[other],
+                                 lambda name: self._restarted(session, name))
+            # Down: stream2's IDR is the cheap one to force; up: stay on the current's.
+            wanted = self.hubs[other] if other == "stream2" else session.track.hub
+        if self.keyframes.allow(now):
+            wanted.request_keyframe()
+
+    def _restarted(self, session, stream):
+        """An auto viewer restarted at ``stream``'s keyframe after a picture loss."""
+        if session.auto is not None:
+            session.auto.restarted(stream, self.clock.seconds())
+        self._record_switch(session, stream, "picture_loss")
 
     def visible(self, caller):
         """The sessions ``caller`` may see: every one for operators, else its own."""

@@ -26,6 +26,13 @@ padding went out: padding only adds traffic) fails it, cheaply: the next probe w
 that passes switches the viewer up; going down again within ``probe_window``
 seconds counts as a failure too, and staying up that long resets the backoff.
 The caller switches at keyframes only.
+
+Picture loss: a viewer that reported a lost picture (PLI/FIR) waits for a
+keyframe anyway, so it may restart at the other stream's keyframe if that comes
+first, when :meth:`AutoSwitch.other_after_picture_loss` allows it: stream2 when
+the switch down is due anyway (stream1 does not fit an overrun link, or the loss
+is severe), stream1 when the estimate carries it with ``margin`` on a link that
+is not overrun. :meth:`AutoSwitch.restarted` then records the move as a switch.
 """
 
 from collections import deque
@@ -132,6 +139,31 @@ class AutoSwitch:
         else:
             self._calm_since = None
         return self.current
+
+    def other_after_picture_loss(self, now, estimate, rates, rtt=None, loss=None):
+        """The other stream if a viewer that lost its picture may restart at that stream's
+        keyframe (whichever comes first), else None (see the module docstring)."""
+        if estimate is None or now - self.started < self.grace:
+            return None
+        high = rates.get(HIGH) or 0
+        if self.current == HIGH:
+            if self._short_since is not None or (loss is not None and loss > self.severe_loss) \
+                    or (estimate < self.margin * high and self.overrun(rtt, loss)):
+                return LOW
+            return None
+        if high and estimate >= self.margin * high and not self.overrun(rtt, loss):
+            return HIGH
+        return None
+
+    def restarted(self, stream, now):
+        """The viewer restarted at ``stream``'s keyframe after a picture loss: a switch
+        as if decided here (down: the next probe waits; up: as a passed probe)."""
+        if stream == self.current:
+            return
+        if stream == LOW:
+            self._down(now)
+        else:
+            self._up(now)
 
     def _ramp(self, elapsed, low, high):
         # Geometric: a link only a little wider than stream2 is overrun gently.

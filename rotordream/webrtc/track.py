@@ -86,12 +86,33 @@ class HubTrack(MediaStreamTrack):
             self._take(au)
         nxt = self._next = hub.subscribe(deliver, replay=False)
 
-    def resync(self):
+    def resync(self, alternative=None, on_switch=None):
         """Drop what is queued and go on from the next keyframe (the viewer lost its
-        picture: the frames in between cannot be decoded anyway)."""
+        picture: the frames in between cannot be decoded anyway).
+
+        ``alternative``: another hub whose keyframe may be taken instead, whichever
+        comes first; ``on_switch(name)`` is called if it was (the viewer is on it now).
+        Not while a switch is pending (that one's keyframe may be taken already).
+        """
         self.resyncs += 1
         self._drain()
         self._waiting_keyframe = True
+        if alternative is None or alternative is self.hub or self._next is not None \
+                or self._sub is None:
+            return
+
+        def deliver(au):
+            if not self._waiting_keyframe:     # this stream's keyframe came first
+                nxt.cancel()
+                self._next = None
+            elif au.keyframe:                  # the other's came first: move over
+                self._sub.cancel()
+                self._sub, self._next, self.hub = nxt, None, alternative
+                nxt.callback = self._take
+                self._take(au)
+                if on_switch is not None:
+                    on_switch(alternative.name)
+        nxt = self._next = alternative.subscribe(deliver, replay=False)
 
     def _behind(self, au):
         if self._queue.qsize() >= self.max_queue:

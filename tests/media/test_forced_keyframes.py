@@ -77,7 +77,8 @@ def test_a_pli_storm_from_many_viewers_forces_at_most_the_limit_per_second():
     state, pipeline = make_pipeline(**{"stream1-gop": 300, "stream2-gop": 300})
     hub = pipeline.hubs["stream1"]
     service = WebRTCService(pipeline.hubs, reactor, WebRTC(max_keyframe_requests_per_s=2))
-    viewers = [types.SimpleNamespace(track=types.SimpleNamespace(hub=hub, resync=lambda: None))
+    viewers = [types.SimpleNamespace(track=types.SimpleNamespace(hub=hub, resync=lambda: None),
+                                     auto=None, control=None)
                for _ in range(20)]
 
     def storm():

@@ -397,7 +397,8 @@ def test_plis_of_all_viewers_share_the_forced_keyframe_limit_and_reload_changes_
         hub.publish(au(0, True))
         forced = []
         service = WebRTCService({"stream1": hub}, clock, WebRTC())
-        viewers = [types.SimpleNamespace(track=HubTrack(hub)) for _ in range(3)]
+        viewers = [types.SimpleNamespace(track=HubTrack(hub), auto=None, control=None)
+                   for _ in range(3)]
         for t in (0.0, 0.2, 0.5, 1.1):    # every viewer reports a picture loss each time
             clock.advance(t - clock.seconds())
             for viewer in viewers:
@@ -482,3 +483,103 @@ def test_a_nack_while_padding_stops_the_padding_and_is_reported_once():
         return control._padding.cancelled()
     assert (yield run(go()))
     assert control.hurt() is True and control.hurt() is False
+
+
+# -- picture loss: the other stream's keyframe, whichever comes first ----------------------
+
+def test_after_a_picture_loss_the_other_stream_is_allowed_only_when_a_switch_is_due():
+    switch = AutoSwitch(0.0, grace=2)
+    # In the grace period, or without an estimate: the current stream only.
+    assert switch.other_after_picture_loss(1.0, 500_000, RATES, 0.3, 0.3) is None
+    assert switch.other_after_picture_loss(3.0, None, RATES, 0.3, 0.3) is None
+    switch.update(3.0, 3_000_000, RATES, 0.01, 0.0)            # learns the best RTT
+    # stream1 on a clean link: a lost picture is no reason to go down.
+    assert switch.other_after_picture_loss(3.0, 3_000_000, RATES, 0.01, 0.0) is None
+    # A squeeze: stream1 does not fit and the round trip grew (or the loss is severe).
+    assert switch.other_after_picture_loss(3.0, 500_000, RATES, 0.2, 0.0) == "stream2"
+    assert switch.other_after_picture_loss(3.0, 3_000_000, RATES, 0.01, 0.3) == "stream2"
+    # A low estimate alone (still ramping, nothing lost) is not enough either.
+    assert switch.other_after_picture_loss(3.0, 500_000, RATES, 0.01, 0.0) is None
+    switch.restarted("stream2", 4.0)
+    assert switch.current == "stream2" and switch._next_probe == 4.0 + switch.first_backoff
+    # On stream2: stream1 when the estimate carries it with margin on a calm link.
+    assert switch.other_after_picture_loss(5.0, 500_000, RATES, 0.01, 0.0) is None
+    assert switch.other_after_picture_loss(5.0, 2_500_000, RATES, 0.2, 0.0) is None
+    assert switch.other_after_picture_loss(5.0, 2_500_000, RATES, 0.01, 0.0) == "stream1"
+    switch.restarted("stream1", 6.0)
+    assert switch.current == "stream1" and switch._up_at == 6.0
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_resync_takes_whichever_keyframe_comes_first():
+    async def go():
+        one, two = StreamHub("stream1"), StreamHub("stream2")
+        one.publish(au_of("stream1", 0, True))
+        two.publish(au_of("stream2", 0, True))
+        moved = []
+        # The other stream's keyframe first: the viewer moves over and stays there.
+        track = HubTrack(one)
+        await track.recv()
+        track.resync(two, moved.append)
+        one.publish(au_of("stream1", 1, False))
+        two.publish(au_of("stream2", 1, False))
+        two.publish(au_of("stream2", 2, True))
+        one.publish(au_of("stream1", 3, True))
+        two.publish(au_of("stream2", 3, False))
+        got = [(await track.recv()).pts // 3000 for _ in range(2)]
+        first = (moved, got, track.hub.name, one.subscribers, two.subscribers)
+        track.stop()
+        # Its own keyframe first: the other stream's subscription goes away.
+        moved = []
+        track = HubTrack(one)
+        await track.recv()
+        track.resync(two, moved.append)
+        one.publish(au_of("stream1", 4, True))
+        two.publish(au_of("stream2", 5, True))
+        one.publish(au_of("stream1", 6, False))
+        got = [(await track.recv()).pts // 3000 for _ in range(2)]
+        second = (moved, got, track.hub.name, one.subscribers, two.subscribers)
+        track.stop()
+        return first, second
+    first, second = yield run(go())
+    assert first == (["stream2"], [2, 3], "stream2", 0, 1)
+    assert second == ([], [4, 6], "stream1", 1, 0)
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_auto_viewer_losing_its_picture_in_a_squeeze_restarts_on_stream2():
+    async def go():
+        clock = task.Clock()
+        hubs = {"stream1": StreamHub("stream1"), "stream2": StreamHub("stream2")}
+        service = WebRTCService(hubs, clock, WebRTC(), wall=lambda: 1_800_000_000.0)
+        for name in hubs:
+            hubs[name].publish(au_of(name, 0, True))
+            hubs[name].__dict__["bitrate"] = RATES[name]
+        caller = types.SimpleNamespace(principal=types.SimpleNamespace(name="anonymous"),
+                                       authenticated=False, client="127.0.0.1")
+        pc = types.SimpleNamespace(connectionState="connected")
+        session = Session("s1", pc, HubTrack(hubs["stream1"]), "stream1", caller, "k", 0,
+                          auto=AutoSwitch(clock.seconds(), grace=0))
+        session.auto.best_rtt = 0.01
+        session.estimate = 400_000
+        session.control = types.SimpleNamespace(rtt=0.2, fraction_lost=0.0)
+        clock.advance(1)
+        service._picture_lost(session)
+        # The forced IDR is asked of stream2 (the cheap one), and it comes first.
+        forced = [name for name, hub in hubs.items() if hub.take_keyframe_request()]
+        hubs["stream1"].publish(au_of("stream1", 1, False))
+        hubs["stream2"].publish(au_of("stream2", 1, True))
+        got = (await session.track.recv()).pts // 3000
+        session.track.stop()
+        return forced, got, session, service
+    hubs_patch = StreamHub.bitrate
+    StreamHub.bitrate = property(lambda self: self.__dict__.get("bitrate", 0))
+    try:
+        forced, got, session, service = yield run(go())
+    finally:
+        StreamHub.bitrate = hubs_patch
+    assert forced == ["stream2"] and got == 1
+    assert session.stream == "stream2" and session.auto.current == "stream2"
+    assert [(s["from"], s["to"], s["reason"]) for s in session.switches] == \
+        [("stream1", "stream2", "picture_loss")]
+    assert service.switch_counters() == {("stream1", "stream2", "picture_loss"): 1}
