@@ -210,8 +210,13 @@ class WebRTCService(service.Service):
         if stream == session.stream:
             return
         self._record_switch(session, stream, reason)
-        # Down for congestion: stream1's frames would only hold up stream2's keyframe.
-        session.track.switch(self.hubs[stream], cut=reason == "estimate")
+        # Down for congestion: stream1's frames would only hold up stream2's keyframe,
+        # and the picture is frozen until that keyframe: ask for one now (stream2's IDR
+        # is small), within the shared limit.
+        cut = reason == "estimate"
+        session.track.switch(self.hubs[stream], cut=cut)
+        if cut and self.keyframes.allow(self.clock.seconds()):
+            self.hubs[stream].request_keyframe()
 
     def _record_switch(self, session, stream, reason):
         log.info("WebRTC session {session}: {old} -> {stream} ({reason})",
@@ -234,6 +239,10 @@ class WebRTCService(service.Service):
                 continue
             media = rates.get(session.stream, 0)
             control.pacer.set_media_rate(media)
+            latest = self.hubs[session.stream].latest
+            if latest is not None and latest.fps:
+                # A retransmission is useful for a couple of this stream's frames.
+                control.retransmitter.interval = 1.0 / latest.fps
             if session.auto is None or session.pc.connectionState != "connected":
                 continue
             wanted = session.auto.update(now, session.estimate, rates, control.rtt,

@@ -356,18 +356,23 @@ def test_the_service_moves_an_auto_viewer_and_records_the_switch():
             hub.__dict__["bitrate"] = rates[name]
         session.estimate = 500_000
         session.control = types.SimpleNamespace(
-            rtt=0.01, loss=lambda: 0.3, hurt=lambda: False, pacer=Pacer(), pad=lambda *a: None)
+            rtt=0.01, loss=lambda: 0.3, hurt=lambda: False, pacer=Pacer(), pad=lambda *a: None,
+            retransmitter=Retransmitter())
         for _ in range(4):
             clock.advance(0.5)
             service._tick()
-        return session, service
+        forced = [name for name, hub in hubs.items() if hub.take_keyframe_request()]
+        return session, service, forced
     hubs_patch = StreamHub.bitrate
     StreamHub.bitrate = property(lambda self: self.__dict__.get("bitrate", 0))
     try:
-        session, service = yield run(go())
+        session, service, forced = yield run(go())
     finally:
         StreamHub.bitrate = hubs_patch
     assert session.stream == "stream2"
+    # Cut from stream1 for congestion: stream2's IDR is asked for at once.
+    assert forced == ["stream2"]
+    assert session.control.retransmitter.interval == 1 / 30   # the sent stream's frames
     [switch] = session.switches
     assert (switch["from"], switch["to"], switch["reason"], switch["estimate"]) == \
         ("stream1", "stream2", "estimate", 500_000)
