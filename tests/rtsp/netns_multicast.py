@@ -214,6 +214,41 @@ def rtsp_checks(daemon, listener, result):
     result["after"] = {"heard": listener.count(quiet), "sessions": len(status_sessions(daemon)),
                        "bye": any(203 in types for _, types in listener.rtcp)}
     result["rtcp_sr"] = sum(1 for _, types in listener.rtcp if 200 in types)
+    result["many"] = many_viewers(daemon, listener, 50)
+
+
+def many_viewers(daemon, listener, n):
+    """``n`` packet-level sessions (SETUP multicast, PLAY, from n source addresses): what
+    the daemon sent and the group carried over 3 s."""
+    from tests.support.rawrtsp import RawRtsp
+    clients = []
+    try:
+        for i in range(n):
+            c = RawRtsp(RTSP_PORT, "127.0.0.%d" % (10 + i))
+            clients.append(c)
+            status, sid, _, reason = c.setup("stream1/trackID=0", "RTP/AVP;multicast")
+            if status != 200:
+                return {"refused": "%d %s" % (status, reason)}
+            c.sid = sid
+            c.ask("PLAY", "stream1", Session=sid)
+        def keep_alive():   # sessions time out after 4 s here
+            for c in clients:
+                c.ask("GET_PARAMETER", "stream1", Session=c.sid)
+        time.sleep(1.0)
+        keep_alive()
+        t0, m0, u0, v0 = time.monotonic(), metric(daemon), metric(daemon, "udp"), link_counts()
+        time.sleep(1.5)
+        keep_alive()
+        time.sleep(1.5)
+        t1, m1, u1, v1 = time.monotonic(), metric(daemon), metric(daemon, "udp"), link_counts()
+        heard = listener.heard(t0, t1)
+        return {"viewers": len(wait_sessions(daemon, n, 0)), "server_sent": m1 - m0,
+                "server_sent_unicast": (u1 or 0) - (u0 or 0), "heard": len(heard),
+                "heard_bytes": sum(p[3] for p in heard),
+                "tx_bytes": v1["tx_bytes"] - v0["tx_bytes"]}
+    finally:
+        for c in clients:
+            c.close()
 
 
 def onvif_checks(daemon, listener, result):
@@ -258,7 +293,9 @@ def main(result_path, workdir, mode):
         # Sessions time out after 4 s: the 10 s of playing only last through the clients'
         # RTSP keep-alives (their RTCP goes to the group, never to the server).
         f.write('[rtsp]\nmulticast_group = "%s"\nmulticast_port = %d\nmulticast_ttl = 1\n'
-                'multicast_interface = "%s"\nsession_timeout = 4\n' % (GROUP, PORT, IFACE))
+                'multicast_interface = "%s"\nsession_timeout = 4\nmax_sessions = 60\n'
+                'max_sessions_per_address = 60\nreserved_sessions = 0\n'
+                % (GROUP, PORT, IFACE))
     daemon = MulticastDaemon(state_dir, HTTP_PORT, RTSP_PORT)
     daemon.config = config
     try:

@@ -54,6 +54,14 @@ def test_ffmpeg_and_gstreamer_at_once_get_every_packet_sent_once(run):
     assert w["tx_v0"]["tx_dropped"] == 0
 
 
+def test_fifty_viewers_still_one_send_per_packet(run):
+    many = run["many"]
+    assert many.get("viewers") == 50, many
+    assert many["server_sent"] > 0 and many["heard"] == many["server_sent"], many
+    assert many["server_sent_unicast"] == 0
+    assert many["tx_bytes"] < 1.2 * many["heard_bytes"], many
+
+
 def test_rtsp_keep_alives_keep_multicast_sessions(run):
     # 10 s of playing with a 4 s session timeout: no RTCP reaches the server, yet no
     # session expired (both clients' GET_PARAMETER/OPTIONS are their signs of life).
