@@ -8,8 +8,8 @@ times its peak of the last ``trend`` seconds (a REMB receiver cuts its estimate
 on what it takes for overuse: a busy receiver's jitter too).
 
 Down: the estimate cannot carry stream1 with ``margin`` (below ``margin *
-stream1``) while the link is overrun, or the loss exceeds ``severe_loss``
-whatever the estimate says (it lags), for ``down_hold`` seconds. (A REMB
+stream1``) while the link is overrun for ``down_hold`` seconds, or at once when
+the loss exceeds ``severe_loss`` whatever the estimate says (it lags). (A REMB
 estimate that is merely low, still ramping up with nothing lost, is no reason:
 browsers raise it slowly.) Nothing is decided during ``grace`` seconds after
 the start.
@@ -110,11 +110,12 @@ class AutoSwitch:
             return self.current
         high, low = rates.get(HIGH) or 0, rates.get(LOW) or 0
         if self.current == HIGH:
-            if (estimate < self.margin * high and self.overrun(rtt, loss)) or \
-                    (loss is not None and loss > self.severe_loss):
+            severe = loss is not None and loss > self.severe_loss
+            if severe or (estimate < self.margin * high and self.overrun(rtt, loss)):
                 if self._short_since is None:
                     self._short_since = now
-                if now - self._short_since >= self.down_hold:
+                # Severe loss: the picture is broken already, every moment waited is frozen.
+                if severe or now - self._short_since >= self.down_hold:
                     return self._down(now)
             else:
                 self._short_since = None

@@ -278,9 +278,10 @@ def test_auto_goes_down_on_a_squeeze_and_up_after_a_calm_while_and_a_probe():
         if s.probe_rate:
             probes.append((now, s.probe_rate))
         return link(now, s)
-    assert drive(switch, 80, watched) == [(21.0, "stream2"), (47.5, "stream1")]
-    # Down 1 s into the squeeze; no probe while it lasts; after 5 calm seconds a 2 s probe
-    # pads up towards 1.2 * stream1 with the picture still on stream2, then up.
+    assert drive(switch, 80, watched) == [(20.5, "stream2"), (47.5, "stream1")]
+    # Down at the squeeze's first reading (its loss is severe); no probe while it lasts;
+    # after 5 calm seconds a 2 s probe pads up towards 1.2 * stream1 with the picture
+    # still on stream2, then up.
     assert [t for t, _ in probes] == [46.0, 46.5, 47.0, 47.5]   # as seen on the next step
     rates = [r for _, r in probes]
     assert rates == sorted(rates) and rates[-1] <= 1.2 * RATES["stream1"]
@@ -425,7 +426,11 @@ def test_plis_of_all_viewers_share_the_forced_keyframe_limit_and_reload_changes_
 
 def test_heavy_loss_goes_down_even_while_the_estimate_still_looks_fine():
     switch = AutoSwitch(0.0, grace=0, down_hold=0.25)
-    assert drive(switch, 3, phases((3, 5_000_000, 0.01, 0.3))) == [(1.0, "stream2")]
+    # At the first reading: the picture is broken already, no hold.
+    assert drive(switch, 3, phases((3, 5_000_000, 0.01, 0.3))) == [(0.5, "stream2")]
+    # Loss above the limit but not severe, with the estimate short: held first.
+    switch = AutoSwitch(0.0, grace=0, down_hold=0.25)
+    assert drive(switch, 3, phases((3, 1_000_000, 0.01, 0.1))) == [(1.0, "stream2")]
 
 
 def test_a_probe_fails_on_a_small_estimate_drop():
