@@ -150,10 +150,7 @@ class MulticastGroups:
         loop = self._sr_loops.pop(stream, None)
         if loop is not None and loop.running:
             loop.stop()
-        try:
-            target.send_rtcp(fanout.bye(target))
-        except Exception:
-            pass
+        target.send_rtcp(fanout.bye(target))   # send errors are the target's to swallow
         # The target stays: its counts go on with the fan-out's SSRC (RFC 3550 6.4.1).
         fanout.remove(target)
         log.info("multicast of {stream} stops", event="rtsp_multicast", stream=stream)
