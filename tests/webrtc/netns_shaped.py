@@ -1,12 +1,12 @@
-"""Run inside ``unshare -n``: Chromium watches ``stream=auto`` while ``tc`` squeezes the link.
+"""Run inside ``unshare -n``: Chromium watches ``stream=auto`` while the link is squeezed.
 
 Started by tests/webrtc/test_shaped_link.py as ``unshare -n python THIS RESULT.json WORKDIR``.
-Daemon and browser share a namespace whose only link is ``lo``; an HTB class on
-``lo`` carries the WebRTC media (UDP datagrams of 256 bytes or more; the
-browser's small RTCP feedback, HTTP and DevTools pass unshaped): 3 Mbit/s,
-then 400 kbit/s with a short queue (its overflow is the loss), then 3 Mbit/s
-again. This kernel has no netem and no gact, so a fixed delay and random loss
-cannot be added: the squeeze's delay and loss are the queue's.
+Two namespaces joined by the userspace link emulator (tests/support/linkemu.py):
+the daemon in the camera's (held by a ``sleep``), Chromium and this script in
+the viewer's, where the script started. Everything between them (HTTP, ICE,
+media, feedback) crosses the emulated link, symmetric in both directions:
+3 Mbit/s, then 400 kbit/s with 50 ms of one-way delay (100 ms more round trip)
+and 1 % random loss each way behind a 250 ms queue, then 3 Mbit/s again.
 The page samples ``getStats`` every second; the daemon's session listing shows
 the switches. Results go to RESULT.json.
 """
@@ -21,11 +21,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
 from tests.conftest import Daemon, seed_state  # noqa: E402
+from tests.support import linkemu  # noqa: E402
 from tests.support.chromium import Chromium  # noqa: E402
-from tests.webrtc.netns_turn import only_loopback, sh  # noqa: E402
+from tests.webrtc.netns_turn import only_loopback  # noqa: E402
 
-FAST, SLOW = "3mbit", "400kbit"
-SQUEEZE_QUEUE = 10       # packets: about 0.25 s at 400 kbit/s (tbf latency 250ms)
+FAST = {"rate": 3_000_000, "delay": 0.0, "loss": 0.0, "queue": 3_000_000 // 8 // 4}
+SLOW = {"rate": 400_000, "delay": 0.05, "loss": 0.01, "queue": 400_000 // 8 // 4}
 
 # The camera offers (stream=auto), the page answers with the offer's ICE servers and
 # samples the inbound video every second into window.samples.
@@ -57,27 +58,60 @@ PLAY = """(async () => {
 })()"""
 
 
-def shape(rate, queue, first=False):
-    """UDP on lo through one HTB class of ``rate`` with a ``queue``-packet FIFO."""
-    verb = "add" if first else "change"
-    if first:
-        sh("tc", "qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", "20",
-           "r2q", "100")
-        sh("tc", "class", "add", "dev", "lo", "parent", "1:", "classid", "1:20", "htb", "rate",
-           "10gbit")
-    sh("tc", "class", verb, "dev", "lo", "parent", "1:", "classid", "1:10", "htb", "rate", rate,
-       "ceil", rate, "burst", "15k")
-    sh("tc", "qdisc", "replace", "dev", "lo", "parent", "1:10", "handle", "10:", "pfifo", "limit",
-       str(queue))
-    if first:
-        # Datagrams under 256 bytes (the browser's RTCP feedback, STUN) pass unshaped: on lo
-        # both directions share one queue, and feedback stuck behind the media it reports
-        # on is no real link's upstream.
-        sh("tc", "filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "prio", "1",
-           "u32", "match", "ip", "protocol", "17", "0xff", "match", "u16", "0x0000", "0xff00",
-           "at", "2", "flowid", "1:20")
-        sh("tc", "filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "prio", "2",
-           "u32", "match", "ip", "protocol", "17", "0xff", "flowid", "1:10")
+class CameraDaemon(Daemon):
+    """The daemon in the camera's namespace (``ns``: a process living there), its HTTP
+    on the camera's end of the link."""
+
+    ns = None
+
+    @property
+    def http(self):
+        """Base URL of the HTTP server, across the link."""
+        return "http://%s:%d" % (linkemu.CAMERA_ADDRESS, self.http_port)
+
+    def command(self):
+        """The usual command, entered into the camera's namespace."""
+        local = "tcp:%d:interface=127.0.0.1" % self.http_port
+        there = "tcp:%d:interface=%s" % (self.http_port, linkemu.CAMERA_ADDRESS)
+        return ["nsenter", "-t", str(self.ns), "-n"] + \
+            [there if arg == local else arg for arg in super().command()]
+
+
+class Emulator:
+    """The link emulator's process, driven over its stdin."""
+
+    def __init__(self, camera_ns):
+        self.proc = subprocess.Popen([sys.executable, linkemu.__file__, str(camera_ns)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if self.proc.stdout.readline().strip() != "ready":
+            raise SystemExit("the link emulator did not start")
+
+    def set(self, settings):
+        """Apply ``settings`` to both directions; the counters so far."""
+        self.proc.stdin.write(json.dumps(settings) + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def stop(self):
+        """End the emulator (its devices go with it)."""
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def camera_namespace():
+    """A ``sleep`` holding a new network namespace; it is up once its namespace differs."""
+    holder = subprocess.Popen(["unshare", "-n", "sleep", "900"])
+    deadline = time.monotonic() + 10
+    while os.readlink("/proc/%d/ns/net" % holder.pid) == os.readlink("/proc/self/ns/net"):
+        if time.monotonic() > deadline:
+            raise SystemExit("the camera's namespace did not come up")
+        time.sleep(0.02)
+    return holder
 
 
 def samples_until(page, phase, until, result, deadline):
@@ -94,7 +128,7 @@ def samples_until(page, phase, until, result, deadline):
 
 def main(result_path, workdir):
     only_loopback()
-    result = {"phases": {}}
+    result = {"phases": {}, "link": {}}
     state_dir = os.path.join(workdir, "state")
     os.makedirs(state_dir)
     # stream2 small, cheap and with a keyframe every half second: a viewer moved down
@@ -104,22 +138,28 @@ def main(result_path, workdir):
                            "stream2-gop": 8})
     config = os.path.join(workdir, "rotordream.toml")
     with open(config, "w") as f:
-        f.write('[webrtc]\naddresses = ["127.0.0.1"]\n')
-    daemon = Daemon(state_dir, 18080, 18554, ["--config", config, "--motor", "none"])
+        f.write('[webrtc]\naddresses = ["%s"]\n' % linkemu.CAMERA_ADDRESS)
+    holder = camera_namespace()
+    link = Emulator(holder.pid)
+    daemon = CameraDaemon(state_dir, 18080, 18554, ["--config", config, "--motor", "none"])
+    daemon.ns = holder.pid
     try:
-        shape(FAST, 200, first=True)
+        link.set(FAST)
         daemon.start()
         with Chromium() as browser:
             page = browser.open(daemon.http + "/api/info")
             result["session"] = sid = page.evaluate(PLAY, timeout=60)
             # Phase 1: a good link; the viewer starts on stream1 and stays there.
             samples_until(page, "fast", lambda s: len(s) >= 15, result, 60)
-            shape(SLOW, SQUEEZE_QUEUE)
+            result["link"]["fast"] = link.set({})     # the counters so far
+            link.set(SLOW)
             result["squeezed_at"] = time.monotonic()
             samples_until(page, "squeeze", lambda s: len(s) >= 30, result, 90)
-            shape(FAST, 200)
+            result["link"]["squeeze"] = link.set({})
+            link.set(FAST)
             samples_until(page, "recovered", lambda s: len(s) >= 10 and s[-1]["width"] == 1280
                           and len([x for x in s if x["width"] == 1280]) >= 5, result, 60)
+            result["link"]["recovered"] = link.set({})
             result["sessions"] = _sessions(daemon)
             result["mine"] = [s for s in result["sessions"] if s["id"] == sid]
             result["console"] = page.console
@@ -129,9 +169,10 @@ def main(result_path, workdir):
         result["error"] = traceback.format_exc()
     finally:
         daemon.stop()
+        link.stop()
+        holder.kill()
+        holder.wait()
         result["daemon_log"] = daemon.log()[-8000:]
-        result["tc"] = subprocess.run(["tc", "-s", "class", "show", "dev", "lo"],
-                                      capture_output=True, text=True).stdout
         with open(result_path, "w") as f:
             json.dump(result, f, indent=1)
 

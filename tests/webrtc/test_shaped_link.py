@@ -1,6 +1,8 @@
-"""Chromium on a link tc squeezes and releases: stream=auto goes down, plays on, comes back up.
+"""Chromium on a link squeezed and released: stream=auto goes down, plays on, comes back up.
 
-Runs netns_shaped.py in a network namespace of its own (see there for the link).
+Runs netns_shaped.py in network namespaces of its own, joined by the userspace link
+emulator (see there for the link: 3 Mbit/s, then 400 kbit/s with 50 ms of one-way
+delay and 1 % loss, then 3 Mbit/s). The figures are the issue's targets.
 """
 
 import os
@@ -20,7 +22,7 @@ def rate(samples):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     require_tool("chromium", "chromium")
-    require_tool("tc", "iproute2")
+    require_tool("nsenter", "util-linux")
     return run_in_netns(HELPER, tmp_path_factory.mktemp("shaped"), 400,
                         lambda result: "recovered" in result.get("phases", {}))
 
@@ -44,22 +46,36 @@ def test_down_to_stream2_within_5_s_and_at_least_12_fps_through_the_squeeze(run)
     down = next(i for i, s in enumerate(squeeze) if s["width"] == 320)
     assert down <= 5, [s["width"] for s in squeeze]
     fps = rate(squeeze[down + 1:])
-    # stream2's rate through the squeeze: every second but at most one (a moment when the
-    # 2-core machine running Chromium, the daemon and the suite is busy elsewhere), and on
-    # average.
-    assert sum(f < 12 for f in fps) <= 1 and sum(fps) / len(fps) >= 12, fps
+    print("squeeze fps", rate(squeeze), "down after", down, "s")
+    assert min(fps) >= 12, fps
 
 
 def test_back_up_within_30_s_of_the_recovery(run):
     recovered = run["phases"]["recovered"]
     up = next(i for i, s in enumerate(recovered) if s["width"] == 1280)
+    print("back on stream1", up, "s after the recovery")
     assert up <= 30, [s["width"] for s in recovered]
     [mine] = run["mine"]
     moves = [(s["from"], s["to"], s["reason"]) for s in mine["switches"]]
-    assert ("stream1", "stream2", "estimate") in moves and moves[-1][1] == "stream1", moves
+    print("switches", moves)
+    assert any(m[:2] == ("stream1", "stream2") and m[2] in ("estimate", "picture_loss")
+               for m in moves) and moves[-1][1] == "stream1", moves
 
 
 def test_freezes_stay_under_2_s_over_the_run(run):
     last = run["phases"]["recovered"][-1]
     print("freezes", last["freezes"], "frozen", last["frozen"])
     assert last["frozen"] < 2.0, last
+
+
+def test_the_squeeze_had_the_delay_and_loss_asked_for(run):
+    # The emulator's counters at the end of each phase (both directions together).
+    squeeze = run["link"]["squeeze"]
+    print("link", {d: {k: v for k, v in c.items()} for d, c in squeeze.items()})
+    down, up = squeeze["down"], squeeze["up"]
+    assert (down["rate"], down["delay"], down["loss"]) == (400_000, 0.05, 0.01)
+    assert (up["rate"], up["delay"], up["loss"]) == (400_000, 0.05, 0.01)
+    fast = run["link"]["fast"]["down"]
+    lost = down["lost"] - fast["lost"]
+    sent = down["sent"] - fast["sent"]
+    assert sent > 500 and 0.002 < lost / sent < 0.03, (lost, sent)
