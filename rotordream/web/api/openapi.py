@@ -1,8 +1,8 @@
 """GET /api/openapi.json: the OpenAPI 3.1 document of the REST API.
 
 Built from the resources' own declarations (:mod:`rotordream.web.api.schema`):
-:func:`collect` walks the mounted /api tree, so the document lists exactly what
-this daemon serves.
+:func:`collect` walks the mounted /api tree, and the site's other resources that declare
+routes (/hls), so the document lists exactly what this daemon serves.
 """
 
 import json
@@ -113,7 +113,8 @@ def document(routes):
 
 
 class OpenAPI(ApiResource):
-    """GET /api/openapi.json (public): the document of the /api tree it is mounted in."""
+    """GET /api/openapi.json (public): the document of the /api tree it is mounted in and of
+    the site serving it."""
 
     routes = (
         Route("/api/openapi.json", "get", "This document", PUBLIC, media="application/json"),
@@ -127,5 +128,10 @@ class OpenAPI(ApiResource):
 
     def get(self, request, principal):
         if self._body is None:  # the tree is fixed once the site is built
-            self._body = json.dumps(document(collect(self.root)), indent=1).encode()
+            routes = collect(self.root)
+            # /hls is mounted beside /api, not under it: walk the whole site for it.
+            site = getattr(getattr(request, "site", None), "resource", None)
+            if site is not None:
+                routes += [r for r in collect(site) if r not in routes]
+            self._body = json.dumps(document(routes), indent=1).encode()
         return Raw(self._body, b"application/json")
