@@ -193,6 +193,9 @@ class IStreamServer(Interface):
     """The RTSP server, as /api/status, /api/streams and the stream URLs see it."""
 
     port = Attribute("the RTSP port listened on, or None before start")
+    multicast = Attribute("the streams' multicast groups (rtsp.multicast.MulticastGroups: "
+                          "groups by stream, hold/release) while their socket is bound, "
+                          "else None")
 
     def sessions():
         """List of session dicts: session, stream, state, client, transport, packets, loss,

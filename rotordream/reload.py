@@ -28,6 +28,8 @@ RESTART_KEYS = frozenset([
     ("auth", "initial_admin_password"), ("auth", "secret_file"),
     ("rtsp", "mtu"), ("rtsp", "rtp_port_min"), ("rtsp", "rtp_port_max"),
     ("rtsp", "tunnel_timeout"), ("rtsp", "max_tunnels_per_address"),
+    ("rtsp", "multicast_group"), ("rtsp", "multicast_port"), ("rtsp", "multicast_ttl"),
+    ("rtsp", "multicast_interface"),
     ("motor", "baud"), ("motor", "command_timeout"), ("motor", "retries"),
     ("onvif", "password_digest"), ("onvif", "created_window"), ("onvif", "password_text"),
     ("webrtc", "enabled"), ("hls", "enabled"),

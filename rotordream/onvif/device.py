@@ -87,7 +87,7 @@ def _capabilities(call, category):
                             E("tt:WSPausableSubscriptionManagerInterfaceSupport", False)),
         "Imaging": lambda: E("tt:Imaging", E("tt:XAddr", call.xaddr("imaging"))),
         "Media": lambda: E("tt:Media", E("tt:XAddr", call.xaddr("media")),
-                           E("tt:StreamingCapabilities", E("tt:RTPMulticast", False),
+                           E("tt:StreamingCapabilities", E("tt:RTPMulticast", media.multicast_on(call)),
                              E("tt:RTP_TCP", True), E("tt:RTP_RTSP_TCP", True)),
                            E("tt:Extension", E("tt:ProfileCapabilities",
                                                E("tt:MaximumNumberOfProfiles", 2)))),

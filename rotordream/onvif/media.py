@@ -67,8 +67,9 @@ def multicast_on(call):
 
 
 def _groups(call):
-    """The RTSP server's MulticastGroups, or None."""
-    return getattr(call.ctx.rtsp, "multicast", None)
+    """The RTSP server's MulticastGroups, or None (no RTSP server, or multicast off)."""
+    rtsp = call.ctx.rtsp
+    return rtsp.multicast if rtsp is not None else None
 
 
 def multicast_group(call, stream):

@@ -23,7 +23,16 @@ NS2 = dict(NS, tr2=TR2)
 @pytest.fixture(scope="module")
 def schemas():
     """Media (onvif-zeep's WSDL) and Media2 (the ver20 WSDL) response schemas."""
-    return {"media": zeep_schema(("media",)), "media2": wsdl_schema(MEDIA2_WSDL)}
+    return {"media": zeep_schema(("media",)), "media2": wsdl_schema(MEDIA2_WSDL),
+            "device": zeep_schema(("devicemgmt",))}
+
+
+def device_says_multicast(d, schemas):
+    """RTPMulticast in the device service's GetCapabilities (what Profile S clients read)."""
+    status, doc = ask(d, schemas, "device", "<tds:GetCapabilities><tds:Category>Media"
+                      "</tds:Category></tds:GetCapabilities>")
+    assert status == 200
+    return doc.findtext(".//tt:StreamingCapabilities/tt:RTPMulticast", namespaces=NS)
 
 
 def make(tmp_path, monkeypatch, settings):
@@ -87,6 +96,7 @@ def test_profiles_show_each_streams_group(on, schemas):
                       ("239.255.42.2", "40002", "3", "false")]
     status, doc = ask(d, schemas, "media", "<trt:GetServiceCapabilities/>")
     assert doc.find(".//trt:StreamingCapabilities", namespaces=NS).get("RTPMulticast") == "true"
+    assert device_says_multicast(d, schemas) == "true"
     status, doc = ask(d, schemas, "media2", tr2(
         "<tr2:GetProfiles><tr2:Type>VideoEncoder</tr2:Type></tr2:GetProfiles>"))
     assert status == 200
@@ -156,3 +166,4 @@ def test_faults_when_multicast_is_off(off, schemas):
                                          namespaces=NS)} == {"0.0.0.0"}
     status, doc = ask(d, schemas, "media", "<trt:GetServiceCapabilities/>")
     assert doc.find(".//trt:StreamingCapabilities", namespaces=NS).get("RTPMulticast") == "false"
+    assert device_says_multicast(d, schemas) == "false"
