@@ -337,3 +337,43 @@ def test_a_viewer_is_switched_between_streams_without_renegotiating(daemon):
     assert set(frames[:switched]) == {(1280, 720)}      # one clean switch
     # And back, the same way.
     assert up.json()["data"]["stream"] == "stream1" and frames[-1] == (1280, 720)
+
+
+def test_a_pli_forces_an_idr_of_the_viewers_stream_at_once(daemon):
+    admin = ("admin", daemon.admin_password)
+
+    def stream1():
+        status = requests.get(daemon.http + "/api/status", auth=admin, timeout=10).json()
+        return status["data"]["camera"]["streams"]["stream1"]
+
+    async def go():
+        viewer = Viewer()
+        with requests.Session() as http:
+            sid = await viewer.camera_offers(http, daemon.http, "stream1")
+            await viewer.frames_seen(20)
+            receiver = viewer.pc.getTransceivers()[0].receiver
+            [ssrc] = list(receiver._RTCRtpReceiver__remote_streams)
+            await asyncio.sleep(1.1)   # past any forced IDR another test asked for (1 a second)
+            before = stream1()
+            asked = time.monotonic()
+            await receiver._send_rtcp_pli(ssrc)
+            after = before
+            while after["keyframes"] == before["keyframes"] and time.monotonic() - asked < 2:
+                await asyncio.sleep(0.05)
+                after = stream1()
+            took = time.monotonic() - asked
+            seen = len(viewer.frames)
+            await viewer.frames_seen(seen + 10)   # it plays on from the new keyframe
+            listing = requests.get(daemon.http + "/api/webrtc/sessions", auth=admin,
+                                   timeout=10).json()["data"]["sessions"]
+        await viewer.pc.close()
+        return before, after, took, [s for s in listing if s["id"] == sid][0]
+    before, after, took, session = run(go())
+    assert after["keyframe_requests"] == before["keyframe_requests"] + 1
+    # One forced (a regular one may fall in the same poll now and then: gop 30 at 30 fps).
+    assert after["keyframes"] - before["keyframes"] in (1, 2)
+    # The regular keyframe is up to a second away: this one came with the next picture or
+    # two, plus the status polling.
+    print("PLI to the forced keyframe in the hub", round(took, 3), "s")
+    assert took < 0.3, took
+    assert session["sending"]["picture_losses"] == 1 and session["resyncs"] == 1
