@@ -26,9 +26,9 @@ PAGE = """<!doctype html><meta charset="utf-8"><title>hls.js</title>
 PLAY = """new Promise((resolve, reject) => {
   const video = document.querySelector("video");
   if (!Hls.isSupported()) { reject(new Error("hls.js: MSE unsupported")); return; }
-  // After a stall, play a little faster until back at the target latency; and keep that
-  // target (hls.js otherwise adds 1 s per stall, and stalls on this shared test machine come
-  // from its busy CPU, not from the camera).
+  // As LL players are set up: after a stall (this shared machine's CPU can be busy), play a
+  // little faster until back at the target latency, and keep that target (hls.js otherwise
+  // adds 1 s per stall). With hls.js's defaults it plays as close (docs/lessons.md).
   const hls = new Hls({lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5,
                        liveSyncOnStallIncrease: 0});
   hls.on(Hls.Events.ERROR, (e, d) => { if (d.fatal) reject(new Error(d.type + " " + d.details)); });
