@@ -213,10 +213,13 @@ def test_gstreamer_with_default_buffers_gets_the_first_second_whole(noisy_daemon
     try:
         for _ in range(JOINS):
             proc = gst_probe(noisy_daemon.rtsp("stream1"), buffer_size)
-            clock.next_join()
-            proc.stdin.write("play\n")
-            proc.stdin.flush()
-            out, err = proc.communicate(timeout=60)
+            try:
+                clock.next_join()
+                out, err = proc.communicate("play\n", timeout=60)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
             assert proc.returncode == 0, err
             r = json.loads(out.strip().splitlines()[-1])
             r["rtp"] = [(seq, ts, size, keyframe_start(bytes.fromhex(head)))
