@@ -258,7 +258,9 @@ class StreamFanout(RtpSource):
     """One live stream's RTP: packetized once, sent to every playing target.
 
     With a ``clock`` and a ``catchup_rate`` (bytes/s), targets that ask for it
-    (UDP) get the cached GOP through a :class:`CatchUp`; without, at once.
+    (UDP) get the cached GOP through a :class:`CatchUp`, at that rate or at
+    twice the stream's measured bitrate if that is more (a catch-up slower
+    than the stream would never end); without, at once.
     """
 
     def __init__(self, name, hub, mtu, clock=None, catchup_rate=0):
@@ -298,7 +300,8 @@ class StreamFanout(RtpSource):
         if self._sub is None:
             self._sub = self.hub.subscribe(self._on_unit, replay=True)
         if target.paced and self.clock is not None and self.catchup_rate > 0 and self.gop:
-            catch_up = CatchUp(target, self.gop, self.catchup_rate, self.clock, self._caught_up)
+            rate = max(self.catchup_rate, getattr(self.hub, "bitrate", 0) / 4)  # bit/s * 2 / 8
+            catch_up = CatchUp(target, self.gop, rate, self.clock, self._caught_up)
             self.catching_up[target] = catch_up
             catch_up.pump()
             return

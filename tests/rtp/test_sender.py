@@ -43,7 +43,7 @@ class Recorder(Target):
 
 def rig(rate=100000, units=10):
     clock = Clock()
-    hub = StreamHub("stream1")
+    hub = StreamHub("stream1", monotonic=clock.seconds)  # all at one instant: no bitrate yet
     fanout = StreamFanout("stream1", hub, MTU, clock, rate)
     seed = Recorder(clock, paced=False)  # subscribes the fan-out and fills its GOP
     fanout.add(seed)
@@ -143,6 +143,25 @@ def test_a_target_leaving_while_it_catches_up_stops_and_unsubscribes():
     assert hub.subscribers == 0 and fanout._sub is None
     clock.advance(10)
     assert len(target.sent) == sent
+
+
+def test_the_catch_up_is_never_slower_than_twice_the_streams_bitrate():
+    clock = Clock()
+    hub = StreamHub("stream1", monotonic=clock.seconds)
+    fanout = StreamFanout("stream1", hub, MTU, clock, 1000)  # 1 kB/s: far below the stream
+    seed = Recorder(clock, paced=False)
+    fanout.add(seed)
+    for i in range(60):  # 2 s at 30 fps: a 20 kB keyframe a second and 2 kB P frames
+        hub.publish(au(i, i % 30 == 0))
+        clock.advance(1 / 30)
+    assert 500000 < hub.bitrate < 700000
+    target = Recorder(clock)
+    fanout.add(target)
+    clock.pump([0.01] * 100)
+    assert target.seqs() == seed.seqs()[-len(target.seqs()):] and target in fanout.targets
+    done = target.sent[-1][0] - target.sent[0][0]
+    gop = sum(len(p) for _, _, packets, _ in fanout.gop for p in packets)
+    assert done <= (gop - 32768) / (hub.bitrate / 4) + 0.02
 
 
 def test_tcp_targets_and_a_rate_of_zero_get_the_gop_at_once():
