@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 from tests.conftest import Daemon, seed_state  # noqa: E402
 from tests.support import linkemu  # noqa: E402
 from tests.support.chromium import Chromium  # noqa: E402
-from tests.webrtc.netns_turn import only_loopback  # noqa: E402
+from tests.support.netns import admin_get, only_loopback  # noqa: E402
 
 FAST = {"rate": 3_000_000, "delay": 0.0, "loss": 0.0, "queue": 3_000_000 // 8 // 4}
 SLOW = {"rate": 400_000, "delay": 0.05, "loss": 0.01, "queue": 400_000 // 8 // 4}
@@ -178,10 +178,7 @@ def main(result_path, workdir):
 
 
 def _sessions(daemon):
-    import requests
-    reply = requests.get(daemon.http + "/api/webrtc/sessions",
-                         auth=("admin", daemon.admin_password), timeout=10)
-    return reply.json()["data"]["sessions"]
+    return admin_get(daemon, "/api/webrtc/sessions")["sessions"]
 
 
 if __name__ == "__main__":
