@@ -85,8 +85,9 @@ def send(sock, packets, addr):
     """Send ``packets`` (a list, or :class:`Packets` for shared runs) to ``addr`` on ``sock``.
 
     Runs of equal-size packets go out in one GSO ``sendmsg`` each. If the kernel
-    refuses GSO the run is sent again packet by packet and the socket is
-    remembered as one without GSO. Other errors (a full buffer, an ICMP error from a
+    refuses GSO (and a plain ``sendto`` of the run's first packet works, so the
+    destination is not what it refused) the rest is sent packet by packet and the
+    socket is remembered as one without GSO. Other errors (a full buffer, an ICMP error from a
     closed client port) drop the run, as a lone ``sendto`` would drop its packet.
     Returns the number of system calls made.
     """
@@ -103,8 +104,13 @@ def send(sock, packets, addr):
                 sock.sendmsg([buf], [(SOL_UDP, UDP_SEGMENT, _segment_size.pack(seg))], 0, addr)
         except OSError as e:
             if count > 1 and e.errno in _REFUSED:
+                rest = _segments(runs[i:])
+                try:
+                    sock.sendto(rest[0], addr)
+                except OSError:
+                    continue  # the destination is refused, not GSO: drop the run
                 _no_gso.add(sock)
-                return calls + _send_each(sock, _segments(runs[i:]), addr)
+                return calls + 1 + _send_each(sock, rest[1:], addr)
     return calls
 
 

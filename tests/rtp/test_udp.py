@@ -109,6 +109,20 @@ def test_a_refused_gso_falls_back_to_sendto_and_is_remembered(code, monkeypatch)
     assert sock.sent[-2:] == [b"f" * 100, b"g" * 100] and sock.sendmsg_calls == 1
 
 
+class RefusingEverything(RefusingSocket):
+    """A destination the kernel refuses whatever the call (EINVAL for port 0, say)."""
+
+    def sendto(self, data, addr):
+        raise OSError(self.code, "refused")
+
+
+def test_a_destination_refused_by_sendto_too_keeps_gso(monkeypatch):
+    monkeypatch.setattr(udp.sys, "platform", "linux")
+    sock = RefusingEverything(errno.EINVAL)
+    udp.send(sock, [b"a" * 100, b"b" * 100, b"c" * 100], ("127.0.0.1", 9))
+    assert udp.gso_supported(sock) and sock.sendmsg_calls == 1
+
+
 def test_other_errors_drop_the_run_and_keep_gso(monkeypatch):
     monkeypatch.setattr(udp.sys, "platform", "linux")
     sock = RefusingSocket(errno.EAGAIN)
