@@ -262,7 +262,7 @@ class DaemonCollector:
                        estimates)
         moved = CounterMetricFamily("rotordream_webrtc_stream_switches_total",
                                     "WebRTC viewers moved between streams (reason: manual, "
-                                    "estimate, probe)", labels=["from", "to", "reason"])
+                                    "estimate, probe, picture_loss)", labels=["from", "to", "reason"])
         for (old, new, reason), n in sorted(switches.items()):
             moved.add_metric([old, new, reason], n)
         yield moved
