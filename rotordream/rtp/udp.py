@@ -55,7 +55,11 @@ def gso_runs(sizes, max_segments=MAX_SEGMENTS, max_bytes=MAX_BYTES):
 
 class Packets(list):
     """One access unit's RTP packets; their GSO runs are joined once, when first sent
-    over UDP, and shared by every viewer."""
+    over UDP, and shared by every viewer.
+
+    (``sendmsg`` also takes the packets as a list of buffers and gathers them, but
+    that measured 0.15-0.3 µs a packet more per send than one joined buffer.)
+    """
 
     __slots__ = ("_runs",)
 
