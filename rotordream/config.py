@@ -172,6 +172,7 @@ class WebRTC:
     turn_secret: str = ""              # coturn use-auth-secret: TURN URLs get REST credentials
     turn_lifetime: int = 3600          # seconds those credentials stay valid
     max_keyframe_requests_per_s: int = 1  # forced IDRs of the shared encoder for all viewers
+    transport_cc: bool = False         # offer transport-wide congestion control feedback
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,13 @@ offers no hooks, so three of the sender's own methods are wrapped:
   next keyframe (and ask for a forced IDR only as often as the shared
   :class:`~.pacing.KeyframeRequests` allows).
 
+With transport-cc negotiated (:meth:`SenderControl.use_transport_cc`), every RTP
+packet (media, RTX, padding) gets the connection's next transport-wide sequence
+number as it leaves the pacer, and the DTLS transport's ``_handle_rtcp_data`` is
+wrapped too: aiortc parses RTPFB FMT=15 as if it were a NACK and drops what it
+says, so the feedback is read from the raw datagram first (:mod:`.twcc`). Its
+estimate then wins over REMB.
+
 A probe (:mod:`.switching`) pads: copies of recent packets sent again as RTX
 (which the receiver discards, but counts), stamped with the time they leave so
 the receiver's delay estimate sees them as new traffic.
@@ -32,9 +39,12 @@ from aiortc.rtp import (RTCP_PSFB_APP, RTCP_PSFB_FIR, RTCP_PSFB_PLI, RTCP_RTPFB_
                         unpack_remb_fci)
 from aiortc.utils import uint16_add
 
+from rotordream.webrtc import twcc
 from rotordream.webrtc.pacing import Pacer, Retransmitter
 
 MIN_WAIT = 0.001   # shorter waits are not worth a timer: the burst allowance covers them
+TWCC_FRESH = 2.0   # seconds a transport-cc estimate outranks REMB after its last feedback
+REMB, TRANSPORT_CC = "remb", "transport-cc"
 
 
 class SenderControl:
@@ -66,6 +76,19 @@ class SenderControl:
         sender._handle_rtcp_packet = self.handle_rtcp
         sender._retransmit = self.retransmit
         self._transport = None
+        self.estimate_source = None   # where the last estimate used came from
+        self.remb = None              # the last REMB, bit/s (kept when transport-cc wins)
+        self.twcc = None              # the twcc.Estimator, when transport-cc is negotiated
+        self.twcc_id = None           # its header extension id
+        self.twcc_malformed = 0
+        self._twcc_seq = 0            # the connection's transport-wide sequence number
+        self._twcc_at = None          # when the last transport-cc estimate came
+
+    def use_transport_cc(self, ext_id, estimator=None):
+        """Stamp transport-wide sequence numbers in header extension ``ext_id`` and take
+        the estimate from the feedback (one counter per connection: one sender each)."""
+        self.twcc_id = ext_id
+        self.twcc = estimator or twcc.Estimator()
 
     def attach_transport(self, transport):
         """Pace what ``transport`` (the session's RTCDtlsTransport) sends as RTP."""
@@ -74,6 +97,15 @@ class SenderControl:
         self._transport = transport
         original = transport._send_rtp
         ssrc = self.sender._ssrc
+        original_rtcp = getattr(transport, "_handle_rtcp_data", None)
+
+        async def received_rtcp(data):
+            if self.twcc is not None:
+                for packet in twcc.feedback_packets(data):
+                    self.transport_feedback(packet)
+            return await original_rtcp(data)
+        if original_rtcp is not None:
+            transport._handle_rtcp_data = received_rtcp
 
         async def send(data):
             if is_rtcp(data):
@@ -86,11 +118,29 @@ class SenderControl:
             if wait >= MIN_WAIT:
                 self.paced += 1
                 await asyncio.sleep(wait)
+            if self.twcc_id is not None:
+                seq, self._twcc_seq = self._twcc_seq, (self._twcc_seq + 1) & 0xFFFF
+                data = twcc.stamp(data, self.twcc_id, seq)
+                self.twcc.sent(seq, len(data), self.now())
             return await original(data)
         transport._send_rtp = send
 
-    def set_estimate(self, bitrate):
-        """A new bandwidth estimate for this viewer, bit/s."""
+    def transport_feedback(self, packet):
+        """One transport-cc feedback packet (bytes) from the viewer."""
+        try:
+            feedback = twcc.parse_feedback(packet)
+        except twcc.FeedbackError:
+            self.twcc_malformed += 1
+            return
+        now = self.now()
+        bitrate = self.twcc.feedback(feedback, now)
+        if bitrate is not None:
+            self._twcc_at = now
+            self.set_estimate(int(bitrate), TRANSPORT_CC)
+
+    def set_estimate(self, bitrate, source=REMB):
+        """A new bandwidth estimate for this viewer, bit/s, from ``source``."""
+        self.estimate_source = source
         self.pacer.set_estimate(bitrate)
         self.retransmitter.set_estimate(bitrate)
         self.on_estimate(bitrate)
@@ -119,7 +169,9 @@ class SenderControl:
                 pass
             else:
                 if self.sender._ssrc in ssrcs:
-                    self.set_estimate(bitrate)
+                    self.remb = bitrate
+                    if self._twcc_at is None or self.now() - self._twcc_at > TWCC_FRESH:
+                        self.set_estimate(bitrate)
         await self._original_handle(packet)
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
             for report in packet.reports:
@@ -177,4 +229,7 @@ class SenderControl:
         return {"rtt": self.rtt, "fraction_lost": self.fraction_lost,
                 "pacing_rate": int(self.pacer.rate), "paced_packets": self.paced,
                 "picture_losses": self.picture_losses, "padding_packets": self.padded,
-                "nacked": self.retransmitter.counters()}
+                "nacked": self.retransmitter.counters(), "estimate_source": self.estimate_source,
+                "remb": self.remb, "transport_cc": None if self.twcc is None else
+                dict(self.twcc.stats(), malformed=self.twcc_malformed,
+                     extension_id=self.twcc_id)}

@@ -11,7 +11,10 @@ Each connection sends one hub's encoded stream through a :class:`HubTrack`
 and negotiates H.264 only. Its sender is paced, answers NACKs within a budget
 and PLI/FIR with the next keyframe (:mod:`.control`). A ``stream=auto`` viewer
 moves between stream1 and stream2 with its bandwidth estimate
-(:mod:`.switching`), checked every ``TICK`` seconds. ICE is gathered whole
+(:mod:`.switching`), checked every ``TICK`` seconds. With ``[webrtc] transport_cc``
+the SDP (offer or answer) gains the transport-wide sequence number extension and
+``transport-cc`` feedback, and a viewer that accepts it is estimated from that
+feedback rather than REMB (:mod:`.twcc`). ICE is gathered whole
 before the SDP is returned (no trickle). aiortc runs on the asyncio loop under the reactor.
 
 Every call names its :class:`~rotordream.webrtc.access.Caller` (principal,
@@ -38,7 +41,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from rotordream.interfaces import IWebRTC
-from rotordream.webrtc import WebRTCError, access, ice
+from rotordream.webrtc import WebRTCError, access, ice, twcc
 from rotordream.webrtc.control import SenderControl
 from rotordream.webrtc.pacing import KeyframeRequests
 from rotordream.webrtc.switching import AutoSwitch
@@ -102,6 +105,7 @@ class Session:
         self.resource = secrets.token_urlsafe(32)
         self.auto = auto        # the AutoSwitch of a stream=auto viewer, else None
         self.control = None     # its SenderControl, once its sender exists
+        self.twcc_offered = None  # the transport-cc extension id offered, if it was
         self.switches = []      # {"at", "from", "to", "reason", "estimate"}, newest last
 
     def public(self, with_client=False):
@@ -110,6 +114,8 @@ class Session:
                "mode": AUTO if self.auto is not None else "manual",
                "state": self.pc.connectionState, "created": self.created,
                "estimated_bitrate": self.estimate,
+               "estimate_source": None if self.control is None
+               else self.control.estimate_source,
                "frames_sent": self.track.sent, "frames_skipped": self.track.skipped,
                "resyncs": self.track.resyncs, "switches": list(self.switches)}
         if self.control is not None:
@@ -156,7 +162,12 @@ class WebRTCService(service.Service):
 
     async def _make_offer(self, session):
         self._send(session)
-        await session.pc.setLocalDescription(await session.pc.createOffer())
+        offer = await session.pc.createOffer()
+        if self.config.transport_cc:
+            # aiortc offers neither the extension nor the feedback: added to its SDP.
+            sdp, session.twcc_offered = twcc.add_to_sdp(offer.sdp)
+            offer = RTCSessionDescription(sdp=sdp, type="offer")
+        await session.pc.setLocalDescription(offer)
         return self._description(session)
 
     def answer(self, session_id, sdp, caller):
@@ -173,7 +184,14 @@ class WebRTCService(service.Service):
                               "CONFLICT")
         description = RTCSessionDescription(sdp=sdp, type="answer")
         d = _deferred(session.pc.setRemoteDescription(description))
-        return d.addCallbacks(lambda _: session.public(), self._refused, errbackArgs=(session,))
+
+        def applied(_):
+            ext_id = twcc.extension_id(sdp)
+            if session.twcc_offered is not None and ext_id == session.twcc_offered \
+                    and "transport-cc" in sdp:
+                session.control.use_transport_cc(ext_id)
+            return session.public()
+        return d.addCallbacks(applied, self._refused, errbackArgs=(session,))
 
     def accept(self, stream, sdp, caller):
         """Deferred firing with ``{"id", "type": "answer", "sdp", "key", "resource"}`` for a
@@ -186,7 +204,14 @@ class WebRTCService(service.Service):
         # reads the offer, and our sender must take the offer's video m-line.
         self._send(session)
         await session.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        await session.pc.setLocalDescription(await session.pc.createAnswer())
+        answer = await session.pc.createAnswer()
+        ext_id = twcc.extension_id(sdp)
+        if self.config.transport_cc and ext_id is not None and "transport-cc" in sdp:
+            # aiortc drops both from its answer: accepted here with the viewer's id.
+            answer = RTCSessionDescription(sdp=twcc.add_to_sdp(answer.sdp, ext_id)[0],
+                                           type="answer")
+            session.control.use_transport_cc(ext_id)
+        await session.pc.setLocalDescription(answer)
         return dict(self._description(session), resource=session.resource)
 
     # -- while connected --------------------------------------------------------

@@ -12,6 +12,10 @@
   the acknowledged rate while the delay grows, never exceeds ``cap`` times what was
   sent lately, and a loss above 10 % in the feedback cuts it as GCC's loss controller
   does (times 1 - loss/2).
+
+Why it is long: the draft's feedback format both ways (the builder is what the tests and
+any receive side write feedback with), the two header extension forms of RFC 8285 and
+the estimator reading that feedback are one protocol; each part alone is short.
 """
 
 import re
@@ -232,8 +236,8 @@ def extension_id(sdp):
 
 def add_to_sdp(sdp, ext_id=None):
     """``sdp`` with the extension (``ext_id``, or the lowest id free in the whole
-    description: BUNDLE shares them) and ``transport-cc`` feedback added to every video
-    section; returns (sdp, ext_id)."""
+    description: BUNDLE shares them) and ``transport-cc`` feedback (for each codec but RTX)
+    added to every video section; returns (sdp, ext_id)."""
     if ext_id is None:
         used = {int(i) for i, _ in _EXTMAP.findall(sdp)}
         ext_id = next(i for i in range(1, 15) if i not in used)
@@ -247,8 +251,8 @@ def add_to_sdp(sdp, ext_id=None):
                 out.append("a=extmap:%d %s" % (ext_id, URI))
                 continue
         out.append(line)
-        match = re.match(r"a=rtpmap:(\d+) ", line)
-        if video and match:
+        match = re.match(r"a=rtpmap:(\d+) (\S+)/", line)
+        if video and match and match.group(2).lower() != "rtx":   # media codecs only
             out.append("a=rtcp-fb:%s transport-cc" % match.group(1))
     return newline.join(out), ext_id
 
@@ -320,7 +324,8 @@ class Estimator:
         span = self._acked[-1][0] - self._acked[0][0]
         if span < 0.1:
             return None
-        return sum(s for _, s in self._acked) * 8 / max(span, self.window)
+        # n packets span n - 1 gaps: the first one's bytes arrived before the span began.
+        return (sum(s for _, s in self._acked) - self._acked[0][1]) * 8 / span
 
     def _unwrap_reference(self, ref):
         if self._last_ref is None:
@@ -412,7 +417,7 @@ class Estimator:
         return {"feedbacks": self.feedbacks, "received": self.received, "lost": self.lost,
                 "loss": round(self.loss, 4), "trend": round(self.trend, 4),
                 "state": self.state, "estimate": None if self.estimate is None
-                else int(self.estimate)}
+                else int(self.estimate), "acked_rate": int(self.acked_rate() or 0)}
 
 
 def _slope(points):
