@@ -10,7 +10,9 @@
   groups of packets sent within 5 ms, as GCC's trendline filter does); the estimate
   grows by ``increase`` per second while the trend is flat, falls to ``decrease`` times
   the acknowledged rate while the delay grows, never exceeds ``cap`` times what was
-  sent lately, and a loss above 10 % in the feedback cuts it as GCC's loss controller
+  sent over the last ``cap_window`` seconds (long enough to hold several keyframes, so
+  that the cap does not wobble with them: a switcher reads a falling estimate as
+  congestion), and a loss above 10 % in the feedback cuts it as GCC's loss controller
   does (times 1 - loss/2).
 
 Why it is long: the draft's feedback format both ways (the builder is what the tests and
@@ -265,8 +267,9 @@ class Estimator:
     """
 
     def __init__(self, window=0.5, trend_window=20, group=0.005, overuse=0.1,
-                 increase=1.08, decrease=0.85, cap=1.5, history=5.0):
+                 increase=1.08, decrease=0.85, cap=1.5, cap_window=2.0, history=5.0):
         self.window = window
+        self.cap_window = cap_window
         self.trend_window = trend_window
         self.group = group
         self.overuse_slope = overuse
@@ -283,7 +286,7 @@ class Estimator:
         self.lost = 0
         self._sent = {}           # seq -> (send time, bytes)
         self._order = deque()     # seqs in sending order, for pruning
-        self._recent_sent = deque()   # (send time, bytes) over the last window
+        self._recent_sent = deque()   # (send time, bytes) over the last cap_window
         self._acked = deque()     # (arrival s, bytes) over the last window
         self._reports = deque()   # (time, received, lost) of the last second
         self._ref_base = None     # unwrapped 24-bit reference time
@@ -308,14 +311,17 @@ class Estimator:
             _, old = self._order.popleft()
             if self._sent.get(old, (now,))[0] < now - self.history:
                 del self._sent[old]
-        while self._recent_sent and self._recent_sent[0][0] < now - self.window:
+        while self._recent_sent and self._recent_sent[0][0] < now - self.cap_window:
             self._recent_sent.popleft()
 
     def sent_rate(self, now):
-        """Bit/s sent over the last window."""
-        while self._recent_sent and self._recent_sent[0][0] < now - self.window:
+        """Bit/s sent over the last ``cap_window`` seconds (or since the first packet)."""
+        while self._recent_sent and self._recent_sent[0][0] < now - self.cap_window:
             self._recent_sent.popleft()
-        return sum(s for _, s in self._recent_sent) * 8 / self.window
+        if not self._recent_sent:
+            return 0.0
+        span = min(self.cap_window, max(now - self._recent_sent[0][0], self.window))
+        return sum(s for _, s in self._recent_sent) * 8 / span
 
     def acked_rate(self):
         """Bit/s acknowledged over the last window of arrival times, None before 0.1 s."""

@@ -8,7 +8,8 @@ media, feedback) crosses the emulated link, symmetric in both directions:
 3 Mbit/s, then 400 kbit/s with 50 ms of one-way delay (100 ms more round trip)
 and 1 % random loss each way behind a 250 ms queue, then 3 Mbit/s again.
 The page samples ``getStats`` every second; the daemon's session listing shows
-the switches. Results go to RESULT.json.
+the switches. Results go to RESULT.json. ``ROTORDREAM_WEBRTC_TRANSPORT_CC=1`` runs it with
+``[webrtc] transport_cc = true`` (default: REMB).
 """
 
 import json
@@ -139,6 +140,8 @@ def main(result_path, workdir):
     config = os.path.join(workdir, "rotordream.toml")
     with open(config, "w") as f:
         f.write('[webrtc]\naddresses = ["%s"]\n' % linkemu.CAMERA_ADDRESS)
+        if os.environ.get("ROTORDREAM_WEBRTC_TRANSPORT_CC") == "1":
+            f.write("transport_cc = true\n")   # opt-in: the same run estimated by transport-cc
     holder = camera_namespace()
     link = Emulator(holder.pid)
     daemon = CameraDaemon(state_dir, 18080, 18554, ["--config", config, "--motor", "none"])

@@ -3,6 +3,7 @@
 Runs netns_shaped.py in network namespaces of its own, joined by the userspace link
 emulator (see there for the link: 3 Mbit/s, then 400 kbit/s with 50 ms of one-way
 delay and 1 % loss, then 3 Mbit/s). The figures are the issue's targets.
+``ROTORDREAM_WEBRTC_TRANSPORT_CC=1`` runs the same with transport-cc instead of REMB.
 """
 
 import os
@@ -57,7 +58,7 @@ def test_back_up_within_30_s_of_the_recovery(run):
     assert up <= 30, [s["width"] for s in recovered]
     [mine] = run["mine"]
     moves = [(s["from"], s["to"], s["reason"]) for s in mine["switches"]]
-    print("switches", moves)
+    print("switches", moves, "estimated by", mine.get("estimate_source"))
     assert any(m[:2] == ("stream1", "stream2") and m[2] in ("estimate", "picture_loss")
                for m in moves) and moves[-1][1] == "stream1", moves
 
