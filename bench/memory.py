@@ -54,24 +54,29 @@ def fmt(m):
     return "RSS %.1f MB, PSS %.1f MB, USS %.1f MB" % (m["rss"], m["pss"], m["uss"])
 
 
+def rtsp_reader(port, transport, index, start):
+    """One packet-counting reader of stream1 joining at ``start`` (monotonic) and staying
+    until its task is cancelled: (its Reader, the task)."""
+    from rtsp_client import Reader, reader_task
+    stats = Reader(index)
+    return stats, asyncio.ensure_future(reader_task(
+        "127.0.0.1", port, "stream1", transport, stats, start, time.monotonic() + 86400))
+
+
 async def rtsp_readers(port, n, transport, stop_after, ready):
     """``n`` packet-counting readers of stream1; ``ready()`` once each has a packet."""
-    from rtsp_client import Stats, client
-    stop = asyncio.Event()
-    stats = [Stats() for _ in range(n)]
-    tasks = []
-    for s in stats:
-        tasks.append(asyncio.ensure_future(
-            client("127.0.0.1", port, "stream1", transport, s, stop)))
-        await asyncio.sleep(0.005)   # a few ms apart, as cameras' viewers join
+    now = time.monotonic()
+    # A few ms apart, as a camera's viewers join.
+    readers = [rtsp_reader(port, transport, i, now + i * 0.005) for i in range(n)]
     deadline = time.monotonic() + 60
-    while min(s.packets for s in stats) == 0 and time.monotonic() < deadline:
+    while min(s.packets for s, _ in readers) == 0 and time.monotonic() < deadline:
         await asyncio.sleep(0.1)   # a benchmark's start-up poll
-    ready("%d/%d readers receiving" % (sum(1 for s in stats if s.packets), n))
+    ready("%d/%d readers receiving" % (sum(1 for s, _ in readers if s.packets), n))
     await stop_after()
-    stop.set()
-    await asyncio.wait(tasks, timeout=5)
-    return sum(s.packets for s in stats)
+    for _, task in readers:
+        task.cancel()
+    await asyncio.wait([task for _, task in readers], timeout=5)
+    return sum(s.packets for s, _ in readers)
 
 
 async def ws_clients(http_port, n, stop_after, ready):

@@ -6,8 +6,9 @@
 A daemon runs on its default test-pattern camera (stream1 1080p30). A client process
 keeps ``--readers`` packet-level RTSP TCP readers of stream1 (bench/rtsp_client.py) and
 ``--ws`` WebSocket clients connected; every second the oldest reader leaves and a new
-one joins, and one WebSocket client reconnects; an admin changes a setting every 10 s,
-which every WebSocket client receives. The daemon's RSS is sampled every ``--interval``
+one joins, and one WebSocket client reconnects; an admin changes the device name every
+10 s, which every WebSocket client receives (an image setting would add the capture
+thread's per-frame adjustment to what is measured). The daemon's RSS is sampled every ``--interval``
 seconds after a warm-up. The script prints each sample, then first, last, min and max
 and the drift: (last - first) / first and (max - min) / first, in %.
 """
@@ -24,30 +25,26 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 from bench._daemon import PASSWORD, BenchDaemon  # noqa: E402
-from bench.memory import CONFIG, memory  # noqa: E402
+from bench.memory import CONFIG, memory, rtsp_reader  # noqa: E402
 
 
 async def churn(rtsp_port, http_port, readers, ws_count):
     """Keep the clients churning until stdin closes; counts of joins and leaves."""
     import websockets
-    from rtsp_client import Stats, client
     loop = asyncio.get_running_loop()
     url = "ws://127.0.0.1:%d/api/v1" % http_port
     done = loop.run_in_executor(None, sys.stdin.read)   # the parent closes our stdin
     counts = {"rtsp_joined": 0, "rtsp_left": 0, "ws_reconnects": 0, "ws_messages": 0,
-              "changes": 0, "rtsp_packets": 0}
-    live = []   # (stop Event, Stats, task), oldest first
+              "changes": 0, "rtsp_packets": 0, "rtsp_failed": 0}
+    live = []   # (Reader, task), oldest first
 
     def join():
-        stop, stats = asyncio.Event(), Stats()
-        task = asyncio.ensure_future(client("127.0.0.1", rtsp_port, "stream1", "tcp",
-                                            stats, stop))
-        live.append((stop, stats, task))
+        live.append(rtsp_reader(rtsp_port, "tcp", counts["rtsp_joined"], time.monotonic()))
         counts["rtsp_joined"] += 1
 
     def leave():
-        stop, stats, task = live.pop(0)
-        stop.set()
+        stats, task = live.pop(0)
+        task.cancel()   # the reader closes its connection
         counts["rtsp_left"] += 1
         counts["rtsp_packets"] += stats.packets
 
@@ -64,7 +61,7 @@ async def churn(rtsp_port, http_port, readers, ws_count):
 
     for _ in range(readers):
         join()
-        await asyncio.sleep(0.02)   # joining a few ms apart
+        await asyncio.sleep(0.02)   # joining 20 ms apart
     sockets = [await ws_client() for _ in range(ws_count)]
     admin = await websockets.connect(url)
     await admin.send(json.dumps({"username": "admin", "password": PASSWORD}))
@@ -84,12 +81,12 @@ async def churn(rtsp_port, http_port, readers, ws_count):
             sockets.append(await ws_client())
             counts["ws_reconnects"] += 1
         if tick % 10 == 0:
-            await admin.send(json.dumps({"brightness": 40 + tick // 10 % 20}))
+            await admin.send(json.dumps({"device-name": "soak %d" % (tick // 10)}))
             counts["changes"] += 1
         # Readers that ended on their own (a refused or dropped session) are replaced too.
-        for entry in [e for e in live if e[2].done()]:
+        for entry in [e for e in live if e[1].done()]:
             live.remove(entry)
-            counts["rtsp_left"] += 1
+            counts["rtsp_failed"] += 1
             join()
     while live:
         leave()
@@ -97,7 +94,7 @@ async def churn(rtsp_port, http_port, readers, ws_count):
         await ws.close()
     await admin.close()
     await asyncio.wait([t for _, t in sockets] + [admin_drain], timeout=5)
-    await asyncio.sleep(1)   # the readers' tasks see their stop
+    await asyncio.sleep(1)   # the cancelled readers close their connections
     return counts
 
 
