@@ -35,6 +35,18 @@ def _clip_lut(values):
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
+# Rows per table lookup: numpy turns uint8 indices into 8-byte ones first, so a whole
+# 1080p plane would allocate (and free) a 16.6 MB index array on every frame.
+LOOKUP_ROWS = 32
+
+
+def _lookup(lut, plane):
+    """``plane[...] = lut[plane]`` in place, a band of rows at a time."""
+    for top in range(0, plane.shape[0], LOOKUP_ROWS):
+        band = plane[top:top + LOOKUP_ROWS]
+        np.take(lut, band, out=band)
+
+
 class ImageProcessor:
     """Applies :class:`ImageSettings` to yuv420p planes; rebuild via :meth:`configure`."""
 
@@ -71,10 +83,10 @@ class ImageProcessor:
         if self._denoise or self._sharpen:
             self._filter_luma(y)
         if not self._y_identity:
-            np.take(self._y_lut, y, out=y)
+            _lookup(self._y_lut, y)
         if not self._uv_identity:
-            np.take(self._u_lut, u, out=u)
-            np.take(self._v_lut, v, out=v)
+            _lookup(self._u_lut, u)
+            _lookup(self._v_lut, v)
 
     def _filter_luma(self, y):
         # A cheap 4-neighbour blur: the base of both noise suppression (blur)
