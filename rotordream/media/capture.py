@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from av.video.reformatter import VideoReformatter
 from twisted.logger import Logger
 
 from rotordream.media.encoder import EncoderSettings, H264Encoder
@@ -151,6 +152,9 @@ class CaptureLoop:
         self._seqs = {"stream1": 0, "stream2": 0}
         self._settings = None
         self._processor = ImageProcessor()
+        # One scaler for stream2, kept: frame.reformat() makes a new one per frame and,
+        # with threads on auto, starts and stops its threads each time.
+        self._scaler = VideoReformatter()
 
     def run(self):
         """Capture until :attr:`stopping` is set; the source is closed at the end."""
@@ -218,11 +222,12 @@ class CaptureLoop:
             self.sink.frame(number, frame)
             if mono >= next2_due:
                 next2_due = max(next2_due + 1.0 / s2.fps, mono - 1.0 / s2.fps)
-                small = frame.reformat(width=s2.width, height=s2.height,
-                                       interpolation="FAST_BILINEAR")
+                small = self._scaler.reformat(frame, width=s2.width, height=s2.height,
+                                              interpolation="FAST_BILINEAR", threads=1)
                 if small is frame:
-                    small = frame.reformat(width=s2.width, height=s2.height, format="yuv420p",
-                                           interpolation="BILINEAR")
+                    small = self._scaler.reformat(frame, width=s2.width, height=s2.height,
+                                                  format="yuv420p", interpolation="BILINEAR",
+                                                  threads=1)
                 self._encode("stream2", small, pts, wall, mono, s2)
                 self.sink.small_frame(plane_views(small)[0], wall)
 
