@@ -270,8 +270,13 @@ class WebRTCService(service.Service):
                 control.retransmitter.interval = 1.0 / latest.fps
             if session.auto is None or session.pc.connectionState != "connected":
                 continue
-            wanted = session.auto.update(now, session.estimate, rates, control.rtt,
-                                         control.loss(), control.hurt())
+            failed, loss, hurt = session.auto.failed_probes, control.loss(), control.hurt()
+            wanted = session.auto.update(now, session.estimate, rates, control.rtt, loss, hurt)
+            if session.auto.failed_probes != failed:
+                log.info("WebRTC session {session}: probe failed (estimate {estimate}, rtt "
+                         "{rtt}, loss {loss}, hurt {hurt})", event="webrtc_probe_failed",
+                         session=session.id, estimate=session.estimate, rtt=control.rtt,
+                         loss=loss, hurt=hurt)
             if wanted != session.stream:
                 self._switch_to(session, wanted, "estimate" if wanted == "stream2" else "probe")
             elif session.auto.probe_rate:

@@ -7,13 +7,16 @@
 - :class:`Estimator`: the send side of a GCC-like estimate from that feedback. The
   acknowledged bitrate over the last ``window`` seconds; a delay trend (the slope of a
   linear regression of the smoothed accumulated delay over the last ``trend_window``
-  groups of packets sent within 5 ms, as GCC's trendline filter does); the estimate
+  groups of packets sent within 5 ms, as GCC's trendline filter does; overuse when the
+  slope exceeds ``overuse`` and has raised the delay by ``min_rise`` seconds across the
+  window, twice running: jitter of a few milliseconds over a 100 ms window is no queue); the estimate
   grows by ``increase`` per second while the trend is flat, falls to ``decrease`` times
-  the acknowledged rate while the delay grows, never exceeds ``cap`` times what was
-  sent over the last ``cap_window`` seconds (long enough to hold several keyframes, so
-  that the cap does not wobble with them: a switcher reads a falling estimate as
-  congestion), and a loss above 10 % in the feedback cuts it as GCC's loss controller
-  does (times 1 - loss/2).
+  the acknowledged rate while the delay grows, does not grow past ``cap`` times what
+  was sent over the last ``cap_window`` seconds, and a loss above 10 % in the feedback cuts it as GCC's loss controller
+  does (times 1 - loss/2). As in GCC's rate control, the cap stops increases but does
+  not itself lower the estimate: what is sent wobbles with keyframes and the encoder,
+  and :mod:`.switching` reads an estimate that falls as congestion (a probe failed on
+  a clean link whenever the cap pulled it down a few percent).
 
 Why it is long: the draft's feedback format both ways (the builder is what the tests and
 any receive side write feedback with), the two header extension forms of RFC 8285 and
@@ -267,8 +270,11 @@ class Estimator:
     """
 
     def __init__(self, window=0.5, trend_window=20, group=0.005, overuse=0.1,
-                 increase=1.08, decrease=0.85, cap=1.5, cap_window=2.0, history=5.0):
+                 increase=1.08, decrease=0.85, cap=1.5, cap_window=2.0, history=5.0,
+                 min_rise=0.005):
         self.window = window
+        self.min_rise = min_rise
+        self._overuse_seen = 0
         self.cap_window = cap_window
         self.trend_window = trend_window
         self.group = group
@@ -390,9 +396,12 @@ class Estimator:
             while len(self._points) > self.trend_window:
                 self._points.popleft()
             self.trend = _slope(self._points)
+            span = self._points[-1][0] - self._points[0][0]
+            rising = self.trend > self.overuse_slope and self.trend * span >= self.min_rise
+            self._overuse_seen = self._overuse_seen + 1 if rising else 0
             if len(self._points) < self.trend_window // 2:
                 self.state = "normal"
-            elif self.trend > self.overuse_slope:
+            elif self._overuse_seen >= 2:
                 self.state = "overuse"
             elif self.trend < -self.overuse_slope:
                 self.state = "underuse"
@@ -411,11 +420,12 @@ class Estimator:
         if self.state == "overuse":
             self.estimate = min(self.estimate, self.decrease * acked)
         elif self.state == "normal":
-            self.estimate = max(self.estimate, acked) * self.increase ** elapsed
+            grown = max(self.estimate, acked) * self.increase ** elapsed
+            limit = self.cap * (self.sent_rate(now) or acked)
+            self.estimate = max(self.estimate, min(grown, limit))
         if self.loss > 0.1 and (self._loss_cut is None or now - self._loss_cut >= 0.3):
             self._loss_cut = now
             self.estimate *= 1 - 0.5 * self.loss
-        self.estimate = min(self.estimate, self.cap * max(self.sent_rate(now), acked))
         return self.estimate
 
     def stats(self):
