@@ -33,9 +33,6 @@ from rotordream.rtp.packet import Bye, SenderReport, rtp_header, sdes_cname
 PAYLOAD_TYPE = 96
 
 
-_INTERLEAVED = struct.Struct("!cBH")  # RFC 2326 10.12: "$", channel, length
-
-
 def payload_octets(packets):
     """RTP payload bytes of ``packets`` (12-byte headers, no CSRCs or extensions)."""
     return sum(len(p) - 12 for p in packets)
@@ -140,12 +137,13 @@ class TcpTarget(Target):
         super().deliver(au, timestamp, packets, octets)
 
     def send_packets(self, packets):
-        head = _INTERLEAVED.pack
-        ch = self.rtp_channel
-        self.write(b"".join(head(b"$", ch, len(p)) + p for p in packets))
+        if isinstance(packets, udp.Packets):
+            self.write(packets.framed(self.rtp_channel))   # built once for every viewer
+        else:
+            self.write(udp.interleave(packets, self.rtp_channel))
 
     def send_rtcp(self, data):
-        self.write(_INTERLEAVED.pack(b"$", self.rtcp_channel, len(data)) + data)
+        self.write(udp.interleave([data], self.rtcp_channel))
 
 
 class RtpSource:

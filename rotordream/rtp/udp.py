@@ -4,7 +4,8 @@ With a ``UDP_SEGMENT`` control message the kernel cuts one buffer into
 datagrams of the given size (the last may be shorter), so the FU-A
 fragments of a NAL, which are all the same size, leave in one system call
 instead of one ``sendto`` each. :func:`gso_runs` is the pure grouping rule;
-:class:`Packets` joins one access unit's runs once for every viewer;
+:class:`Packets` joins one access unit's runs once for every viewer (and
+frames them once for RTSP over TCP, :func:`interleave`);
 :func:`send` is the system-call wrapper, which falls back to ``sendto`` on
 a socket where the kernel refuses GSO and remembers that.
 """
@@ -54,24 +55,41 @@ def gso_runs(sizes, max_segments=MAX_SEGMENTS, max_bytes=MAX_BYTES):
 
 
 class Packets(list):
-    """One access unit's RTP packets; their GSO runs are joined once, when first sent
-    over UDP, and shared by every viewer.
+    """One access unit's RTP packets, and what every viewer is sent built from them once
+    and shared: their GSO runs joined (UDP), their interleaved chunk (RTSP over TCP).
 
     (``sendmsg`` also takes the packets as a list of buffers and gathers them, but
     that measured 0.15-0.3 µs a packet more per send than one joined buffer.)
     """
 
-    __slots__ = ("_runs",)
+    __slots__ = ("_runs", "_framed")
 
     def __init__(self, packets=()):
         super().__init__(packets)
         self._runs = None
+        self._framed = None
 
     def runs(self):
         """``[(buffer, segment_size, count)]``: each run of :func:`gso_runs` joined."""
         if self._runs is None:
             self._runs = joined_runs(self)
         return self._runs
+
+    def framed(self, channel):
+        """The packets as one interleaved chunk on ``channel`` (RFC 2326 10.12)."""
+        if self._framed is None or self._framed[0] != channel:
+            # One channel in practice (every client asks for 0-1): the last one is kept.
+            self._framed = (channel, interleave(self, channel))
+        return self._framed[1]
+
+
+_INTERLEAVED = struct.Struct("!cBH")  # RFC 2326 10.12: "$", channel, length
+
+
+def interleave(packets, channel):
+    """``packets`` each behind its RFC 2326 10.12 header ("$", ``channel``, length)."""
+    head = _INTERLEAVED.pack
+    return b"".join(head(b"$", channel, len(p)) + p for p in packets)
 
 
 def joined_runs(packets):

@@ -218,3 +218,23 @@ def test_packetized_units_are_shared_packets_with_their_runs(rate):
     packets = fanout.gop[0][2]
     assert isinstance(packets, udp.Packets)
     assert [count for _, _, count in packets.runs()] == [1, 21]  # STAP-A (SPS, PPS), then the FU-A fragments
+
+
+def test_tcp_viewers_share_one_interleaved_chunk_per_unit():
+    clock, hub, fanout, seed = rig(rate=1000)
+    a, b, c = [], [], []
+    for out, channel in ((a, 0), (b, 0), (c, 2)):
+        fanout.add(TcpTarget(out.append, lambda: 0, channel, channel + 1, 1 << 20))
+    hub.publish(au(10, False))
+    # Every chunk parses back into the unit's packets behind "$", the channel, the length.
+    packets = fanout.gop[-1][2]
+    for out, channel in ((a, 0), (b, 0), (c, 2)):
+        chunk, parsed = out[-1], []
+        while chunk:
+            magic, ch, size = struct.unpack("!cBH", chunk[:4])
+            assert (magic, ch) == (b"$", channel)
+            parsed.append(chunk[4:4 + size])
+            chunk = chunk[4 + size:]
+        assert parsed == list(packets)
+    # Built once for the two viewers on channel 0: the same bytes object, not a copy each.
+    assert a[-1] is b[-1]
