@@ -45,7 +45,7 @@ class Listener(StreamServerEndpointService):
     def _endpoint(self, description):
         if self._tls is not None:
             return _tls_endpoint(self._reactor, description, self._tls)
-        return endpoints.serverFromString(self._reactor, description)
+        return endpoints.serverFromString(self._reactor, with_backlog(description))
 
     def open(self, description):
         """Bind ``description`` beside the current port and return the new port (not yet
@@ -82,11 +82,28 @@ class Listener(StreamServerEndpointService):
         return described_port(self.description)
 
 
+# Connections the kernel queues before we accept them. Twisted's default of 50 drops
+# the SYNs of a crowd (an NVR restarting, a fan-out server reconnecting hundreds of
+# readers) and each dropped client waits for its 1 s SYN retry; the kernel caps this
+# at net.core.somaxconn (4096).
+BACKLOG = 1024
+
+
+def with_backlog(description):
+    """``description`` (a tcp:/ssl: server endpoint) with ``backlog=`` unless it has one."""
+    kind = description.split(":", 1)[0]
+    if kind in ("tcp", "ssl", "tcp6") and ":backlog=" not in description:
+        return "%s:backlog=%d" % (description, BACKLOG)
+    return description
+
+
 def _tls_endpoint(reactor, description, context_factory):
-    """An SSL endpoint from ``ssl:PORT[:interface=...]`` with our context factory."""
-    parts = description.split(":")
+    """An SSL endpoint from ``ssl:PORT[:interface=...][:backlog=N]`` with our context
+    factory."""
+    parts = with_backlog(description).split(":")
     kwargs = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
     return endpoints.SSL4ServerEndpoint(reactor, int(parts[1]), context_factory,
+                                        backlog=int(kwargs["backlog"]),
                                         interface=kwargs.get("interface", ""))
 
 
