@@ -13,10 +13,11 @@
   grows by ``increase`` per second while the trend is flat, falls to ``decrease`` times
   the acknowledged rate while the delay grows, does not grow past ``cap`` times what
   was sent over the last ``cap_window`` seconds, and a loss above 10 % in the feedback cuts it as GCC's loss controller
-  does (times 1 - loss/2). As in GCC's rate control, the cap stops increases but does
-  not itself lower the estimate: what is sent wobbles with keyframes and the encoder,
-  and :mod:`.switching` reads an estimate that falls as congestion (a probe failed on
-  a clean link whenever the cap pulled it down a few percent).
+  does (times 1 - loss/2). As in GCC's rate control, the cap stops increases; it pulls
+  the estimate down only when the estimate is ``cap_slack`` times above it (a start-up
+  burst, a viewer moved to a smaller stream): what is sent wobbles with keyframes and the
+  encoder, and :mod:`.switching` reads an estimate that falls as congestion (a probe
+  failed on a clean link whenever the cap pulled it down a few percent).
 
 Why it is long: the draft's feedback format both ways (the builder is what the tests and
 any receive side write feedback with), the two header extension forms of RFC 8285 and
@@ -271,7 +272,8 @@ class Estimator:
 
     def __init__(self, window=0.5, trend_window=20, group=0.005, overuse=0.1,
                  increase=1.08, decrease=0.85, cap=1.5, cap_window=2.0, history=5.0,
-                 min_rise=0.005):
+                 min_rise=0.005, cap_slack=1.2):
+        self.cap_slack = cap_slack
         self.window = window
         self.min_rise = min_rise
         self._overuse_seen = 0
@@ -288,6 +290,7 @@ class Estimator:
         self.state = "normal"     # normal | overuse | underuse
         self.loss = 0.0           # lost share of the packets reported lately
         self.feedbacks = 0
+        self.sent_lately = 0.0    # bit/s sent over cap_window, at the last feedback
         self.received = 0
         self.lost = 0
         self._sent = {}           # seq -> (send time, bytes)
@@ -426,6 +429,10 @@ class Estimator:
         if self.loss > 0.1 and (self._loss_cut is None or now - self._loss_cut >= 0.3):
             self._loss_cut = now
             self.estimate *= 1 - 0.5 * self.loss
+        self.sent_lately = self.sent_rate(now)
+        limit = self.cap * (self.sent_lately or acked)
+        if self.estimate > self.cap_slack * limit:
+            self.estimate = limit
         return self.estimate
 
     def stats(self):
@@ -433,7 +440,8 @@ class Estimator:
         return {"feedbacks": self.feedbacks, "received": self.received, "lost": self.lost,
                 "loss": round(self.loss, 4), "trend": round(self.trend, 4),
                 "state": self.state, "estimate": None if self.estimate is None
-                else int(self.estimate), "acked_rate": int(self.acked_rate() or 0)}
+                else int(self.estimate), "acked_rate": int(self.acked_rate() or 0),
+                "sent_rate": int(self.sent_lately)}
 
 
 def _slope(points):

@@ -224,3 +224,12 @@ def test_estimate_holds_steady_on_a_stream_with_frequent_keyframes():
     late = [e for t, e in seen if t >= 9.0]   # at the cap by then (8 %/s from 1x)
     assert max(late) <= 1.5 * 1.1 * (30 * 800 + 30 / 8 * 3200) * 8   # the 2 s peak, not mean
     assert min(late) >= 0.95 * max(late), late
+
+
+def test_a_start_up_burst_does_not_leave_the_estimate_high():
+    # The cached GOP goes out at 5 Mbit/s for half a second, then the stream's 1 Mbit/s.
+    link = Link(rate=10_000_000, send_rate=5_000_000)
+    link.run(0.5)
+    link.send_rate = 1_000_000
+    estimate = link.run(5.0)
+    assert 1_000_000 <= estimate <= 1.5 * 1.2 * 1_000_000, estimate

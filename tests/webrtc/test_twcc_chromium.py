@@ -38,9 +38,10 @@ def test_feedback_arrives_and_its_estimate_is_used(run):
     assert feedback["feedbacks"] >= 20 and feedback["malformed"] == 0, feedback
     assert feedback["received"] > 500 and feedback["loss"] < 0.02, feedback
     # A clean loopback link: about what is sent (the test pattern's ~1 Mbit/s), up to the
-    # 1.5x cap, never below what is acknowledged.
+    # cap (1.5x what was sent over 2 s, 1.8x before it pulls down), not below what is
+    # acknowledged.
     estimate = session["estimated_bitrate"]
-    assert feedback["acked_rate"] * 0.9 <= estimate <= feedback["acked_rate"] * 1.6, feedback
+    assert feedback["acked_rate"] * 0.9 <= estimate <= feedback["sent_rate"] * 1.8, feedback
     assert 300_000 <= estimate <= 5_000_000, estimate
     counts = [s[0]["sending"]["transport_cc"]["feedbacks"] for s in run["samples"]]
     assert counts == sorted(counts) and counts[-1] > counts[0]   # it keeps coming
