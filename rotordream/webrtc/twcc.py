@@ -9,15 +9,16 @@
   linear regression of the smoothed accumulated delay over the last ``trend_window``
   groups of packets sent within 5 ms, as GCC's trendline filter does; overuse when the
   slope exceeds ``overuse`` and has raised the delay by ``min_rise`` seconds across the
-  window, twice running: jitter of a few milliseconds over a 100 ms window is no queue); the estimate
-  grows by ``increase`` per second while the trend is flat, falls to ``decrease`` times
-  the acknowledged rate while the delay grows, does not grow past ``cap`` times what
-  was sent over the last ``cap_window`` seconds, and a loss above 10 % in the feedback cuts it as GCC's loss controller
-  does (times 1 - loss/2). As in GCC's rate control, the cap stops increases; it pulls
-  the estimate down only when the estimate is ``cap_slack`` times above it (a start-up
-  burst, a viewer moved to a smaller stream): what is sent wobbles with keyframes and the
-  encoder, and :mod:`.switching` reads an estimate that falls as congestion (a probe
-  failed on a clean link whenever the cap pulled it down a few percent).
+  window, twice running: jitter of a few milliseconds over a 100 ms window is no
+  queue); the estimate grows by ``increase`` per second while the trend is flat, falls
+  to ``decrease`` times the acknowledged rate while the delay grows, does not grow past
+  ``cap`` times what was sent over the last ``cap_window`` seconds, and a loss above
+  10 % in the feedback cuts it as GCC's loss controller does (times 1 - loss/2).
+  As in GCC's rate control, the cap stops increases; it pulls the estimate down only
+  when the estimate is ``cap_slack`` times above it (a start-up burst, a viewer moved to
+  a smaller stream): what is sent wobbles with keyframes and the encoder, and
+  :mod:`.switching` reads an estimate that falls as congestion (a probe failed on a
+  clean link whenever the cap pulled it down a few percent).
 
 Why it is long: the draft's feedback format both ways (the builder is what the tests and
 any receive side write feedback with), the two header extension forms of RFC 8285 and

@@ -112,7 +112,8 @@ def test_stamp_without_and_with_extensions():
 
 def test_sdp_gets_extension_and_feedback():
     sdp = ("v=0\r\nm=audio 9 UDP 0\r\na=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid\r\n"
-           "m=video 9 UDP/TLS/RTP/SAVPF 99 100\r\na=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid\r\n"
+           "m=video 9 UDP/TLS/RTP/SAVPF 99 100\r\n"
+           "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid\r\n"
            "a=extmap:3 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n"
            "a=rtpmap:99 H264/90000\r\na=rtpmap:100 rtx/90000\r\n")
     out, ext_id = twcc.add_to_sdp(sdp)
