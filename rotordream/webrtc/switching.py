@@ -2,7 +2,9 @@
 
 Signals, from the viewer: its bandwidth estimate (REMB), its round-trip time
 and its loss (receiver reports and NACKs). The link is *overrun* when the loss
-exceeds ``loss_limit`` or the round trip is ``rtt_slack`` above the best seen;
+exceeds ``loss_limit`` or the round trip is ``rtt_slack`` above the best seen
+in the last ``rtt_window`` seconds (a path whose round trip grew for good, a new
+route, is the new normal after that);
 it counts as *congested* when overrun, or when the estimate fell below ``drop``
 times its peak of the last ``trend`` seconds (a REMB receiver cuts its estimate
 on what it takes for overuse: a busy receiver's jitter too).
@@ -46,8 +48,9 @@ class AutoSwitch:
     def __init__(self, now, margin=1.2, down_hold=0.25, grace=4.0, up_margin=1.2, up_hold=5.0,
                  rtt_slack=0.05, loss_limit=0.05, drop=0.85, trend=3.0, probe_time=3.0,
                  probe_window=10.0, backoff=15.0, max_backoff=20.0, severe_loss=0.2,
-                 probe_drop=0.95):
+                 probe_drop=0.95, rtt_window=60.0):
         self.severe_loss = severe_loss
+        self.rtt_window = rtt_window
         self.probe_drop = probe_drop
         self.margin = margin
         self.down_hold = down_hold
@@ -66,6 +69,7 @@ class AutoSwitch:
         self.started = now
         self.current = HIGH
         self.best_rtt = None
+        self._rtts = deque()       # (time, rtt), rising: the window's minimum first
         self.failed_probes = 0
         self.probe_rate = None     # bit/s the sender should pad up to now (probing), or None
         self._recent = deque()     # (time, estimate) over the last `trend` seconds
@@ -74,6 +78,16 @@ class AutoSwitch:
         self._probe_start = None   # the padding probe running, or None
         self._up_at = None         # when the last probe switched up
         self._next_probe = now
+
+    def _note_rtt(self, now, rtt):
+        """Keep :attr:`best_rtt` the least round trip of the last ``rtt_window`` seconds."""
+        rtts = self._rtts
+        while rtts and rtts[-1][1] >= rtt:
+            rtts.pop()              # never the minimum while ``rtt`` is in the window
+        rtts.append((now, rtt))
+        while now - rtts[0][0] > self.rtt_window:
+            rtts.popleft()
+        self.best_rtt = rtts[0][1]
 
     def overrun(self, rtt, loss):
         """True when the viewer loses packets or its round trip grew (queueing)."""
@@ -98,8 +112,8 @@ class AutoSwitch:
         ``loss``: the fraction of its packets lost lately; ``hurt``: it lost media while
         padding was sent.
         """
-        if rtt is not None and (self.best_rtt is None or rtt < self.best_rtt):
-            self.best_rtt = rtt
+        if rtt is not None:
+            self._note_rtt(now, rtt)
         if estimate is None:
             return self.current
         congested = self.congested(now, estimate, rtt, loss)

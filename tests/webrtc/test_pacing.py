@@ -294,6 +294,23 @@ def test_a_low_but_clean_estimate_is_no_reason_to_go_down():
     assert drive(switch, 20, ramp) == [] and switch.current == "stream1"
 
 
+def test_a_round_trip_that_grew_for_good_becomes_the_new_normal():
+    # A new route: 20 ms, then 200 ms for good, with nothing lost. The link counts as
+    # overrun while the 20 ms is in the window, and no longer after it.
+    switch = AutoSwitch(0.0, grace=0, rtt_window=30)
+    for t in range(10):
+        switch.update(float(t), 2_000_000, RATES, rtt=0.02, loss=0.0)
+    assert switch.best_rtt == 0.02
+    switch.update(10.0, 2_000_000, RATES, rtt=0.2, loss=0.0)
+    assert switch.overrun(0.2, 0.0)
+    for t in range(11, 41):
+        switch.update(float(t), 2_000_000, RATES, rtt=0.2, loss=0.0)
+    assert switch.best_rtt == 0.2 and not switch.overrun(0.2, 0.0)
+    # A shorter round trip is the best at once.
+    switch.update(41.0, 2_000_000, RATES, rtt=0.1, loss=0.0)
+    assert switch.best_rtt == 0.1 and switch.overrun(0.2, 0.0)
+
+
 def test_failed_probes_back_off_doubling_up_to_the_limit_and_cost_no_picture():
     switch = AutoSwitch(0.0, grace=0, down_hold=0.5, up_hold=2, probe_time=2, backoff=5,
                         max_backoff=20)
