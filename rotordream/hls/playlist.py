@@ -58,7 +58,11 @@ class Playlist:
     """The window of segments of one stream; add parts, ask what exists, render."""
 
     def __init__(self, part_target, window):
-        self.part_target = part_target
+        # Parts are cut at the frame that reaches the nominal duration, so the capture
+        # clock's jitter makes some a few ms longer (0.2002 s, listed as 0.201); a part
+        # may not be longer than PART-TARGET, nor shorter than 85 % of it (RFC 8216bis
+        # 4.4.4.9): 10 % of room keeps both true.
+        self.part_target = round(part_target * 1.1, 3)
         self.window = window               # complete segments kept
         self.segments = deque()
         self.inits = {}                    # version -> bytes (the ones segments still use)

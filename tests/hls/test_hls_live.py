@@ -53,6 +53,22 @@ def test_ffprobe_and_pyav_play_both_playlists(camera):
         44 / 30, abs=0.2)
 
 
+def assert_part_durations(text, target):
+    """RFC 8216bis 4.4.4.9: no part longer than PART-TARGET; none shorter than 85 % of it
+    but an independent one or the last of its segment."""
+    segment = []
+    for line in text.splitlines():
+        m = re.match(r"#EXT-X-PART:DURATION=([0-9.]+),.*?(,INDEPENDENT=YES)?$", line)
+        if m:
+            segment.append((float(m.group(1)), bool(m.group(2))))
+        elif line.startswith("#EXTINF"):
+            for i, (duration, independent) in enumerate(segment):
+                assert duration <= target, text
+                if not independent and i < len(segment) - 1:
+                    assert duration >= 0.85 * target, text
+            segment = []
+
+
 def test_low_latency_playlist_blocking_reload_and_preload_hint(camera):
     r = get(camera, "/hls/stream1/index.m3u8")
     assert r.status_code == 200
@@ -60,8 +76,9 @@ def test_low_latency_playlist_blocking_reload_and_preload_hint(camera):
     assert r.headers["cache-control"] == "public, max-age=1"
     assert r.headers["access-control-allow-origin"] == "*"
     text = r.text
-    assert "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600" in text
-    assert "#EXT-X-PART-INF:PART-TARGET=0.200" in text
+    assert "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.660" in text
+    assert "#EXT-X-PART-INF:PART-TARGET=0.220" in text
+    assert_part_durations(text, 0.220)
     hint = re.search(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="(part-([0-9]+)-([0-9]+)\.m4s)"', text)
     assert hint, text
     # The hinted part is answered as soon as it exists: within about one part's time.

@@ -93,8 +93,8 @@ def test_low_latency_playlist(encoded):
     text = playlist.render()
     lines = text.splitlines()
     assert lines[0] == "#EXTM3U" and "#EXT-X-TARGETDURATION:1" in lines
-    assert "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600" in lines
-    assert "#EXT-X-PART-INF:PART-TARGET=0.200" in lines
+    assert "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.660" in lines
+    assert "#EXT-X-PART-INF:PART-TARGET=0.220" in lines
     assert '#EXT-X-MAP:URI="init-1.mp4"' in lines
     assert '#EXT-X-PART:DURATION=0.200,URI="part-2-0.m4s",INDEPENDENT=YES' in lines
     assert lines[-1] == '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part-2-1.m4s"'
