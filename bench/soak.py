@@ -63,10 +63,19 @@ async def churn(rtsp_port, http_port, readers, ws_count):
         join()
         await asyncio.sleep(0.02)   # joining 20 ms apart
     sockets = [await ws_client() for _ in range(ws_count)]
-    admin = await websockets.connect(url)
+    admin = await websockets.connect(url, max_queue=None)
     await admin.send(json.dumps({"username": "admin", "password": PASSWORD}))
     await admin.recv()
-    admin_drain = asyncio.ensure_future(admin.wait_closed())
+
+    async def drain_admin():
+        # Read every broadcast: a client that stops reading stops answering pings too,
+        # and its connection ends with a keep-alive timeout.
+        try:
+            async for _ in admin:
+                pass
+        except websockets.ConnectionClosed:
+            pass
+    admin_drain = asyncio.ensure_future(drain_admin())
     print("READY", flush=True)
     tick = 0
     while not done.done():
@@ -131,6 +140,9 @@ def main():
         t0 = time.monotonic()
         end = t0 + args.minutes * 60
         while True:
+            if proc.poll() is not None:
+                raise RuntimeError("the churning clients stopped (exit %s): the soak is not "
+                                   "valid" % proc.returncode)
             m = memory(d.proc.pid)
             samples.append(m["rss"])
             print("%6.0f s  RSS %.1f MB  PSS %.1f MB  USS %.1f MB"
