@@ -3,6 +3,7 @@ but a fresh namespace, admin calls to the daemon, and the result file."""
 
 import base64
 import json
+import os
 import subprocess
 import urllib.request
 
@@ -33,3 +34,22 @@ def finish(result_path, result, daemon):
     result["daemon_log"] = daemon.log()[-6000:]
     with open(result_path, "w") as f:
         json.dump(result, f, indent=1)
+
+
+# What the browser tests watch: stream1 at 720p30, and stream2 small and cheap (a squeezed
+# link carries it, not stream1).
+VIEWER_SETTINGS = {"resolution": "1280x720", "fps": 30, "stream2-resolution": "320x180",
+                   "stream2-bitrate": 200}
+
+
+def viewer_daemon(workdir, config_text, extra=()):
+    """A Daemon (not started) on the namespace's loopback with :data:`VIEWER_SETTINGS`
+    and ``config_text`` as its config file; ``extra`` command-line options."""
+    from tests.conftest import Daemon, seed_state
+    state_dir = os.path.join(workdir, "state")
+    os.makedirs(state_dir)
+    seed_state(state_dir, VIEWER_SETTINGS)
+    config = os.path.join(workdir, "rotordream.toml")
+    with open(config, "w") as f:
+        f.write(config_text)
+    return Daemon(state_dir, 18080, 18554, ["--config", config] + list(extra))

@@ -11,9 +11,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
-from tests.conftest import Daemon, seed_state  # noqa: E402
 from tests.support.chromium import Chromium  # noqa: E402
-from tests.support.netns import admin_get, finish, only_loopback  # noqa: E402
+from tests.support.netns import admin_get, finish, only_loopback, viewer_daemon  # noqa: E402
 from tests.support.netns_chromium import WATCH  # noqa: E402
 
 # The page's peer connection: both descriptions and what its inbound video stats say.
@@ -36,14 +35,8 @@ LOOK = """(async () => {
 def main(result_path, workdir):
     only_loopback()
     result = {}
-    state_dir = os.path.join(workdir, "state")
-    os.makedirs(state_dir)
-    seed_state(state_dir, {"resolution": "1280x720", "fps": 30,
-                           "stream2-resolution": "320x180", "stream2-bitrate": 200})
-    config = os.path.join(workdir, "rotordream.toml")
-    with open(config, "w") as f:
-        f.write('[webrtc]\naddresses = ["127.0.0.1"]\ntransport_cc = true\n')
-    daemon = Daemon(state_dir, 18080, 18554, ["--config", config, "--motor", "none"])
+    daemon = viewer_daemon(workdir, '[webrtc]\naddresses = ["127.0.0.1"]\ntransport_cc = true\n',
+                           ["--motor", "none"])
     try:
         daemon.start()
         with Chromium() as browser:

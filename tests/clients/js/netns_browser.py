@@ -14,9 +14,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, ROOT)
 
-from tests.conftest import NO_LIMITS, Daemon, seed_state  # noqa: E402
+from tests.conftest import NO_LIMITS  # noqa: E402
 from tests.support.chromium import Chromium  # noqa: E402
-from tests.support.netns import admin_get, finish, only_loopback  # noqa: E402
+from tests.support.netns import admin_get, finish, only_loopback, viewer_daemon  # noqa: E402
 
 # Presented frames of a <video>, counted with requestVideoFrameCallback.
 HELPERS = """
@@ -144,14 +144,7 @@ DASHBOARD_LOGIN_AND_LIGHT = """(async () => {
 def main(result_path, workdir):
     only_loopback()
     result = {}
-    state_dir = os.path.join(workdir, "state")
-    os.makedirs(state_dir)
-    seed_state(state_dir, {"resolution": "1280x720", "fps": 30,
-                           "stream2-resolution": "320x180", "stream2-bitrate": 200})
-    config = os.path.join(workdir, "rotordream.toml")
-    with open(config, "w") as f:
-        f.write(NO_LIMITS + '[webrtc]\naddresses = ["127.0.0.1"]\n')
-    daemon = Daemon(state_dir, 18080, 18554, ["--config", config])
+    daemon = viewer_daemon(workdir, NO_LIMITS + '[webrtc]\naddresses = ["127.0.0.1"]\n')
     password = json.dumps(daemon.admin_password)
     try:
         daemon.start()
