@@ -53,6 +53,7 @@ class GroupListener(threading.Thread):
         self.rtcp = []     # (monotonic time, [packet types])
         self.stopped = False
         self.lock = threading.Lock()
+        self.arrived = threading.Condition(self.lock)   # notified on every RTCP packet
 
     def run(self):
         while not self.stopped:
@@ -66,6 +67,16 @@ class GroupListener(threading.Thread):
                         self.rtp.append((now, seq, ssrc, len(data)))
                     elif s is self.socks[1]:
                         self.rtcp.append((now, rtcp_types(data)))
+                        self.arrived.notify_all()
+
+    def wait_bye(self, since, timeout=10.0):
+        """Block until an RTCP BYE heard after ``since`` (the group's sender left); its
+        time, or None at the timeout."""
+        def bye():
+            return next((t for t, types in self.rtcp if t >= since and 203 in types), None)
+        with self.lock:
+            self.arrived.wait_for(bye, timeout)
+            return bye()
 
     def heard(self, since=0.0, until=None):
         """The RTP packets heard in [since, until)."""
@@ -206,9 +217,10 @@ def rtsp_checks(daemon, listener, result):
                         "distinct_seqs": len({p[1] for p in heard}),
                         "tx_v0": {k: v1[k] - v0[k] for k in v0},
                         "sessions_during": len(wait_sessions(daemon, 2, 0))}
+    left = time.monotonic()
     result["ffmpeg"], result["gstreamer"] = finish(ff), finish(gst)
     # After both left: the group is quiet (the last one's TEARDOWN sent a BYE).
-    time.sleep(1.5)
+    listener.wait_bye(left)
     quiet = time.monotonic()
     time.sleep(1.5)
     result["after"] = {"heard": listener.count(quiet), "sessions": len(status_sessions(daemon)),
@@ -272,8 +284,9 @@ def onvif_checks(daemon, listener, result):
     time.sleep(3.0)
     result["started_heard"] = listener.count(started)
     result["started_sessions"] = len(status_sessions(daemon))
+    asked = time.monotonic()
     media.StopMulticastStreaming({"ProfileToken": "stream1"})
-    time.sleep(1.0)
+    listener.wait_bye(asked)   # the group's sender left
     stopped = time.monotonic()
     time.sleep(2.0)
     result["stopped_heard"] = listener.count(stopped)
