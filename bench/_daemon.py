@@ -29,11 +29,21 @@ def rss_mb(pid):
     return float("nan")
 
 
+def free_ports(count):
+    """``count`` distinct free loopback TCP ports (held together while chosen)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def free_port():
     """A free loopback TCP port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 class BenchDaemon:
@@ -44,7 +54,7 @@ class BenchDaemon:
 
     def __init__(self, config=NO_LIMITS, settings=None, extra=()):
         self.dir = tempfile.mkdtemp(prefix="rd-bench-")
-        self.http_port, self.rtsp_port = free_port(), free_port()
+        self.http_port, self.rtsp_port = free_ports(2)
         conf = os.path.join(self.dir, "bench.toml")
         with open(conf, "w") as f:
             f.write(config)

@@ -34,6 +34,7 @@ class Reader:
         self.index = index
         self.w0, self.w1 = window
         self.t_start = None
+        self.phases = {}          # "connect", "describe", "setup", "play": when each ended
         self.t_first = None       # first RTP packet
         self.first_at_key = None  # did the first packet begin a keyframe (SPS or IDR)?
         self.t_key = None         # end of the first complete keyframe
@@ -105,6 +106,7 @@ class Reader:
         rel = (lambda t: None if t is None or self.t_start is None else t - self.t_start)
         return {"index": self.index, "error": self.error, "first": rel(self.t_first),
                 "first_at_key": self.first_at_key, "key": rel(self.t_key),
+                "phases": {k: rel(t) for k, t in self.phases.items()},
                 "packets": self.packets, "lost": self.lost, "win_packets": self.win_packets,
                 "win_octets": self.win_octets, "win_lost": self.win_lost}
 
@@ -180,9 +182,11 @@ async def reader_task(host, port, path, transport, stats, start, end, rcvbuf=0):
     writer = None
     try:
         reader, writer = await asyncio.open_connection(host, port)
+        stats.phases["connect"] = time.monotonic()
         url = "rtsp://%s:%d/%s" % (host, port, path)
         _, sdp = await _ok(reader, writer, "DESCRIBE %s RTSP/1.0\r\nCSeq: 1\r\n"
                                            "Accept: application/sdp\r\n\r\n" % url)
+        stats.phases["describe"] = time.monotonic()
         controls = re.findall(rb"a=control:(\S+)", sdp)
         control = controls[-1].decode() if controls else ""  # the media's, not "*"
         track = control if control.startswith("rtsp://") else url + "/" + control
@@ -197,12 +201,14 @@ async def reader_task(host, port, path, transport, stats, start, end, rcvbuf=0):
             spec = "RTP/AVP/TCP;unicast;interleaved=0-1"
         head, _ = await _ok(reader, writer, "SETUP %s RTSP/1.0\r\nCSeq: 2\r\n"
                                             "Transport: %s\r\n\r\n" % (track, spec))
+        stats.phases["setup"] = time.monotonic()
         session = re.search(r"(?i)session: *([^;\r]+)", head).group(1)
         play = "PLAY %s RTSP/1.0\r\nCSeq: 3\r\nSession: %s\r\n\r\n" % (url, session)
         keepalive = "GET_PARAMETER %s RTSP/1.0\r\nCSeq: %%d\r\nSession: %s\r\n\r\n" % (
             url, session)
         if transport == "udp":
             await _ok(reader, writer, play)
+            stats.phases["play"] = time.monotonic()
             cseq = 4
             while time.monotonic() < end:
                 await asyncio.sleep(min(KEEPALIVE, max(0.0, end - time.monotonic())))
@@ -269,6 +275,7 @@ async def _read_interleaved(reader, writer, stats, end, keepalive):
                 status = head.split(b"\r\n", 1)[0]
                 if b" 200 " not in status + b" ":
                     raise RuntimeError("PLAY -> %s" % status.decode("latin-1"))
+                stats.phases.setdefault("play", now)
                 length = re.search(rb"(?i)content-length: *(\d+)", head)
                 body = int(length.group(1)) if length else 0
                 if size - eoh - 4 < body:

@@ -42,6 +42,7 @@ START_MARGIN = 1.5   # s from spawning the reader processes to the first join
 READER_BUSY = 90.0   # % of a core: above this a reader process limits what is measured
 HOST_BUSY = 95.0     # % of every core: above this the servers were starved
 LOAD_SPREAD = 0.15   # per-reader bitrates further apart than this are not equal load
+PHASES = ("connect", "describe", "setup", "play")  # the RTSP join, step by step
 
 
 def pct(values, p):
@@ -193,6 +194,8 @@ def step(server, transport, n, ramp, args):
     live = [r for r in ok if r["win_packets"]]
     firsts = [r["first"] * 1000 for r in rows if r["first"] is not None]
     keys = [r["key"] * 1000 for r in rows if r["key"] is not None]
+    phases = {k: pct([r["phases"][k] * 1000 for r in rows if r["phases"].get(k) is not None], .5)
+              for k in PHASES}
     return {
         "server": server.name, "transport": transport, "n": n, "ramp_ms": round(ramp * 1000, 3),
         "cpu": cpu, "rss": rss, "pps": packets / secs,
@@ -205,6 +208,7 @@ def step(server, transport, n, ramp, args):
         "error_sample": next((r["error"] for r in rows if r["error"]), None),
         "first_p50": pct(firsts, .5), "first_p99": pct(firsts, .99),
         "first_at_key": sum(1 for r in rows if r["first_at_key"]), "got_first": len(firsts),
+        "phases_p50": phases,
         "key_p50": pct(keys, .5), "key_p99": pct(keys, .99), "got_key": len(keys),
         "lat_p50": pct(latencies, .5), "lat_p99": pct(latencies, .99),
         "reader_cpu": max(reader_cpu), "procs": procs,
@@ -227,6 +231,8 @@ def show(row):
              row["first_at_key"], row["got_first"], row["key_p50"], row["key_p99"],
              row["lat_p50"], row["lat_p99"], row["rss"], row["procs"], row["reader_cpu"],
              row["host_busy"], row["udp_drops"]), flush=True)
+    print("    join p50: " + ", ".join("%s done at %.0f ms" % (k, row["phases_p50"][k])
+                                     for k in PHASES), flush=True)
     if row["errors"]:
         print("    %d readers failed, e.g. %s" % (row["errors"], row["error_sample"]), flush=True)
     if row["reader_cpu"] >= READER_BUSY:

@@ -18,7 +18,7 @@ from collections import deque
 from twisted.internet import defer, protocol
 from twisted.logger import Logger
 
-from rotordream.netutil import unsent_bytes
+from rotordream.netutil import unsent_bytes, write_now
 from rotordream.rtsp.message import SERVER_NAME, ParseError, Request, RequestParser, Response
 
 log = Logger()
@@ -48,6 +48,11 @@ class RTSPConnection(protocol.Protocol):
         self._closing = False
         self._pumping = False  # handing a request to the server right now
         self._next = None      # the call that takes the next waiting request
+        self._after = []       # what waits for the answer being made to be written
+
+    def after_answer(self, fn):
+        """Call ``fn()`` once the answer now being made has been written (or dropped)."""
+        self._after.append(fn)
 
     def connectionMade(self):
         peer = self.transport.getPeer()
@@ -155,7 +160,12 @@ class RTSPConnection(protocol.Protocol):
 
     def _send(self, response):
         if response is not None and self.transport is not None and self.connected:
-            self.transport.write(bytes(response))
+            # Straight to the socket: a crowd joining at once would otherwise wait a
+            # reactor turn (behind everyone's catch-up writes) for every answer.
+            write_now(self.transport, bytes(response))
+        after, self._after = self._after, []
+        for fn in after:
+            fn()
 
     def connectionLost(self, reason):
         self.connected = 0

@@ -241,40 +241,41 @@ class RTSPServer:
             log.failure("RTSP {method} failed", f, method=request.method)
             return Response(500, headers)
 
-        return defer.maybeDeferred(self._step, self.core.receive, conn, request) \
+        return defer.maybeDeferred(self._step, conn, self.core.receive, conn, request) \
             .addCallbacks(done, failed)
 
-    def _step(self, fn, *args):
-        """Take one step of the core; perform the waits it asks for until an Answer."""
+    def _step(self, conn, fn, *args):
+        """Take one step of the core for a request on ``conn``; perform the waits it asks
+        for until an Answer."""
         step = fn(*args)
         if isinstance(step, effects.Answer):
-            self._carry_out(step.effects)
+            self._carry_out(step.effects, conn)
             return step
         if isinstance(step, effects.Authenticate):
             d = defer.maybeDeferred(self.auth.authenticate, step.method, step.uri,
                                     authorization=step.authorization, token=step.token,
                                     client=step.client, protocol="rtsp")
-            return d.addCallbacks(lambda principal: self._step(step.then, principal),
+            return d.addCallbacks(lambda principal: self._step(conn, step.then, principal),
                                   self._refused)
         if isinstance(step, effects.WaitKeyframe):
             def no_video_yet(result, timeout):
                 raise RtspError(503, "no video yet", [("Retry-After", "1")])
             d = step.hub.keyframe()
             d.addTimeout(step.timeout, self.clock, onTimeoutCancel=no_video_yet)
-            return d.addCallback(lambda au: self._step(step.then, au))
+            return d.addCallback(lambda au: self._step(conn, step.then, au))
         if isinstance(step, effects.DescribeRecording):
-            return self._describe_recording(step)
+            return self._describe_recording(conn, step)
         if isinstance(step, effects.PrepareRecording):
-            self._carry_out(step.effects)
+            self._carry_out(step.effects, conn)
             return step.player.prepare(step.npt, step.replay).addCallback(
-                lambda info: self._step(step.then, info))
+                lambda info: self._step(conn, step.then, info))
         raise TypeError("unknown RTSP step %r" % (step,))
 
     def _refused(self, failure):
         failure.trap(AuthError)
         raise self.core.refused(failure.value)
 
-    def _describe_recording(self, step):
+    def _describe_recording(self, conn, step):
         try:
             d = step.playback.describe(step.rid)
         except KeyError:
@@ -285,15 +286,16 @@ class RTSPServer:
                 return f
             log.failure("recording {rid} cannot be described", f, rid=step.rid)
             raise RtspError(404, "recording unreadable")
-        return d.addCallbacks(lambda info: self._step(step.then, info), unreadable)
+        return d.addCallbacks(lambda info: self._step(conn, step.then, info), unreadable)
 
     # -- effects --------------------------------------------------------
 
-    def _carry_out(self, todo):
+    def _carry_out(self, todo, conn=None):
+        """Perform ``todo``'s effects (``conn``: the connection whose request they answer)."""
         for effect in todo:
-            getattr(self, "_do_" + type(effect).__name__)(effect)
+            getattr(self, "_do_" + type(effect).__name__)(effect, conn)
 
-    def _do_UseTransport(self, effect):
+    def _do_UseTransport(self, effect, conn=None):
         session, chosen, conn = effect.session, effect.chosen, effect.connection
         a, b = chosen.pair
         if chosen.kind == transport.MULTICAST:
@@ -307,9 +309,13 @@ class RTSPServer:
             # RTP goes to the address the SETUP came from, never to a "destination".
             session.target = UdpTarget(self.rtp_port, self.rtcp_port, conn.client_host, a, b)
 
-    def _do_StartSending(self, effect):
-        # The answer goes first, then the burst of the cached GOP and an early SR.
-        self.clock.callLater(0, self._start_playing, effect.session)
+    def _do_StartSending(self, effect, conn=None):
+        # The answer goes first, then the burst of the cached GOP and an early SR: right
+        # after the answer is written, not a reactor turn later (behind a crowd's requests).
+        if conn is not None:
+            conn.after_answer(lambda: self._start_playing(effect.session))
+        else:
+            self.clock.callLater(0, self._start_playing, effect.session)
 
     def _start_playing(self, session):
         if not self.core.sending(session):
@@ -335,7 +341,7 @@ class RTSPServer:
         if report is not None:
             session.target.send_rtcp(report)
 
-    def _do_StopSending(self, effect):
+    def _do_StopSending(self, effect, conn=None):
         session = effect.session
         if session.sr_loop is not None and session.sr_loop.running:
             session.sr_loop.stop()
@@ -347,7 +353,7 @@ class RTSPServer:
         elif session.target is not None and session.source is not None:
             session.source.remove(session.target)
 
-    def _do_SendBye(self, effect):
+    def _do_SendBye(self, effect, conn=None):
         session = effect.session
         if session.target is not None:
             try:
@@ -355,7 +361,7 @@ class RTSPServer:
             except Exception:
                 pass
 
-    def _do_CloseSource(self, effect):
+    def _do_CloseSource(self, effect, conn=None):
         # Every session's end (TEARDOWN, expiry, connection lost) closes its source.
         session = effect.session
         log.info("RTSP session {session} of {client} ended", event="rtsp_session_end",

@@ -102,14 +102,14 @@ def test_setup_play_sends_the_cached_gop_then_live_units_and_teardown(rig):
     assert code == 200 and h["Session"].endswith(";timeout=60")
     assert "interleaved=0-1" in h["Transport"] and "ssrc=" in h["Transport"]
     sid = h["Session"].split(";")[0]
-    code, h, _ = request(proto, t, "PLAY rtsp://h/stream1/ RTSP/1.0\nCSeq: 4\nSession: %s\n" % sid)
+    code, h, burst = request(proto, t, "PLAY rtsp://h/stream1/ RTSP/1.0\nCSeq: 4\nSession: %s\n"
+                             % sid)
     assert code == 200 and "seq=" in h["RTP-Info"] and "rtptime=" in h["RTP-Info"]
-    t.clear()
-    clock.advance(0)
-    burst = t.value()
+    # Right behind the answer, with no reactor turn between: the keyframe (STAP-A first)
+    # and the two P-frames after it, at once.
     assert burst[:1] == b"$"
-    # The keyframe (STAP-A first) and the two P-frames after it came at once.
     assert burst[4 + 12] & 0x1F == 24
+    assert burst.count(b"$\x00") >= 3
     t.clear()
     pipeline.hubs["stream1"].publish(au(3, False))
     assert t.value()[:2] == b"$\x00"
