@@ -17,6 +17,7 @@ journal socket, as ``<N>``-prefixed lines (sd-daemon(3)) that journald reads as
 priorities.
 """
 
+import functools
 import os
 import re
 import socket
@@ -38,12 +39,15 @@ _SECRET_WORDS = ("password", "passwd", "secret", "token", "authorization", "cook
 _URL_SECRET = re.compile(r"((?:access_)?token|password|passwd|csrf|secret)=[^&\s\"']*",
                          re.IGNORECASE)
 _BARE = re.compile(r"[A-Za-z0-9_.:/@+,=\[\]-]+\Z")
+# Nothing in it needs an escape: it goes in double quotes as it is.
+_QUOTABLE = re.compile('[^"\\\\\x00-\x1f\x7f-\x9f\u2028\u2029]*\\Z')
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _PRIORITY = {LogLevel.debug: 7, LogLevel.info: 6, LogLevel.warn: 4, LogLevel.error: 3,
              LogLevel.critical: 2}
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 
 
+@functools.lru_cache(maxsize=1024)  # field names come from the code: a few dozen
 def is_secret(name):
     """True for a field name that may hold a credential."""
     lowered = name.lower()
@@ -56,7 +60,8 @@ def clean(value, limit=MAX_VALUE):
         value = value.decode("utf-8", "backslashreplace")
     elif not isinstance(value, str):
         value = str(value)
-    value = _URL_SECRET.sub(r"\1=" + REDACTED, value)
+    if "=" in value:  # every credential the pattern finds is a "name=value"
+        value = _URL_SECRET.sub(r"\1=" + REDACTED, value)
     if len(value) > limit:
         value = "%s...(%d characters)" % (value[:limit], len(value))
     return value
@@ -66,6 +71,8 @@ def quote(value):
     """``value`` bare when it is plain, else in double quotes with escapes (one line)."""
     if value and _BARE.match(value):
         return value
+    if _QUOTABLE.match(value):
+        return '"%s"' % value
     out = []
     for ch in value:
         if ch in _ESCAPES:
@@ -85,23 +92,27 @@ def area_of(namespace):
     return parts[0]
 
 
-def fields_of(event):
+_NOT_FIELDS = frozenset(("event", "format", "message", "time", "system", "isError", "why",
+                         "failure"))
+
+
+def _cleaned(event):
+    """Every field of ``event`` but the ``log_`` ones, cleaned: {name: value}, secrets out."""
+    return {name: REDACTED if is_secret(name) else clean(value)
+            for name, value in event.items() if not name.startswith("log_")}
+
+
+def fields_of(event, cleaned=None):
     """The event's own fields, cleaned: [(name, value)] in the order given, secrets out."""
-    out = []
-    for name, value in event.items():
-        if name.startswith("log_") or name in ("event", "format", "message", "time",
-                                                "system", "isError", "why", "failure"):
-            continue
-        out.append((name, REDACTED if is_secret(name) else clean(value)))
-    return out
+    if cleaned is None:
+        cleaned = _cleaned(event)
+    return [(name, value) for name, value in cleaned.items() if name not in _NOT_FIELDS]
 
 
-def _text(event):
+def _text(event, cleaned=None):
     """The human text of an event, formatted from its cleaned fields."""
     safe = dict(event)
-    for name, value in event.items():
-        if not name.startswith("log_"):
-            safe[name] = REDACTED if is_secret(name) else clean(value)
+    safe.update(_cleaned(event) if cleaned is None else cleaned)
     text = formatEvent(safe)
     if not text and "message" in event:  # a legacy log.msg
         text = " ".join(str(m) for m in event["message"])
@@ -134,12 +145,13 @@ def parts_of(event):
     level = event.get("log_level", LogLevel.info)
     name = event.get("event")
     out = [("level", level.name), ("area", area_of(event.get("log_namespace")))]
+    cleaned = _cleaned(event)
     if name:
         out.append(("event", clean(name)))
-        out += fields_of(event)
+        out += fields_of(event, cleaned)
     else:
         out.append(("event", "message"))
-    text = _text(event)
+    text = _text(event, cleaned)
     if text:
         out.append(("msg", text))
     return out + _failure(event)

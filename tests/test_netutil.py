@@ -84,3 +84,40 @@ def test_tls_closing_and_wrapped_transports_use_write():
     b.setblocking(False)
     with pytest.raises(BlockingIOError):
         b.recv(100)
+
+
+def test_a_list_goes_out_in_one_piece_and_in_order():
+    a, b = pair()
+    t = Transport(a)
+    write_now(t, [b"one ", b"two ", b"three"])
+    assert t.written == [] and b.recv(100) == b"one two three"
+
+
+def test_what_the_kernel_does_not_take_of_a_list_is_queued_in_order():
+    a, b = pair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    t = Transport(a)
+    chunks = [bytes([i]) * 65536 for i in range(16)]     # 1 MiB in 16 pieces
+    write_now(t, chunks)
+    assert len(t.written) == 1
+    queued = t.written[0]
+    assert 0 < len(queued) < len(chunks) * 65536 and b"".join(chunks).endswith(queued)
+
+
+def test_a_list_behind_queued_bytes_is_queued_whole():
+    a, b = pair()
+    t = Transport(a)
+    t.write(b"first")
+    write_now(t, [b"second", b"third"])
+    assert t.written == [b"first", b"secondthird"]
+
+
+def test_more_pieces_than_one_sendmsg_takes_still_all_arrive():
+    a, b = pair()
+    t = Transport(a)
+    chunks = [b"%05d" % i for i in range(3000)]        # IOV_MAX is 1024
+    write_now(t, chunks)
+    got = b""
+    while len(got) < 15000:
+        got += b.recv(65536)
+    assert t.written == [] and got == b"".join(chunks)

@@ -274,8 +274,8 @@ class PushTarget:
         fanout = self.fanouts[self.spec.stream]
         transport = self._proto.transport
         if event.channels is not None:
-            def write(data):
-                self.bytes += len(data)
+            def write(data):   # bytes, or a list of them (a catch-up GOP)
+                self.bytes += len(data) if isinstance(data, bytes) else sum(map(len, data))
                 write_now(transport, data)
             target = TcpTarget(write, lambda: unsent_bytes(transport), event.channels[0],
                                event.channels[1], QUEUE_LIMIT)

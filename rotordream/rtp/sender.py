@@ -56,6 +56,11 @@ class Target:
         self.send_packets(packets)
         self.count(au, timestamp, packets, octets)
 
+    def deliver_all(self, units):
+        """Send ``units``, ``[(au, timestamp, packets, octets)]`` (a cached GOP), in order."""
+        for au, ts, packets, octets in units:
+            self.deliver(au, ts, packets, octets)
+
     def count(self, au, timestamp, packets, octets=None):
         """Add one access unit's ``packets``, once all were sent, to the SR counters."""
         self.packets += len(packets)
@@ -136,11 +141,34 @@ class TcpTarget(Target):
         self.waiting_for_keyframe = False
         super().deliver(au, timestamp, packets, octets)
 
-    def send_packets(self, packets):
+    def deliver_all(self, units):
+        """The cached GOP in one write: one system call for the lot, not one per unit.
+
+        What would take the connection's queue past ``limit`` is left out, as one
+        unit at a time would be, and the target waits for the next keyframe.
+        """
+        room = self.limit - self.backlog()
+        chunks = []
+        for au, ts, packets, octets in units:
+            chunk = self._framed(packets)
+            if room < 0:
+                self.waiting_for_keyframe = True
+                self.dropped_units += 1
+                continue
+            room -= len(chunk)
+            chunks.append(chunk)
+        if chunks:
+            self.write(chunks)
+        for au, ts, packets, octets in units[:len(chunks)]:
+            self.count(au, ts, packets, octets)
+
+    def _framed(self, packets):
         if isinstance(packets, udp.Packets):
-            self.write(packets.framed(self.rtp_channel))   # built once for every viewer
-        else:
-            self.write(udp.interleave(packets, self.rtp_channel))
+            return packets.framed(self.rtp_channel)   # built once for every viewer
+        return udp.interleave(packets, self.rtp_channel)
+
+    def send_packets(self, packets):
+        self.write(self._framed(packets))
 
     def send_rtcp(self, data):
         self.write(udp.interleave([data], self.rtcp_channel))
@@ -303,8 +331,7 @@ class StreamFanout(RtpSource):
             self.catching_up[target] = catch_up
             catch_up.pump()
             return
-        for au, ts, packets, octets in self.gop:
-            target.deliver(au, ts, packets, octets)
+        target.deliver_all(self.gop)
         self.targets.append(target)
 
     def _caught_up(self, catch_up):

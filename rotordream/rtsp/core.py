@@ -26,6 +26,7 @@ streams, ONVIF replay's PLAY variants, admission, ownership, RTCP) over the one
 set of sessions; splitting it would spread one decision over several modules.
 """
 
+import collections
 import random
 import secrets
 
@@ -73,6 +74,7 @@ class RTSPCore:
         self.clock = clock        # anything with seconds()
         self.playback = playback
         self.sessions_by_id = {}
+        self.anonymous = collections.Counter()  # address -> its sessions without credentials
         self.udp_server_port = None   # the RTP port of the server's pair, once bound
         self.multicast_groups = {}    # {stream: transport.Group} once the socket is bound
         # Totals of ended sessions: RTP packets by transport, slow-client drops by protocol.
@@ -266,8 +268,7 @@ class RTSPCore:
     def _admit(self, conn, principal):
         """Raise the refusal when ``principal`` on ``conn`` may not start a session now."""
         cfg = self.config
-        here = sum(1 for s in self.sessions_by_id.values()
-                   if not s.authenticated and s.address == conn.client_host)
+        here = self.anonymous[conn.client_host]
         why = slots.refusal(len(self.sessions_by_id), here, principal.authenticated,
                             cfg.max_sessions, cfg.reserved_sessions,
                             cfg.max_sessions_per_address)
@@ -297,6 +298,8 @@ class RTSPCore:
         else:
             session.source = self.fanouts[stream]
         self.sessions_by_id[session.id] = session
+        if not session.authenticated:
+            self.anonymous[session.address] += 1
         conn.sessions[session.id] = session
         return session
 
@@ -415,6 +418,10 @@ class RTSPCore:
         effects = self._effects(session, step)
         session.state = step.state
         del self.sessions_by_id[session.id]
+        if not session.authenticated:
+            self.anonymous[session.address] -= 1
+            if not self.anonymous[session.address]:
+                del self.anonymous[session.address]
         t = session.target
         if t is not None:
             self.ended_packets[t.transport_name] = \

@@ -137,9 +137,16 @@ class Response:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + self.body
 
 
+_last_date = (None, "")  # (second, its date): formatting costs more than the rest of an answer
+
+
 def http_date(now):
     """An RFC 1123 date for the Date header."""
-    return email.utils.formatdate(now, usegmt=True)
+    global _last_date
+    second = int(now)
+    if _last_date[0] != second:
+        _last_date = (second, email.utils.formatdate(second, usegmt=True))
+    return _last_date[1]
 
 
 class RequestParser:

@@ -169,11 +169,29 @@ def test_tcp_targets_and_a_rate_of_zero_get_the_gop_at_once():
     frames = []
     tcp = TcpTarget(frames.append, lambda: 0, 0, 1, 1 << 20)
     fanout.add(tcp)
-    assert len(frames) == 10 and tcp in fanout.targets
+    # One write of the ten cached units' interleaved chunks (one system call), in order.
+    [chunks] = frames
+    assert chunks == [packets.framed(0) for _, _, packets, _ in fanout.gop]
+    assert len(chunks) == 10 and tcp in fanout.targets and tcp.packets == len(seed.seqs())
     fanout.catchup_rate = 0
     target = Recorder(clock)
     fanout.add(target)
     assert target.seqs() == seed.seqs() and not clock.getDelayedCalls()
+
+
+def test_a_tcp_catch_up_stops_where_the_connection_queue_would_pass_its_limit():
+    clock, hub, fanout, seed = rig(rate=1000)
+    sizes = [len(packets.framed(0)) for _, _, packets, _ in fanout.gop]
+    frames = []
+    # Room for the keyframe and the next unit, with 100 bytes already queued.
+    limit = 100 + sizes[0] + sizes[1] - 1
+    tcp = TcpTarget(frames.append, lambda: 100, 0, 1, limit)
+    fanout.add(tcp)
+    [chunks] = frames
+    assert len(chunks) == 2 and tcp.dropped_units == 8 and tcp.waiting_for_keyframe
+    assert tcp.packets == sum(len(p) for _, _, p, _ in fanout.gop[:2])
+    hub.publish(au(10, False))           # live P-frames wait for the next keyframe
+    assert len(frames) == 1 and tcp.dropped_units == 9
 
 
 class Port:

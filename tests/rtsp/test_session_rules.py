@@ -236,6 +236,21 @@ def test_freed_anonymous_slots_can_be_taken_again(tmp_path):
     assert code == 200 and late.ask("PLAY", Session=sid)[0] == 200
 
 
+def test_an_address_gets_its_anonymous_slots_back_when_its_sessions_end(tmp_path):
+    rig = Rig(tmp_path, {"max_sessions": 10, "reserved_sessions": 0,
+                         "max_sessions_per_address": 2, "setup_timeout": 3})
+    a, b, c = rig.connect(), rig.connect(), rig.connect()
+    (code_a, _, sid_a), (code_b, _, _) = a.setup(), b.setup()
+    assert (code_a, code_b) == (200, 200) and c.setup()[0] == 401
+    assert rig.connect("127.0.0.2").setup()[0] == 200          # another address is not capped
+    assert a.ask("TEARDOWN", Session=sid_a)[0] == 200            # ended by the client
+    assert c.setup()[0] == 200 and rig.connect().setup()[0] == 401
+    rig.clock.advance(4)                                         # b and c expire unplayed
+    d, e = rig.connect(), rig.connect()
+    assert d.setup()[0] == 200 and e.setup()[0] == 200
+    assert rig.server.core.anonymous == {"127.0.0.1": 2}
+
+
 # -- validation ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("transport", [
