@@ -42,7 +42,8 @@ def tcp_target(packets, dropped):
 
 
 def rtsp_session(sid, target, protocol="rtsp"):
-    return SimpleNamespace(id=sid, target=target, connection=SimpleNamespace(protocol=protocol))
+    return SimpleNamespace(id=sid, target=target, connection=SimpleNamespace(protocol=protocol),
+                           authenticated=True, address="127.0.0.1")
 
 
 @pytest.fixture
