@@ -111,21 +111,113 @@ class Reader:
                 "win_octets": self.win_octets, "win_lost": self.win_lost}
 
 
-async def request(reader, writer, text):
-    """Send one RTSP request; return (head, body) of the answer."""
-    writer.write(text.encode())
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = re.search(rb"(?i)content-length: *(\d+)", head)
-    body = await reader.readexactly(int(length.group(1))) if length else b""
-    return head.decode(), body
+# One receive buffer for every reader of the process: a drain runs to its end before the
+# next starts, and a buffer per reader would cost its pages' faults when the crowd joins.
+_SHARED = bytearray(1 << 20)
+_SHARED_VIEW = memoryview(_SHARED)
 
 
-async def _ok(reader, writer, text):
-    head, body = await request(reader, writer, text)
-    status = head.split("\r\n", 1)[0]
-    if " 200 " not in status + " ":
-        raise RuntimeError("%s -> %s" % (text.split(" ", 1)[0], status))
-    return head, body
+class Control:
+    """An RTSP connection on a plain non-blocking socket.
+
+    Answers are read from it; once playing over TCP the interleaved RTP is read into
+    the process's shared buffer and parsed in place (one copy per byte, from the
+    kernel): a reader costs the machine little next to the server it measures.
+    """
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.data = bytearray()  # what was read and not yet used (an answer or frame begun)
+        self.error = None  # set when the server closed the connection or refused a request
+
+    async def request(self, text):
+        """Send one RTSP request; return (head, body) of its answer."""
+        loop = asyncio.get_running_loop()
+        await loop.sock_sendall(self.sock, text.encode())
+        while True:
+            answer = self._answer()
+            if answer is not None:
+                return answer
+            chunk = await loop.sock_recv(self.sock, 65536)
+            if not chunk:
+                raise RuntimeError("the server closed the connection")
+            self.data += chunk
+
+    async def ok(self, text):
+        """``request``, raising unless the answer is 200 OK."""
+        head, body = await self.request(text)
+        status = head.split("\r\n", 1)[0]
+        if " 200 " not in status + " ":
+            raise RuntimeError("%s -> %s" % (text.split(" ", 1)[0], status))
+        return head, body
+
+    def _answer(self):
+        # An answer at the start of what was read, when it is all there; taken out of it.
+        eoh = self.data.find(b"\r\n\r\n")
+        if eoh < 0:
+            return None
+        head = bytes(self.data[:eoh])
+        length = re.search(rb"(?i)content-length: *(\d+)", head)
+        end = eoh + 4 + (int(length.group(1)) if length else 0)
+        if end > len(self.data):
+            return None
+        body = bytes(self.data[eoh + 4:end])
+        del self.data[:end]
+        return head.decode(), body
+
+    def drain(self, stats):
+        """Read what the socket holds; count its interleaved RTP (a reader callback)."""
+        buf, view = _SHARED, _SHARED_VIEW
+        size = len(self.data)
+        buf[:size] = self.data
+        while self.error is None:
+            try:
+                n = self.sock.recv_into(view[size:])
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as e:
+                self.error = "%s: %s" % (type(e).__name__, e)
+                break
+            if not n:
+                self.error = "RuntimeError: the server closed the connection"
+                break
+            size = self._interleaved(stats, time.monotonic(), buf, size + n)
+        self.data = bytearray(buf[:size])
+        if self.error is not None:  # a closed socket stays readable: stop watching it
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+
+    def _interleaved(self, stats, now, buf, size):
+        # Count the whole frames and answers in buf[:size]; move what is left to the front
+        # and return its length.
+        pos = 0
+        while size - pos >= 4:
+            if buf[pos] == 36:  # "$", RFC 2326 10.12
+                n = (buf[pos + 2] << 8) | buf[pos + 3]
+                if size - pos - 4 < n:
+                    break
+                channel = buf[pos + 1]
+                if channel == 0 and n >= 12:
+                    stats.rtp(buf, pos + 4, n, now)
+                elif channel == 1:
+                    stats.rtcp(bytes(buf[pos + 4:pos + 4 + n]))
+                pos += 4 + n
+            else:  # an RTSP answer (PLAY, GET_PARAMETER)
+                eoh = buf.find(b"\r\n\r\n", pos, size)
+                if eoh < 0:
+                    break
+                head = bytes(buf[pos:eoh])
+                length = re.search(rb"(?i)content-length: *(\d+)", head)
+                end = eoh + 4 + (int(length.group(1)) if length else 0)
+                if end > size:
+                    break
+                status = head.split(b"\r\n", 1)[0]
+                if b" 200 " not in status + b" ":
+                    self.error = "RuntimeError: %s" % status.decode("latin-1")
+                stats.phases.setdefault("play", now)
+                pos = end
+        if pos:
+            buf[:size - pos] = buf[pos:size]
+        return size - pos
 
 
 def _udp_pair(rcvbuf):
@@ -178,110 +270,70 @@ async def reader_task(host, port, path, transport, stats, start, end, rcvbuf=0):
     loop = asyncio.get_running_loop()
     await asyncio.sleep(max(0.0, start - time.monotonic()))
     stats.t_start = time.monotonic()
-    socks = []
-    writer = None
+    socks, readers = [], []
+    control = None
     try:
-        reader, writer = await asyncio.open_connection(host, port)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        socks.append(sock)
+        await loop.sock_connect(sock, (host, port))
+        control = Control(sock)
         stats.phases["connect"] = time.monotonic()
         url = "rtsp://%s:%d/%s" % (host, port, path)
-        _, sdp = await _ok(reader, writer, "DESCRIBE %s RTSP/1.0\r\nCSeq: 1\r\n"
-                                           "Accept: application/sdp\r\n\r\n" % url)
+        _, sdp = await control.ok("DESCRIBE %s RTSP/1.0\r\nCSeq: 1\r\n"
+                                  "Accept: application/sdp\r\n\r\n" % url)
         stats.phases["describe"] = time.monotonic()
         controls = re.findall(rb"a=control:(\S+)", sdp)
-        control = controls[-1].decode() if controls else ""  # the media's, not "*"
-        track = control if control.startswith("rtsp://") else url + "/" + control
+        control_url = controls[-1].decode() if controls else ""  # the media's, not "*"
+        track = control_url if control_url.startswith("rtsp://") else url + "/" + control_url
         if transport == "udp":
             rtp, rtcp, low = _udp_pair(rcvbuf)
-            socks = [rtp, rtcp]
+            socks += [rtp, rtcp]
             buf = bytearray(65536)
             loop.add_reader(rtp.fileno(), _drain_rtp, rtp, stats, buf)
             loop.add_reader(rtcp.fileno(), _drain_rtcp, rtcp, stats)
+            readers += [rtp.fileno(), rtcp.fileno()]
             spec = "RTP/AVP;unicast;client_port=%d-%d" % (low, low + 1)
         else:
             spec = "RTP/AVP/TCP;unicast;interleaved=0-1"
-        head, _ = await _ok(reader, writer, "SETUP %s RTSP/1.0\r\nCSeq: 2\r\n"
-                                            "Transport: %s\r\n\r\n" % (track, spec))
+        head, _ = await control.ok("SETUP %s RTSP/1.0\r\nCSeq: 2\r\n"
+                                   "Transport: %s\r\n\r\n" % (track, spec))
         stats.phases["setup"] = time.monotonic()
         session = re.search(r"(?i)session: *([^;\r]+)", head).group(1)
         play = "PLAY %s RTSP/1.0\r\nCSeq: 3\r\nSession: %s\r\n\r\n" % (url, session)
         keepalive = "GET_PARAMETER %s RTSP/1.0\r\nCSeq: %%d\r\nSession: %s\r\n\r\n" % (
             url, session)
         if transport == "udp":
-            await _ok(reader, writer, play)
+            await control.ok(play)
             stats.phases["play"] = time.monotonic()
-            cseq = 4
-            while time.monotonic() < end:
-                await asyncio.sleep(min(KEEPALIVE, max(0.0, end - time.monotonic())))
-                if time.monotonic() < end:
-                    await request(reader, writer, keepalive % cseq)
-                    cseq += 1
         else:
-            writer.write(play.encode())
-            await _read_interleaved(reader, writer, stats, end, keepalive)
-        writer.write(("TEARDOWN %s RTSP/1.0\r\nCSeq: 99\r\nSession: %s\r\n\r\n"
-                      % (url, session)).encode())
+            # From here the connection carries RTP: parsed in place as it comes.
+            loop.add_reader(sock.fileno(), control.drain, stats)
+            readers.append(sock.fileno())
+            await loop.sock_sendall(sock, play.encode())
+        cseq = 4
+        while time.monotonic() < end and control.error is None:
+            await asyncio.sleep(min(KEEPALIVE, max(0.0, end - time.monotonic())))
+            if time.monotonic() < end and control.error is None:
+                text = keepalive % cseq
+                if transport == "udp":
+                    await control.request(text)
+                else:
+                    await loop.sock_sendall(sock, text.encode())  # answered among the RTP
+                cseq += 1
+        if control.error is not None:
+            raise RuntimeError(control.error)
+        sock.send(("TEARDOWN %s RTSP/1.0\r\nCSeq: 99\r\nSession: %s\r\n\r\n"
+                   % (url, session)).encode())
     except asyncio.CancelledError:
         stats.error = "no answer before the end"
     except Exception as e:  # one reader's failure is a figure, not the end of the others
         stats.error = "%s: %s" % (type(e).__name__, e)
     finally:
+        for fd in readers:
+            loop.remove_reader(fd)
         for s in socks:
-            loop.remove_reader(s.fileno())
             s.close()
-        if writer is not None:
-            writer.close()
-
-
-async def _read_interleaved(reader, writer, stats, end, keepalive):
-    """Count interleaved RTP until ``end``; skip RTSP answers; keep the session alive."""
-    buf = bytearray()
-    next_keepalive = time.monotonic() + KEEPALIVE
-    cseq = 4
-    while True:
-        left = end - time.monotonic()
-        if left <= 0:
-            return
-        try:
-            chunk = await asyncio.wait_for(reader.read(262144), min(left, KEEPALIVE))
-        except asyncio.TimeoutError:
-            chunk = None  # nothing for a while: only the keepalive below
-        if chunk == b"":
-            raise RuntimeError("the server closed the connection")
-        now = time.monotonic()
-        if now >= next_keepalive:
-            writer.write((keepalive % cseq).encode())
-            cseq += 1
-            next_keepalive = now + KEEPALIVE
-        if chunk is None:
-            continue
-        buf += chunk
-        pos, size = 0, len(buf)
-        while size - pos >= 4:
-            if buf[pos] == 36:  # "$", RFC 2326 10.12
-                n = (buf[pos + 2] << 8) | buf[pos + 3]
-                if size - pos - 4 < n:
-                    break
-                channel = buf[pos + 1]
-                if channel == 0 and n >= 12:
-                    stats.rtp(buf, pos + 4, n, now)
-                elif channel == 1:
-                    stats.rtcp(bytes(buf[pos + 4:pos + 4 + n]))
-                pos += 4 + n
-            else:  # an RTSP answer (PLAY, GET_PARAMETER)
-                eoh = buf.find(b"\r\n\r\n", pos)
-                if eoh < 0:
-                    break
-                head = bytes(buf[pos:eoh])
-                status = head.split(b"\r\n", 1)[0]
-                if b" 200 " not in status + b" ":
-                    raise RuntimeError("PLAY -> %s" % status.decode("latin-1"))
-                stats.phases.setdefault("play", now)
-                length = re.search(rb"(?i)content-length: *(\d+)", head)
-                body = int(length.group(1)) if length else 0
-                if size - eoh - 4 < body:
-                    break
-                pos = eoh + 4 + body
-        del buf[:pos]
 
 
 async def run(host, port, path, transport, n, seconds):
