@@ -226,6 +226,7 @@ class CatchUp:
         self.burst = burst
         self.max_lag = max_lag
         self.queue = collections.deque(units)
+        self.octets = sum(u[3] for u in self.queue)  # payload bytes queued, kept as it changes
         self.done = 0  # packets of queue[0] already sent
         self.credit = float(burst)
         self.stamp = clock.seconds()
@@ -233,13 +234,14 @@ class CatchUp:
 
     def queued(self, unit):
         """A live unit: queue it behind the catch-up; a keyframe may cut the backlog short."""
+        ahead = self.octets
         self.queue.append(unit)
-        if unit[0].keyframe and len(self.queue) > 1:
-            ahead = sum(u[3] for u in list(self.queue)[:-1])
-            if ahead > self.rate * self.max_lag:
-                keep = [self.queue[0]] if self.done else []  # finish the unit begun
-                self.target.dropped_units += len(self.queue) - 1 - len(keep)
-                self.queue = collections.deque(keep + [unit])
+        self.octets += unit[3]
+        if unit[0].keyframe and len(self.queue) > 1 and ahead > self.rate * self.max_lag:
+            keep = [self.queue[0]] if self.done else []  # finish the unit begun
+            self.target.dropped_units += len(self.queue) - 1 - len(keep)
+            self.queue = collections.deque(keep + [unit])
+            self.octets = sum(u[3] for u in self.queue)
 
     def pump(self):
         """Send what the rate allows now; schedule the rest or join live delivery."""
@@ -261,6 +263,7 @@ class CatchUp:
             if stop == len(packets):
                 target.count(au, ts, packets, octets)
                 queue.popleft()
+                self.octets -= octets
                 self.done = 0
             else:
                 self.done = stop
@@ -268,7 +271,7 @@ class CatchUp:
             self.joined(self)
             return
         # Wait for a whole burst's credit, or for what is left when that is less.
-        left = sum(u[3] for u in queue) - sum(len(p) - 12 for p in queue[0][2][:self.done])
+        left = self.octets - sum(len(p) - 12 for p in queue[0][2][:self.done])
         want = min(float(self.burst), float(left))
         self.call = self.clock.callLater(max(0.0, want - self.credit) / self.rate, self.pump)
 
@@ -278,6 +281,7 @@ class CatchUp:
             self.call.cancel()
         self.call = None
         self.queue.clear()
+        self.octets = 0
 
 
 class StreamFanout(RtpSource):
@@ -326,7 +330,7 @@ class StreamFanout(RtpSource):
         if self._sub is None:
             self._sub = self.hub.subscribe(self._on_unit, replay=True)
         if target.paced and self.clock is not None and self.catchup_rate > 0 and self.gop:
-            rate = max(self.catchup_rate, getattr(self.hub, "bitrate", 0) / 4)  # bit/s * 2 / 8
+            rate = max(self.catchup_rate, self.hub.bitrate / 4)  # bit/s * 2 / 8
             catch_up = CatchUp(target, self.gop, rate, self.clock, self._caught_up)
             self.catching_up[target] = catch_up
             catch_up.pump()
