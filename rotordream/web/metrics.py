@@ -274,13 +274,13 @@ class DaemonCollector:
         for (method, code), n in sorted(self.http.requests.items()):
             family.add_metric([method, code], n)
         yield family
-        failures = dict(getattr(self.auth, "failures", None) or {})
+        failures = dict(self.auth.failures) if self.auth is not None else {}
         yield _counter("rotordream_auth_failures_total",
                        "Wrong credentials, by the protocol they came over (http, rtsp, "
                        "websocket, onvif)",
                        "protocol", failures)
         limited = {"http": sum(limiter.refused for limiter in self.http.limiters),
-                   "login": getattr(self.auth, "locked_out", 0)}
+                   "login": self.auth.locked_out if self.auth is not None else 0}
         if self.websocket is not None:
             limited["websocket"] = self.websocket.rate_limited
         yield _counter("rotordream_rate_limited_total",
@@ -301,7 +301,7 @@ class DaemonCollector:
                                     "Free bytes where recordings are kept", value=status["free"])
         yield _counter("rotordream_recordings_deleted_total",
                        "Recordings deleted: by a user, or the oldest to make room (space)",
-                       "reason", dict(getattr(self.recorder.store, "deleted", None) or {}))
+                       "reason", dict(self.recorder.store.deleted))
 
     def _motor(self):
         if self.motor is None:

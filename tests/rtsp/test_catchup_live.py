@@ -88,6 +88,7 @@ class UdpViewer:
             "%s/trackID=0" % path, "RTP/AVP;unicast;client_port=%d-%d" % (a, a + 1))
         assert status == 200, reason
         self.packets = []
+        self.arrived = threading.Condition()  # notified at each packet
         self.running = True
         self.thread = threading.Thread(target=self._read, daemon=True)
 
@@ -105,9 +106,16 @@ class UdpViewer:
                 continue
             except OSError:
                 return
-            self.packets.append((time.monotonic(), int.from_bytes(data[2:4], "big"),
-                                 int.from_bytes(data[4:8], "big"), len(data) - 12,
-                                 keyframe_start(data[12:])))
+            packet = (time.monotonic(), int.from_bytes(data[2:4], "big"),
+                      int.from_bytes(data[4:8], "big"), len(data) - 12, keyframe_start(data[12:]))
+            with self.arrived:
+                self.packets.append(packet)
+                self.arrived.notify_all()
+
+    def wait_for(self, enough, timeout):
+        """Wait until ``enough(packets)`` holds (True) or ``timeout`` s pass (False)."""
+        with self.arrived:
+            return self.arrived.wait_for(lambda: enough(self.packets), timeout)
 
     def close(self):
         """TEARDOWN and close."""
@@ -164,19 +172,20 @@ class Clock:
 
     def next_join(self, phase=PHASE):
         """Wait until ``phase`` of a GOP has passed since a live keyframe reached the watcher."""
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            keys = [t for t, _, _, _, k in list(self.viewer.packets) if k]
-            live = [t for t in keys if t > self.viewer.packets[0][0] + 1.5]  # past its catch-up
-            if len(live) >= 3:
-                period = statistics.median(b - a for a, b in zip(live, live[1:]))
-                at = live[-1] + phase * period
-                while at < time.monotonic() + 0.05:
-                    at += period
-                time.sleep(at - time.monotonic())  # waits for the stream's own moment
-                return period
-            time.sleep(0.1)
-        raise AssertionError("no regular keyframes reached the watcher")
+        def live_keys(packets):
+            # Keyframes past the watcher's own catch-up.
+            return [t for t, _, _, _, k in packets if k and t > packets[0][0] + 1.5]
+
+        if not self.viewer.wait_for(lambda packets: len(live_keys(packets)) >= 3, 20):
+            raise AssertionError("no regular keyframes reached the watcher")
+        with self.viewer.arrived:
+            live = live_keys(self.viewer.packets)
+        period = statistics.median(b - a for a, b in zip(live, live[1:]))
+        at = live[-1] + phase * period
+        while at < time.monotonic() + 0.05:
+            at += period
+        time.sleep(at - time.monotonic())  # waits for the stream's own moment
+        return period
 
     def close(self):
         self.viewer.close()
@@ -253,9 +262,7 @@ def test_a_python_receiver_with_the_default_receive_buffer_loses_nothing(noisy_d
             viewer = UdpViewer(noisy_daemon)
             clock.next_join()
             viewer.play()
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and not past_first_gop(viewer.packets):
-                time.sleep(0.05)
+            viewer.wait_for(past_first_gop, 10)
             rcvbuf = viewer.rcvbuf
             viewer.close()
             seen.append((viewer.packets, rcvbuf))
