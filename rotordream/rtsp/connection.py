@@ -129,6 +129,7 @@ class RTSPConnection(protocol.Protocol):
         return unsent_bytes(self.transport) > limit
 
     def _answered(self, _):
+        self._run_after()  # an answer that failed to be made: what waited for it runs now
         self.busy = False
         if not self._pumping:
             self._pump()
@@ -163,6 +164,9 @@ class RTSPConnection(protocol.Protocol):
             # Straight to the socket: a crowd joining at once would otherwise wait a
             # reactor turn (behind everyone's catch-up writes) for every answer.
             write_now(self.transport, bytes(response))
+        self._run_after()
+
+    def _run_after(self):
         after, self._after = self._after, []
         for fn in after:
             fn()
