@@ -135,7 +135,8 @@ class Daemon:
                 self._lines.notify_all()
 
         threading.Thread(target=pump, daemon=True).start()
-        if not self.wait_output(lambda out: any("is running" in l for l in out), timeout):
+        # The banner's last line: the URLs above it are all in ``output`` once it is.
+        if not self.wait_output(lambda out: any("log in as admin" in l for l in out), timeout):
             self.stop()
             raise RuntimeError("daemon did not start:\n" + "".join(self.output[-60:]))
         return self
