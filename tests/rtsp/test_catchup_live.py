@@ -171,21 +171,27 @@ class Clock:
         self.viewer.play()
 
     def next_join(self, phase=PHASE):
-        """Wait until ``phase`` of a GOP has passed since a live keyframe reached the watcher."""
+        """Wait until ``phase`` of a GOP has passed since a live keyframe, in the stream's own
+        RTP time: the packet that reaches that moment is what is waited for."""
         def live_keys(packets):
-            # Keyframes past the watcher's own catch-up.
-            return [t for t, _, _, _, k in packets if k and t > packets[0][0] + 1.5]
+            # RTP timestamps of the keyframes past the watcher's own catch-up, each once.
+            keys = [ts for t, _, ts, _, k in packets if k and t > packets[0][0] + 1.5]
+            return [ts for i, ts in enumerate(keys) if i == 0 or keys[i - 1] != ts]
+
+        def at_or_past(ts, target):
+            return (ts - target) & 0xFFFFFFFF < 0x80000000
 
         if not self.viewer.wait_for(lambda packets: len(live_keys(packets)) >= 3, 20):
             raise AssertionError("no regular keyframes reached the watcher")
         with self.viewer.arrived:
             live = live_keys(self.viewer.packets)
-        period = statistics.median(b - a for a, b in zip(live, live[1:]))
-        at = live[-1] + phase * period
-        while at < time.monotonic() + 0.05:
-            at += period
-        time.sleep(at - time.monotonic())  # waits for the stream's own moment
-        return period
+            latest = self.viewer.packets[-1][2]
+        period = int(statistics.median((b - a) & 0xFFFFFFFF for a, b in zip(live, live[1:])))
+        target = (live[-1] + int(phase * period)) & 0xFFFFFFFF
+        while at_or_past(latest + 4500, target):  # 50 ms (90 kHz) or less away: the next GOP's
+            target = (target + period) & 0xFFFFFFFF
+        if not self.viewer.wait_for(lambda packets: at_or_past(packets[-1][2], target), 10):
+            raise AssertionError("the stream did not reach the moment to join")
 
     def close(self):
         self.viewer.close()
