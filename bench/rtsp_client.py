@@ -111,6 +111,18 @@ class Reader:
                 "win_octets": self.win_octets, "win_lost": self.win_lost}
 
 
+def answer_at(buf, pos, size):
+    """The RTSP answer starting at ``buf[pos]``, when all of it is in ``buf[:size]``:
+    (head bytes, body start, end); else None."""
+    eoh = buf.find(b"\r\n\r\n", pos, size)
+    if eoh < 0:
+        return None
+    head = bytes(buf[pos:eoh])
+    length = re.search(rb"(?i)content-length: *(\d+)", head)
+    end = eoh + 4 + (int(length.group(1)) if length else 0)
+    return None if end > size else (head, eoh + 4, end)
+
+
 # One receive buffer for every reader of the process: a drain runs to its end before the
 # next starts, and a buffer per reader would cost its pages' faults when the crowd joins.
 _SHARED = bytearray(1 << 20)
@@ -153,15 +165,11 @@ class Control:
 
     def _answer(self):
         # An answer at the start of what was read, when it is all there; taken out of it.
-        eoh = self.data.find(b"\r\n\r\n")
-        if eoh < 0:
+        found = answer_at(self.data, 0, len(self.data))
+        if found is None:
             return None
-        head = bytes(self.data[:eoh])
-        length = re.search(rb"(?i)content-length: *(\d+)", head)
-        end = eoh + 4 + (int(length.group(1)) if length else 0)
-        if end > len(self.data):
-            return None
-        body = bytes(self.data[eoh + 4:end])
+        head, body, end = found
+        body = bytes(self.data[body:end])
         del self.data[:end]
         return head.decode(), body
 
@@ -202,14 +210,10 @@ class Control:
                     stats.rtcp(bytes(buf[pos + 4:pos + 4 + n]))
                 pos += 4 + n
             else:  # an RTSP answer (PLAY, GET_PARAMETER)
-                eoh = buf.find(b"\r\n\r\n", pos, size)
-                if eoh < 0:
+                found = answer_at(buf, pos, size)
+                if found is None:
                     break
-                head = bytes(buf[pos:eoh])
-                length = re.search(rb"(?i)content-length: *(\d+)", head)
-                end = eoh + 4 + (int(length.group(1)) if length else 0)
-                if end > size:
-                    break
+                head, _, end = found
                 status = head.split(b"\r\n", 1)[0]
                 if b" 200 " not in status + b" ":
                     self.error = "RuntimeError: %s" % status.decode("latin-1")

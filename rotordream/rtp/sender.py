@@ -135,8 +135,7 @@ class TcpTarget(Target):
             self.dropped_units += 1
             return
         if self.backlog() > self.limit:
-            self.waiting_for_keyframe = True
-            self.dropped_units += 1
+            self._skip()
             return
         self.waiting_for_keyframe = False
         super().deliver(au, timestamp, packets, octets)
@@ -150,17 +149,21 @@ class TcpTarget(Target):
         room = self.limit - self.backlog()
         chunks = []
         for au, ts, packets, octets in units:
-            chunk = self._framed(packets)
             if room < 0:
-                self.waiting_for_keyframe = True
-                self.dropped_units += 1
+                self._skip()
                 continue
-            room -= len(chunk)
-            chunks.append(chunk)
+            chunks.append(self._framed(packets))
+            room -= len(chunks[-1])
         if chunks:
             self.write(chunks)
         for au, ts, packets, octets in units[:len(chunks)]:
             self.count(au, ts, packets, octets)
+
+    def _skip(self):
+        # The connection's queue is past its limit: this unit is left out, and the ones
+        # after it until the next keyframe.
+        self.waiting_for_keyframe = True
+        self.dropped_units += 1
 
     def _framed(self, packets):
         if isinstance(packets, udp.Packets):
